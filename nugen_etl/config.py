@@ -1,0 +1,262 @@
+"""The TOML configuration: parsed and validated once, at the edge, into frozen dataclasses."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+ACCOUNT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+DEFAULT_BASE_URL = "https://api.nugen.in"
+WAREHOUSE_SCHEMES = ("duckdb", "postgresql", "postgres")
+_DURATION_RE = re.compile(r"(\d+)\s*(m|min|h|d)")
+
+
+class Secret:
+    """A secret string whose repr/str never shows it; ``reveal()`` is the one way in."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('****')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    base_url: str = DEFAULT_BASE_URL
+    timeout_s: float = 30.0
+    max_concurrency: int = 16
+    max_attempts: int = 5
+    deadline_s: float = 120.0
+    verify_tls: bool = True
+
+
+@dataclass(frozen=True)
+class AccountConfig:
+    id: str
+    api_key_env: str
+    api_key: Secret | None = None       # None when the variable is not set
+    base_url: str | None = None         # per-account override of api.base_url
+
+
+@dataclass(frozen=True)
+class WarehouseConfig:
+    url: str
+    password_env: str | None = None
+    password: Secret | None = None
+    batch_accounts: int = 200           # accounts per warehouse transaction
+
+    @property
+    def engine(self) -> str:
+        return "postgresql" if self.url.startswith(("postgresql:", "postgres:")) else "duckdb"
+
+
+@dataclass(frozen=True)
+class Config:
+    api: ApiConfig
+    storage_root: Path
+    warehouse: WarehouseConfig
+    accounts: tuple[AccountConfig, ...]
+    granularity: timedelta = timedelta(hours=1)
+    fsync: bool = True
+    source: Path | None = field(default=None, compare=False)
+
+    def select_accounts(self, ids: list[str] | None) -> tuple[AccountConfig, ...]:
+        """The named accounts (all when ``ids`` is empty); unknown ids are a ConfigError."""
+        if not ids:
+            return self.accounts
+        known = {a.id: a for a in self.accounts}
+        unknown = [i for i in ids if i not in known]
+        if unknown:
+            raise ConfigError(f"--account: not in the configuration: {', '.join(unknown)}")
+        return tuple(known[i] for i in dict.fromkeys(ids))
+
+    def require_keys(self, accounts: tuple[AccountConfig, ...]) -> None:
+        """Fail naming every selected account whose key variable is unset or empty."""
+        missing = [f"{a.id} ({a.api_key_env})" for a in accounts if a.api_key is None]
+        if missing:
+            raise ConfigError("API key environment variable not set for account(s): " + ", ".join(missing))
+
+
+def validate_account_id(value: Any, where: str = "accounts.id") -> str:
+    if not isinstance(value, str) or not ACCOUNT_ID_RE.fullmatch(value):
+        raise ConfigError(
+            f"{where}: invalid account id {value!r}: use 1-64 characters [A-Za-z0-9_.-], "
+            "starting with a letter or digit")
+    return value
+
+
+def parse_duration(text: str, where: str) -> timedelta:
+    match = _DURATION_RE.fullmatch(str(text).strip())
+    if not match:
+        raise ConfigError(f"{where}: expected a duration like '15m', '1h' or '1d', got {text!r}")
+    n, unit = int(match.group(1)), match.group(2)
+    delta = {"m": timedelta(minutes=n), "min": timedelta(minutes=n),
+             "h": timedelta(hours=n), "d": timedelta(days=n)}[unit]
+    if delta <= timedelta(0) or timedelta(days=1) % delta:
+        raise ConfigError(f"{where}: {text!r} must be positive and divide one day evenly")
+    return delta
+
+
+def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a TOML config; relative paths resolve against the file's folder."""
+    environ = os.environ if environ is None else environ
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data, base_dir=path.resolve().parent, environ=environ, source=path)
+
+
+def parse_config(data: Mapping[str, Any], *, base_dir: Path, environ: Mapping[str, str],
+                 source: Path | None = None) -> Config:
+    unknown = set(data) - {"api", "storage", "warehouse", "accounts", "schedule"}
+    if unknown:
+        raise ConfigError(f"unknown section(s): {', '.join(sorted(unknown))}")
+    api = _parse_api(_table(data, "api"))
+    storage = _table(data, "storage")
+    root = _resolve(base_dir, _str(storage, "root", "storage", "./nugen-data"))
+    fsync = _bool(storage, "fsync", "storage", True)
+    schedule = _table(data, "schedule")
+    granularity = parse_duration(schedule.get("granularity", "1h"), "schedule.granularity")
+    warehouse = _parse_warehouse(_table(data, "warehouse"), base_dir, root, environ)
+    accounts = _parse_accounts(data.get("accounts", []), environ)
+    return Config(api=api, storage_root=root, warehouse=warehouse, accounts=accounts,
+                  granularity=granularity, fsync=fsync, source=source)
+
+
+def _parse_api(t: Mapping[str, Any]) -> ApiConfig:
+    base_url = _url(_str(t, "base_url", "api", DEFAULT_BASE_URL), "api.base_url")
+    return ApiConfig(
+        base_url=base_url,
+        timeout_s=_number(t, "timeout_s", "api", 30.0, minimum=0.001),
+        max_concurrency=int(_number(t, "max_concurrency", "api", 16, minimum=1, integer=True)),
+        max_attempts=int(_number(t, "max_attempts", "api", 5, minimum=1, integer=True)),
+        deadline_s=_number(t, "deadline_s", "api", 120.0, minimum=0.001),
+        verify_tls=_bool(t, "verify_tls", "api", True),
+    )
+
+
+def _parse_warehouse(t: Mapping[str, Any], base_dir: Path, root: Path,
+                     environ: Mapping[str, str]) -> WarehouseConfig:
+    default = f"duckdb:///{root / 'warehouse.duckdb'}"
+    url = _str(t, "url", "warehouse", default)
+    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    if scheme not in WAREHOUSE_SCHEMES:
+        raise ConfigError(f"warehouse.url: unknown scheme {scheme or url!r}; "
+                          "use duckdb:///path/file.duckdb or postgresql://user@host:5432/db")
+    if scheme == "duckdb":
+        target = url[len("duckdb://"):].removeprefix("/")
+        if not url.startswith("duckdb:///") or not target:
+            raise ConfigError("warehouse.url: write duckdb:///relative/file.duckdb or duckdb:////abs/file.duckdb")
+        if target != ":memory:":
+            url = f"duckdb:///{_resolve(base_dir, target)}"
+    password_env = t.get("password_env")
+    password = None
+    if password_env is not None:
+        if not isinstance(password_env, str) or not ENV_NAME_RE.fullmatch(password_env):
+            raise ConfigError(f"warehouse.password_env: not an environment variable name: {password_env!r}")
+        if not environ.get(password_env):
+            raise ConfigError(f"warehouse.password_env: environment variable {password_env} is not set")
+        password = Secret(environ[password_env])
+    batch = int(_number(t, "batch_accounts", "warehouse", 200, minimum=1, integer=True))
+    return WarehouseConfig(url=url, password_env=password_env, password=password, batch_accounts=batch)
+
+
+def _parse_accounts(items: Any, environ: Mapping[str, str]) -> tuple[AccountConfig, ...]:
+    if not isinstance(items, list) or not items:
+        raise ConfigError("accounts: configure at least one [[accounts]] entry")
+    seen: set[str] = set()
+    accounts = []
+    for n, item in enumerate(items, start=1):
+        where = f"accounts[{n}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where}: expected a table")
+        unknown = set(item) - {"id", "api_key_env", "base_url"}
+        if unknown:
+            hint = " (keys never sit in the file: name an environment variable with api_key_env)" \
+                if {"api_key", "key"} & unknown else ""
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}{hint}")
+        account_id = validate_account_id(item.get("id"), f"{where}.id")
+        if account_id in seen:
+            raise ConfigError(f"{where}.id: duplicate account id {account_id!r}")
+        seen.add(account_id)
+        env = item.get("api_key_env")
+        if not isinstance(env, str) or not ENV_NAME_RE.fullmatch(env):
+            raise ConfigError(f"account {account_id}: api_key_env must name an environment variable, got {env!r}")
+        value = environ.get(env)
+        base_url = item.get("base_url")
+        if base_url is not None:
+            base_url = _url(base_url, f"account {account_id}: base_url")
+        accounts.append(AccountConfig(id=account_id, api_key_env=env,
+                                      api_key=Secret(value) if value else None, base_url=base_url))
+    return tuple(accounts)
+
+
+def _table(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = data.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    return value
+
+
+def _str(t: Mapping[str, Any], key: str, section: str, default: str) -> str:
+    value = t.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{section}.{key}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def _bool(t: Mapping[str, Any], key: str, section: str, default: bool) -> bool:
+    value = t.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{section}.{key}: expected true or false, got {value!r}")
+    return value
+
+
+def _number(t: Mapping[str, Any], key: str, section: str, default: float, *,
+            minimum: float, integer: bool = False) -> float:
+    value = t.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or (integer and not isinstance(value, int)):
+        raise ConfigError(f"{section}.{key}: expected a{'n integer' if integer else ' number'}, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{section}.{key}: must be >= {minimum}, got {value!r}")
+    return value
+
+
+def _url(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not re.match(r"https?://[^\s/]+", value):
+        raise ConfigError(f"{where}: expected an http(s) URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def _resolve(base_dir: Path, value: str) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else (base_dir / p).resolve()

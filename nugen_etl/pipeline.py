@@ -1,0 +1,196 @@
+"""The one orchestration of nugen-etl: snapshot a slot (fetch -> archive -> flatten -> Parquet ->
+warehouse) and replay the raw archive. The CLI and the Airflow tasks are thin adapters over these."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from datetime import date, datetime
+
+from .classify import classify_answer
+from .config import AccountConfig, Config
+from .fetch import ApiClient, RetryPolicy
+from .flatten import flatten_models
+from .load import SlotWriter
+from .raw_archive import list_archived_slots, read_raw_answer, write_raw_answer
+from .records import SUCCESS_OUTCOMES, AccountRun, Outcome, RawAnswer, SlotLoad
+from .slots import day_bounds, utcnow
+from .summary import RunSummary
+from .warehouse import Warehouse, open_warehouse
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[AccountRun], None]
+
+
+def answer_to_load(raw: RawAnswer) -> SlotLoad:
+    """Classify and flatten one answer into what the sinks receive (pure)."""
+    classified = classify_answer(raw)
+    base = dict(account_id=raw.account_id, snapshot_at=raw.snapshot_at, http_status=raw.http_status,
+                attempts=raw.attempts, fetched_at=raw.fetched_at)
+    if classified.outcome not in SUCCESS_OUTCOMES:
+        return SlotLoad(AccountRun(outcome=classified.outcome, error=classified.error, **base))
+    flat = flatten_models(classified.models or [], account_id=raw.account_id,
+                          snapshot_at=raw.snapshot_at, fetched_at=raw.fetched_at)
+    run = AccountRun(outcome=classified.outcome, model_count=flat.snapshots.num_rows,
+                     quarantined_count=flat.quarantine.num_rows, coerced_count=flat.coerced_count, **base)
+    return SlotLoad(run, flat.tables())
+
+
+def open_configured_warehouse(config: Config) -> Warehouse:
+    password = config.warehouse.password.reveal() if config.warehouse.password else None
+    return open_warehouse(config.warehouse.url, password=password)
+
+
+def build_client(config: Config, base_url: str) -> ApiClient:
+    api = config.api
+    return ApiClient(base_url, timeout_s=api.timeout_s, max_concurrency=api.max_concurrency,
+                     verify=api.verify_tls,
+                     retry=RetryPolicy(max_attempts=api.max_attempts, deadline_s=api.deadline_s))
+
+
+def run_snapshot(config: Config, *, snapshot_at: datetime, accounts: Sequence[AccountConfig] | None = None,
+                 warehouse: Warehouse | None = None, clients: dict[str, ApiClient] | None = None,
+                 progress: Progress | None = None) -> RunSummary:
+    """Snapshot every given account (default: all configured) into the slot ``snapshot_at``.
+
+    Accounts are fetched ``max_concurrency`` at a time and streamed through: each answer is archived
+    raw, flattened, written to Parquet and loaded in warehouse batches. One account's failure
+    never stops or rolls back another's.
+    """
+    accounts = tuple(accounts if accounts is not None else config.accounts)
+    config.require_keys(accounts)
+    summary = RunSummary(command="run", snapshot_at=snapshot_at)
+    owned_clients = clients is None
+    clients = {} if clients is None else clients
+    with _warehouse_scope(config, warehouse) as wh, \
+            SlotWriter(config.storage_root, wh, batch_size=config.warehouse.batch_accounts,
+                       fsync=config.fsync, summary=summary) as writer:
+        try:
+            for raw in _fetch_all(config, accounts, snapshot_at, clients):
+                load = _load_or_failure(raw)
+                writer.add(load)
+                if progress:
+                    progress(load.run)
+        finally:
+            if owned_clients:
+                for client in clients.values():
+                    client.close()
+    return summary.finish()
+
+
+def backfill(config: Config, *, first: date, last: date, accounts: Sequence[str] | None = None,
+             warehouse: Warehouse | None = None, progress: Progress | None = None) -> RunSummary:
+    """Rebuild Parquet and warehouse rows of [first, last] (UTC days) from the raw archive. No API calls.
+
+    Per slot the newest successful answer wins; a slot that only ever failed is replayed as failed.
+    """
+    start, end = day_bounds(first, last)
+    summary = RunSummary(command="backfill", snapshot_at=None)
+    with _warehouse_scope(config, warehouse) as wh, \
+            SlotWriter(config.storage_root, wh, batch_size=config.warehouse.batch_accounts,
+                       fsync=config.fsync, summary=summary) as writer:
+        for account_id, slot, paths in list_archived_slots(config.storage_root, start=start, end=end,
+                                                           account_ids=accounts or None):
+            try:
+                load = choose_replay(read_raw_answer(p) for p in reversed(paths))
+            except (OSError, ValueError, KeyError, EOFError) as exc:
+                summary.record_error(account_id, f"unreadable raw archive for slot {slot.isoformat()}: {exc}")
+                continue
+            writer.add(load)
+            if progress:
+                progress(load.run)
+    return summary.finish()
+
+
+def choose_replay(answers_newest_first: Iterable[RawAnswer]) -> SlotLoad:
+    """The newest successful answer of a slot, else the newest answer (a failure never hides a success)."""
+    newest: SlotLoad | None = None
+    for raw in answers_newest_first:
+        load = answer_to_load(raw)
+        if load.run.outcome in SUCCESS_OUTCOMES:
+            return load
+        newest = newest or load
+    if newest is None:
+        raise ValueError("no archived answer")
+    return newest
+
+
+def _load_or_failure(raw: RawAnswer) -> SlotLoad:
+    try:
+        return answer_to_load(raw)
+    except Exception as exc:  # a transform bug must cost one account, not the run
+        log.exception("account %s: transform failed", raw.account_id)
+        return SlotLoad(AccountRun(account_id=raw.account_id, snapshot_at=raw.snapshot_at,
+                                   outcome=Outcome.FAILED, http_status=raw.http_status,
+                                   attempts=raw.attempts, fetched_at=raw.fetched_at,
+                                   error=f"transform failed: {type(exc).__name__}: {exc}"[:500]))
+
+
+def _fetch_all(config: Config, accounts: Sequence[AccountConfig], snapshot_at: datetime,
+               clients: dict[str, ApiClient]) -> Iterator[RawAnswer]:
+    """Fetch and archive accounts concurrently; yields answers as they complete (bounded in flight)."""
+    limit = config.api.max_concurrency
+    for account in accounts:
+        base_url = account.base_url or config.api.base_url
+        if base_url not in clients:
+            clients[base_url] = build_client(config, base_url)
+    pending: set[Future[RawAnswer]] = set()
+    queue = iter(accounts)
+    with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="nugen-fetch") as pool:
+        while True:
+            for account in queue:
+                client = clients[account.base_url or config.api.base_url]
+                pending.add(pool.submit(_fetch_and_archive, config, client, account, snapshot_at))
+                if len(pending) >= 2 * limit:
+                    break
+            if not pending:
+                return
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield future.result()
+
+
+def _fetch_and_archive(config: Config, client: ApiClient, account: AccountConfig,
+                       snapshot_at: datetime) -> RawAnswer:
+    assert account.api_key is not None
+    try:
+        raw = client.fetch_account(account.id, account.api_key.reveal(), snapshot_at=snapshot_at)
+    except Exception as exc:  # the client should not raise; if it does, it costs this account only
+        log.error("account %s: fetch crashed: %s", account.id, type(exc).__name__)
+        raw = RawAnswer(account_id=account.id, snapshot_at=snapshot_at, fetched_at=utcnow(),
+                        http_status=None, body=b"", attempts=0, error=f"fetch crashed: {type(exc).__name__}")
+    try:
+        write_raw_answer(config.storage_root, raw, fsync=config.fsync)
+    except OSError as exc:
+        log.error("account %s: cannot archive the raw answer: %s", account.id, exc)
+        return RawAnswer(account_id=account.id, snapshot_at=snapshot_at, fetched_at=raw.fetched_at,
+                         http_status=None, body=b"", attempts=raw.attempts,
+                         error=f"raw archive write failed: {exc}")
+    return raw
+
+
+class _warehouse_scope:
+    """Use the given warehouse, or open (and migrate, then close) the configured one."""
+
+    def __init__(self, config: Config, warehouse: Warehouse | None) -> None:
+        self._config, self._given, self._opened = config, warehouse, None
+
+    def __enter__(self) -> Warehouse:
+        if self._given is not None:
+            return self._given
+        self._opened = open_configured_warehouse(self._config)
+        try:
+            self._opened.migrate()
+        except BaseException:
+            self._opened.close()
+            raise
+        return self._opened
+
+    def __exit__(self, *exc: object) -> None:
+        if self._opened is not None:
+            self._opened.close()
+
+
+__all__ = ["answer_to_load", "backfill", "choose_replay", "open_configured_warehouse", "run_snapshot"]

@@ -1,0 +1,53 @@
+"""A short human report over the warehouse views (used by the demo)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TextIO
+
+from .warehouse import Warehouse
+
+LATEST_OUTCOMES = """
+select r.account_id, r.outcome, r.model_count, coalesce(r.error, '')
+from nugen.account_runs r
+join (select account_id, max(snapshot_at) as snapshot_at from nugen.account_runs group by account_id) l
+  on l.account_id = r.account_id and l.snapshot_at = r.snapshot_at
+order by r.account_id
+"""
+
+TOP_USAGE_GROWTH = """
+select account_id, model_key, sum(usage_delta) as growth, max(usage_count) as latest
+from nugen.model_usage_daily
+group by account_id, model_key
+having sum(usage_delta) is not null
+order by growth desc, account_id, model_key
+limit 5
+"""
+
+ACCURACY_TREND = """
+select account_id, model_key, day, accuracy
+from nugen.model_accuracy_daily
+where accuracy is not null
+order by account_id, model_key, day
+"""
+
+
+def print_report(warehouse: Warehouse, *, root: Path, warehouse_url: str, config_path: Path,
+                 out: TextIO) -> None:
+    print("\nPer-account outcome (latest slot):", file=out)
+    for account_id, outcome, models, error in warehouse.fetch_all(LATEST_OUTCOMES):
+        print(f"  {account_id:<16} {outcome:<12} {models:>3} models  {error[:70]}", file=out)
+    print("\nTop models by usage growth:", file=out)
+    for account_id, model_key, growth, latest in warehouse.fetch_all(TOP_USAGE_GROWTH):
+        print(f"  {account_id:<16} {model_key:<28} +{int(growth):<8} (now {int(latest)})", file=out)
+    print("\nAccuracy trend (daily, last snapshot of the day):", file=out)
+    for account_id, model_key, day, accuracy in warehouse.fetch_all(ACCURACY_TREND)[:8]:
+        print(f"  {account_id:<16} {model_key:<28} {day}  {accuracy:.4f}", file=out)
+    dataset = root / "model_snapshots"
+    print(f"\nParquet dataset : {dataset}/  (and {root / 'model_metrics'}/)", file=out)
+    print(f"Raw archive     : {root / 'raw'}/", file=out)
+    print(f"Warehouse       : {warehouse_url}", file=out)
+    print(f"Config          : {config_path}", file=out)
+    print("Example query   : select account_id, model_key, snapshot_at, usage_count, accuracy from "
+          f"read_parquet('{dataset}/**/*.parquet', hive_partitioning=true) order by snapshot_at desc limit 5",
+          file=out)
