@@ -50,6 +50,7 @@ class ApiConfig:
     max_concurrency: int = 16
     max_attempts: int = 5
     deadline_s: float = 120.0
+    retry_base_delay_s: float = 0.5
     verify_tls: bool = True
 
 
@@ -160,6 +161,7 @@ def _parse_api(t: Mapping[str, Any]) -> ApiConfig:
         max_concurrency=int(_number(t, "max_concurrency", "api", 16, minimum=1, integer=True)),
         max_attempts=int(_number(t, "max_attempts", "api", 5, minimum=1, integer=True)),
         deadline_s=_number(t, "deadline_s", "api", 120.0, minimum=0.001),
+        retry_base_delay_s=_number(t, "retry_base_delay_s", "api", 0.5, minimum=0.0),
         verify_tls=_bool(t, "verify_tls", "api", True),
     )
 

@@ -47,7 +47,8 @@ def build_client(config: Config, base_url: str) -> ApiClient:
     api = config.api
     return ApiClient(base_url, timeout_s=api.timeout_s, max_concurrency=api.max_concurrency,
                      verify=api.verify_tls,
-                     retry=RetryPolicy(max_attempts=api.max_attempts, deadline_s=api.deadline_s))
+                     retry=RetryPolicy(max_attempts=api.max_attempts, deadline_s=api.deadline_s,
+                                       base_delay_s=api.retry_base_delay_s))
 
 
 def run_snapshot(config: Config, *, snapshot_at: datetime, accounts: Sequence[AccountConfig] | None = None,

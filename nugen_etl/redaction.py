@@ -1,0 +1,23 @@
+"""Masking of secrets in text that could reach a log, an error message or a stored record."""
+
+from __future__ import annotations
+
+import re
+
+MASK = "***"
+
+_BEARER_RE = re.compile(r"(?i)\b(bearer\s+)[^\s'\",;]+")
+
+
+def redact(text: str, *secrets: str) -> str:
+    """Return ``text`` with every given secret and any ``Bearer <token>`` masked.
+
+    >>> redact("401 for Bearer sk-123 (key sk-123)", "sk-123")
+    '401 for Bearer *** (key ***)'
+    >>> redact("nothing to hide")
+    'nothing to hide'
+    """
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, MASK)
+    return _BEARER_RE.sub(lambda m: m.group(1) + MASK, text)

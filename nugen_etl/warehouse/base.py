@@ -1,0 +1,302 @@
+"""The warehouse interface, the batch staging both engines share, and the set-based load SQL.
+
+A load batch becomes a handful of Arrow staging tables (``stg_<table>``, ``stg_slot_keys``,
+``stg_account_runs``); each engine only decides how they reach the server (DuckDB registers
+them, PostgreSQL COPYs them into temporary tables). The statements that move staging rows
+into ``nugen.*`` are built here from the declared schemas, so both engines run the same SQL.
+Identifiers come from ``nugen_etl.schemas`` only; values are never formatted into SQL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from nugen_etl import schemas
+from nugen_etl.errors import WarehouseError
+from nugen_etl.records import SUCCESS_OUTCOMES, AccountRun, Outcome, SlotLoad
+from nugen_etl.schemas import TableSpec
+
+SCHEMA = "nugen"
+# Tables a data-bearing SlotLoad may carry, by name.
+DATA_TABLES = {spec.name: spec for spec in (*schemas.SLOT_TABLES, schemas.EVALUATIONS)}
+SLOT_KEYS_SCHEMA = pa.schema([("account_id", pa.string()), ("snapshot_at", schemas.TS)])
+_SUCCESS = tuple(sorted(o.value for o in SUCCESS_OUTCOMES))
+
+
+class Warehouse(ABC):
+    """A migrated set of ``nugen.*`` tables and views that accepts batches of slot loads.
+
+    Use as a context manager, or call :meth:`close`. ``fetch_all`` takes ``?`` placeholders
+    on every engine.
+    """
+
+    engine: str
+
+    def __init__(self, url: str) -> None:
+        self._display_url = mask_url(url)
+
+    @property
+    def url(self) -> str:
+        """The URL this warehouse was opened with, password masked."""
+        return self._display_url
+
+    @abstractmethod
+    def migrate(self) -> list[str]:
+        """Apply the pending versioned migrations; return the versions applied (empty when current)."""
+
+    def load(self, loads: Sequence[SlotLoad]) -> None:
+        """Write a batch of slot loads in one transaction: all of it or none of it.
+
+        Per (account, slot) with tables: the slot's rows of model_snapshots, model_metrics and
+        quarantined_records are replaced; evaluations are upserted (newest ``last_seen_at`` wins,
+        first/last seen widen). Every load upserts its ``account_runs`` row, except that a failure
+        never overwrites a recorded success. Raises ``WarehouseError`` naming the batch's accounts.
+        """
+        if not loads:
+            return
+        batch = stage_batch(loads)
+        try:
+            self._load_staged(batch)
+        except WarehouseError:
+            raise
+        except Exception as exc:  # the driver's error, re-raised with the batch's context
+            raise WarehouseError(
+                f"{self.engine} warehouse refused the load of account(s) {', '.join(batch.account_ids)}: "
+                f"{type(exc).__name__}: {exc}") from exc
+
+    @abstractmethod
+    def _load_staged(self, batch: StagedBatch) -> None: ...
+
+    @abstractmethod
+    def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Run a read query and return all rows. Placeholders are ``?`` on every engine."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Warehouse:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url}>"
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (safe to print and log).
+
+    >>> mask_url("postgresql://etl:s3cret@db:5432/wh")
+    'postgresql://etl:***@db:5432/wh'
+    """
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{parts.username or ''}:***@{host}"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def lock_key(*parts: str) -> int:
+    """A stable signed 64-bit key for an advisory lock on ``parts``."""
+    digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+# --- staging ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StagedBatch:
+    """A validated batch: staging tables keyed by their staging name, plus its slot keys."""
+
+    account_ids: tuple[str, ...]           # sorted, for messages
+    slot_keys: tuple[tuple[str, datetime], ...]  # every (account, slot) in the batch, sorted
+    tables: dict[str, pa.Table]            # "stg_slot_keys", "stg_account_runs", "stg_<data table>"
+
+
+def staging_name(table: str) -> str:
+    return f"stg_{table}"
+
+
+def stage_batch(loads: Sequence[SlotLoad]) -> StagedBatch:
+    """Validate each load against the declared schemas and concatenate the batch (pure)."""
+    chosen: dict[tuple[str, datetime], SlotLoad] = {}
+    for load in loads:
+        key = (load.run.account_id, _utc(load.run.snapshot_at))
+        previous = chosen.get(key)
+        if previous is not None and _is_success(previous.run) and not _is_success(load.run):
+            continue  # within a batch as in the table: a failure never replaces a success
+        chosen[key] = load
+    keys = sorted(chosen)
+    account_ids = tuple(sorted({account for account, _ in keys}))
+
+    parts: dict[str, list[pa.Table]] = {name: [] for name in DATA_TABLES}
+    data_keys: list[tuple[str, datetime]] = []
+    for key in keys:
+        load = chosen[key]
+        if load.tables is None:
+            continue
+        data_keys.append(key)
+        for name, table in _check_tables(load, key).items():
+            parts[name].append(table)
+
+    staged = {
+        staging_name(name): (pa.concat_tables(parts[name]) if parts[name]
+                             else DATA_TABLES[name].schema.empty_table())
+        for name in DATA_TABLES
+    }
+    staged["stg_slot_keys"] = pa.Table.from_pylist(
+        [{"account_id": a, "snapshot_at": s} for a, s in data_keys], schema=SLOT_KEYS_SCHEMA)
+    staged[staging_name(schemas.ACCOUNT_RUNS.name)] = _runs_table(
+        [chosen[k].run for k in keys], account_ids)
+    return StagedBatch(account_ids, tuple(keys), staged)
+
+
+def _check_tables(load: SlotLoad, key: tuple[str, datetime]) -> dict[str, pa.Table]:
+    account_id, snapshot_at = key
+    assert load.tables is not None
+    unknown = sorted(set(load.tables) - set(DATA_TABLES))
+    if unknown:
+        raise WarehouseError(f"account {account_id}: unknown table(s) in the slot load: {unknown}")
+    checked = {}
+    for name, spec in DATA_TABLES.items():
+        table = load.tables.get(name)
+        checked[name] = spec.schema.empty_table() if table is None else _conform(
+            table, spec, account_id, snapshot_at)
+    return checked
+
+
+def _conform(table: pa.Table, spec: TableSpec, account_id: str, snapshot_at: datetime) -> pa.Table:
+    where = f"account {account_id}, slot {snapshot_at.isoformat()}, table {spec.name}"
+    names = set(table.column_names)
+    missing = [n for n in spec.schema.names if n not in names]
+    extra = sorted(names - set(spec.schema.names))
+    if missing or extra:
+        raise WarehouseError(f"{where}: columns differ from the declared schema "
+                             f"(missing {missing}, unexpected {extra})")
+    try:
+        table = table.select(spec.schema.names).cast(spec.schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise WarehouseError(f"{where}: cannot cast to the declared schema: {exc}") from exc
+    if table.num_rows == 0:
+        return table
+    if not pc.all(pc.equal(table["account_id"], account_id)).as_py():
+        raise WarehouseError(f"{where}: rows of another account in this slot's data")
+    if "snapshot_at" in names and not pc.all(
+            pc.equal(table["snapshot_at"], pa.scalar(snapshot_at, schemas.TS))).as_py():
+        raise WarehouseError(f"{where}: rows of another slot in this slot's data")
+    for field in spec.schema:
+        if pa.types.is_string(field.type) and pc.any(
+                pc.match_substring(table[field.name], "\x00")).as_py():
+            # PostgreSQL text cannot hold NUL; refuse on every engine rather than alter the value.
+            raise WarehouseError(f"{where}: column {field.name} contains a NUL character, "
+                                 "which the warehouse cannot store")
+    return table
+
+
+def _runs_table(runs: list[AccountRun], account_ids: tuple[str, ...]) -> pa.Table:
+    try:
+        rows = [{
+            "account_id": r.account_id, "snapshot_at": _utc(r.snapshot_at),
+            "outcome": Outcome(r.outcome).value, "http_status": r.http_status,
+            "model_count": r.model_count, "quarantined_count": r.quarantined_count,
+            "coerced_count": r.coerced_count, "attempts": r.attempts,
+            "fetched_at": None if r.fetched_at is None else _utc(r.fetched_at), "error": r.error,
+        } for r in runs]
+        return pa.Table.from_pylist(rows, schema=schemas.ACCOUNT_RUNS.schema)
+    except (ValueError, TypeError, pa.ArrowException) as exc:
+        raise WarehouseError(
+            f"account run(s) of {', '.join(account_ids)} do not fit account_runs: {exc}") from exc
+
+
+def _is_success(run: AccountRun) -> bool:
+    return Outcome(run.outcome) in SUCCESS_OUTCOMES
+
+
+def _utc(moment: datetime) -> datetime:
+    """Aware datetimes converted to UTC; naive ones are taken as UTC (as Arrow does)."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
+
+
+# --- the set-based statements both engines run against the staging tables --------------------
+
+def _cols(spec: TableSpec, prefix: str = "") -> str:
+    return ", ".join(prefix + n for n in spec.schema.names)
+
+
+def delete_slot_sql(spec: TableSpec) -> str:
+    """Delete every row of the batch's data-bearing slots (uses the (account_id, snapshot_at) index)."""
+    return (f"DELETE FROM {SCHEMA}.{spec.name} "
+            f"WHERE (account_id, snapshot_at) IN (SELECT account_id, snapshot_at FROM stg_slot_keys)")
+
+
+def insert_slot_sql(spec: TableSpec) -> str:
+    return (f"INSERT INTO {SCHEMA}.{spec.name} ({_cols(spec)}) "
+            f"SELECT {_cols(spec)} FROM {staging_name(spec.name)}")
+
+
+def upsert_evaluations_sql() -> str:
+    """Upsert evaluations: fields from the newest sighting, first/last seen widened.
+
+    The batch is first reduced to one row per key (ON CONFLICT cannot touch a row twice).
+    Rows are inserted in key order so concurrent loads lock keys in the same order.
+    """
+    spec = schemas.EVALUATIONS
+    pk = ", ".join(spec.primary_key)
+    widened = {"first_seen_at": "min_first_seen_at", "last_seen_at": "max_last_seen_at"}
+    select = ", ".join(widened.get(n, n) for n in spec.schema.names)
+    newer = "(t.last_seen_at IS NULL OR excluded.last_seen_at >= t.last_seen_at)"
+    updates = [f"{n} = CASE WHEN {newer} THEN excluded.{n} ELSE t.{n} END"
+               for n in spec.schema.names if n not in spec.primary_key and n not in widened]
+    updates += ["first_seen_at = LEAST(t.first_seen_at, excluded.first_seen_at)",
+                "last_seen_at = GREATEST(t.last_seen_at, excluded.last_seen_at)"]
+    return (
+        f"INSERT INTO {SCHEMA}.{spec.name} AS t ({_cols(spec)}) "
+        f"SELECT {select} FROM ("
+        f" SELECT s.*,"
+        f"  ROW_NUMBER() OVER (PARTITION BY {pk} ORDER BY last_seen_at DESC NULLS LAST,"
+        f"   model_id DESC NULLS LAST) AS pick,"
+        f"  MIN(first_seen_at) OVER (PARTITION BY {pk}) AS min_first_seen_at,"
+        f"  MAX(last_seen_at) OVER (PARTITION BY {pk}) AS max_last_seen_at"
+        f" FROM {staging_name(spec.name)} AS s) AS x "
+        f"WHERE pick = 1 ORDER BY {pk} "
+        f"ON CONFLICT ({pk}) DO UPDATE SET {', '.join(updates)}")
+
+
+def upsert_runs_sql() -> str:
+    """Upsert account_runs by key; a non-success never replaces a stored success."""
+    spec = schemas.ACCOUNT_RUNS
+    pk = ", ".join(spec.primary_key)
+    success = ", ".join(f"'{o}'" for o in _SUCCESS)
+    updates = ", ".join(f"{n} = excluded.{n}" for n in spec.schema.names if n not in spec.primary_key)
+    return (
+        f"INSERT INTO {SCHEMA}.{spec.name} AS t ({_cols(spec)}) "
+        f"SELECT {_cols(spec)} FROM {staging_name(spec.name)} ORDER BY {pk} "
+        f"ON CONFLICT ({pk}) DO UPDATE SET {updates} "
+        f"WHERE t.outcome NOT IN ({success}) OR excluded.outcome IN ({success})")
+
+
+def load_statements() -> list[str]:
+    """The batch's statements in order, for an engine to run inside one transaction."""
+    statements = [delete_slot_sql(spec) for spec in schemas.SLOT_TABLES]
+    statements += [insert_slot_sql(spec) for spec in schemas.SLOT_TABLES]
+    statements += [upsert_evaluations_sql(), upsert_runs_sql()]
+    return statements

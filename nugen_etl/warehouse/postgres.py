@@ -1,0 +1,159 @@
+"""The PostgreSQL warehouse: COPY into temporary staging tables, set-based upserts, advisory locks."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+import pyarrow as pa
+from psycopg import errors as pg_errors
+
+from nugen_etl.errors import WarehouseError
+from nugen_etl.warehouse import migrations
+from nugen_etl.warehouse.base import StagedBatch, Warehouse, load_statements, lock_key
+
+_MIGRATION_LOCK = lock_key("nugen_etl", "migrate")
+_LOAD_ATTEMPTS = 3  # a deadlock between two concurrent batches is retried, then reported
+
+# Arrow type -> PostgreSQL type name for binary COPY.
+_PG_TYPES = {
+    pa.string(): "text", pa.date32(): "date", pa.int64(): "int8", pa.int32(): "int4",
+    pa.float64(): "float8", pa.bool_(): "bool",
+}
+# A "?" placeholder outside quoted literals/identifiers, or a literal "%" to escape.
+_QMARK_TOKENS = re.compile(r"""('(?:[^']|'')*'|"(?:[^"]|"")*")|(\?)|(%)""")
+
+
+class PostgresWarehouse(Warehouse):
+    """``nugen.*`` on a PostgreSQL server (psycopg 3), session time zone UTC.
+
+    Credentials: the URL, the ``password`` argument, or libpq's ``PGPASSWORD`` / ``.pgpass``.
+    The password never appears in messages or ``repr``.
+    """
+
+    engine = "postgresql"
+
+    def __init__(self, url: str, *, password: str | None = None, connect_timeout_s: int = 10) -> None:
+        super().__init__(url)
+        extra: dict[str, Any] = {"connect_timeout": connect_timeout_s, "application_name": "nugen-etl"}
+        if password is not None:
+            extra["password"] = password
+        try:
+            self._conn: psycopg.Connection | None = psycopg.connect(url, autocommit=True, **extra)
+            self._conn.execute("SET TIME ZONE 'UTC'")
+        except psycopg.Error as exc:
+            raise WarehouseError(f"cannot connect to PostgreSQL warehouse {self.url}: "
+                                 f"{_redact(str(exc), password, urlsplit(url).password)}") from None
+
+    @property
+    def conn(self) -> psycopg.Connection:
+        if self._conn is None:
+            raise WarehouseError(f"warehouse {self.url} is closed")
+        return self._conn
+
+    def migrate(self) -> list[str]:
+        """Apply pending migrations under a session advisory lock: concurrent callers queue up."""
+        conn = self.conn
+        done: list[str] = []
+        try:
+            conn.execute("SELECT pg_advisory_lock(%s)", [_MIGRATION_LOCK])
+            try:
+                with conn.transaction():
+                    conn.execute(migrations.read_bootstrap())
+                applied = [v for (v,) in conn.execute("SELECT version FROM nugen.schema_migrations")]
+                for migration in migrations.pending(migrations.discover(self.engine), applied):
+                    try:
+                        with conn.transaction():
+                            conn.execute(migration.sql)
+                            conn.execute("INSERT INTO nugen.schema_migrations (version, applied_at) "
+                                         "VALUES (%s, now())", [migration.version])
+                    except psycopg.Error as exc:
+                        raise WarehouseError(
+                            f"migration {migration.source} failed in {self.url}: {exc}") from exc
+                    done.append(migration.version)
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", [_MIGRATION_LOCK])
+        except psycopg.Error as exc:
+            raise WarehouseError(f"cannot migrate {self.url}: {exc}") from exc
+        return done
+
+    def _load_staged(self, batch: StagedBatch) -> None:
+        for attempt in range(1, _LOAD_ATTEMPTS + 1):
+            try:
+                with self.conn.transaction():
+                    self._load_in_transaction(batch)
+                return
+            except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
+                if attempt == _LOAD_ATTEMPTS:
+                    raise
+
+    def _load_in_transaction(self, batch: StagedBatch) -> None:
+        with self.conn.cursor() as cur:
+            for name, table in batch.tables.items():
+                _copy_staging(cur, name, table)
+            cur.execute("ANALYZE stg_slot_keys")  # so the slot delete plans an index scan
+            # Two loads of the same (account, slot) serialize here; the later one replaces the first.
+            keys = sorted({lock_key("nugen_etl", "slot", a, s.isoformat()) for a, s in batch.slot_keys})
+            cur.execute("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%s::bigint[]) AS k", [keys])
+            for statement in load_statements():
+                cur.execute(statement)
+
+    def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Run a read query; ``?`` placeholders are translated to psycopg's ``%s``."""
+        with self.conn.cursor() as cur:
+            if params:
+                cur.execute(qmark_to_pyformat(sql), list(params))
+            else:
+                cur.execute(sql)
+            return cur.fetchall() if cur.description is not None else []
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _copy_staging(cur: psycopg.Cursor, name: str, table: pa.Table) -> None:
+    """Create temporary table ``name`` shaped like ``table`` and COPY the rows in (binary)."""
+    types = [_pg_type(field.type) for field in table.schema]
+    columns = ", ".join(f"{field.name} {pg_type}" for field, pg_type in zip(table.schema, types))
+    cur.execute(f"CREATE TEMPORARY TABLE {name} ({columns}) ON COMMIT DROP")
+    if table.num_rows == 0:
+        return
+    with cur.copy(f"COPY {name} FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(types)
+        for row in zip(*(column.to_pylist() for column in table.columns)):
+            copy.write_row(row)
+
+
+def _pg_type(arrow_type: pa.DataType) -> str:
+    if pa.types.is_timestamp(arrow_type):
+        return "timestamptz"
+    try:
+        return _PG_TYPES[arrow_type]
+    except KeyError:
+        raise WarehouseError(f"no PostgreSQL type for Arrow type {arrow_type}") from None
+
+
+def qmark_to_pyformat(sql: str) -> str:
+    """Translate ``?`` placeholders to ``%s`` (and escape ``%``), leaving quoted text alone.
+
+    >>> qmark_to_pyformat("SELECT * FROM t WHERE a = ? AND b LIKE 'x?%'")
+    "SELECT * FROM t WHERE a = %s AND b LIKE 'x?%%'"
+    """
+    def swap(match: re.Match[str]) -> str:
+        quoted, qmark, _percent = match.groups()
+        if quoted is not None:
+            return quoted.replace("%", "%%")
+        return "%s" if qmark else "%%"
+    return _QMARK_TOKENS.sub(swap, sql)
+
+
+def _redact(message: str, *secrets: str | None) -> str:
+    for secret in secrets:
+        if secret:
+            message = message.replace(secret, "***")
+    return message

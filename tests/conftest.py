@@ -1,0 +1,85 @@
+"""Shared fixtures: a migrated warehouse per engine (DuckDB in tmp_path, PostgreSQL in a throwaway database).
+
+PostgreSQL tests read the server from ``NUGEN_TEST_PG_URL`` (an admin URL, e.g.
+``postgresql://postgres@127.0.0.1:5432/test``). Unset: they are skipped. Set but unreachable:
+they fail. The run creates its own database ``nugen_test_<random>`` and drops it at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from nugen_etl.warehouse import Warehouse, open_warehouse
+from nugen_etl.warehouse.base import mask_url
+
+PG_ENV = "NUGEN_TEST_PG_URL"
+ENGINES = [pytest.param("duckdb", id="duckdb"),
+           pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> str:
+    url = os.environ.get(PG_ENV)
+    if not url:
+        pytest.skip(f"{PG_ENV} is not set; PostgreSQL warehouse tests need a server, "
+                    f"e.g. {PG_ENV}=postgresql://postgres@127.0.0.1:5432/test")
+    import psycopg
+
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        pytest.fail(f"{PG_ENV}={mask_url(url)} is set but the server cannot be reached: {exc}")
+    return url
+
+
+@pytest.fixture(scope="session")
+def pg_database_url(pg_admin_url: str) -> Iterator[str]:
+    """A database of this test session's own, dropped at the end."""
+    import psycopg
+    from psycopg import sql
+
+    name = f"nugen_test_{secrets.token_hex(6)}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield with_database(pg_admin_url, name)
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def pg_url(pg_database_url: str) -> str:
+    """The session database with schema ``nugen`` dropped: every test starts unmigrated."""
+    import psycopg
+
+    with psycopg.connect(pg_database_url, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS nugen CASCADE")
+    return pg_database_url
+
+
+@pytest.fixture(params=ENGINES)
+def warehouse_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """An empty, unmigrated warehouse URL for each engine."""
+    if request.param == "duckdb":
+        return f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def warehouse(warehouse_url: str) -> Iterator[Warehouse]:
+    """A migrated warehouse for each engine."""
+    with open_warehouse(warehouse_url) as wh:
+        wh.migrate()
+        yield wh
+
+
+def with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))
