@@ -39,6 +39,7 @@ from functools import lru_cache
 from typing import Any, Callable
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from nugen_etl import schemas
 
@@ -300,164 +301,114 @@ def as_timestamp(v: Any, path: str, notes: Notes) -> int | None:
     return None
 
 
+# --- whole columns: a fast path when every value already has the right type -----------------
+
+_NONE = type(None)
+_FAST_KINDS: dict[pa.DataType, frozenset[type]] = {
+    pa.string(): frozenset({str, _NONE}),
+    pa.float64(): frozenset({float, int, _NONE}),
+    pa.int64(): frozenset({int, _NONE}),
+    pa.bool_(): frozenset({bool, _NONE}),
+}
+_COERCE: dict[pa.DataType, Callable[[Any, str, Notes], Any]] = {
+    pa.string(): as_str, pa.float64(): as_float, pa.int64(): as_int, pa.bool_(): as_bool,
+}
+
+
+def _clean(arr: pa.Array) -> bool:
+    """No value in a fast-converted array needs a note (NUL in text, NaN/Infinity in doubles)."""
+    if arr.null_count == len(arr):
+        return True
+    if pa.types.is_string(arr.type):
+        return not pc.any(pc.match_substring(arr, "\x00")).as_py()
+    if pa.types.is_floating(arr.type):
+        return bool(pc.all(pc.is_finite(arr)).as_py())
+    return True
+
+
+def typed_column(values: list[Any], type_: pa.DataType, path: str, issues: list[Notes]) -> pa.Array:
+    """``values`` as an Arrow array of ``type_``, coercing value by value only when needed."""
+    if type_ == schemas.TS:
+        return pa.array([None if v is None else as_timestamp(v, path, issues[i])
+                         for i, v in enumerate(values)], type=type_)
+    if set(map(type, values)) <= _FAST_KINDS[type_]:
+        try:
+            arr = pa.array(values, type=type_)
+        except (ValueError, TypeError, OverflowError):  # e.g. an int beyond 2**53 for a double
+            pass
+        else:
+            if _clean(arr):
+                return arr
+    coerce = _COERCE[type_]
+    return pa.array([None if v is None else coerce(v, path, issues[i])
+                     for i, v in enumerate(values)], type=type_)
+
+
 # --- the long metrics table ----------------------------------------------------------------
 
-MetricVisitor = Callable[[Any, str, Notes], None]
+class _MetricCollector:
+    """Finds every finite numeric leaf, in document order, as (row, path id, value).
 
+    Paths live in a trie keyed by raw keys, so a path string is built (and escaped) once per
+    distinct path in the call rather than once per value.
+    """
 
-def _metric_collector(path_ids: dict[str, int], out_paths: list[int],
-                      out_values: list[float]) -> MetricVisitor:
-    """A visitor appending (path id, value) for each finite numeric leaf, in document order."""
-    add_path, add_value = out_paths.append, out_values.append
-    seg = path_segment
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self.rows: list[int] = []
+        self.path_ids: list[int] = []
+        self.values: list[float] = []
+        self._roots: dict[str, list[Any]] = {}
 
-    def add(path: str, v: Any, notes: Notes) -> None:
+    def visit(self, value: Any, root: str, row: int, notes: Notes) -> None:
+        entry = self._roots.get(root)
+        if entry is None:
+            entry = self._roots[root] = [root, None, {}]
+        t = type(value)
+        if t is float or t is int:
+            self._leaf(entry, value, row, notes)
+        elif (t is dict or t is list) and value:
+            self._walk(value, entry, 1, row, notes)
+
+    def _leaf(self, entry: list[Any], v: Any, row: int, notes: Notes) -> None:
         if type(v) is float:
             if not v - v == 0.0:
-                notes[f"{_short(path)}: not a finite number ({v!r})"] = None
+                notes[f"{_short(entry[0])}: not a finite number ({v!r})"] = None
                 return
         elif not -_EXACT_DOUBLE <= v <= _EXACT_DOUBLE:
-            notes[f"{_short(path)}: integer not exactly representable as a double ({_show(v)})"] = None
+            notes[f"{_short(entry[0])}: integer not exactly representable as a double "
+                  f"({_show(v)})"] = None
             return
-        pid = path_ids.get(path)
+        pid = entry[1]
         if pid is None:
-            pid = path_ids[path] = len(path_ids)
-        add_path(pid)
-        add_value(float(v))
+            pid = entry[1] = len(self.paths)
+            self.paths.append(entry[0])
+        self.rows.append(row)
+        self.path_ids.append(pid)
+        self.values.append(float(v))
 
-    def walk(node: Any, path: str, depth: int, notes: Notes) -> None:
+    def _walk(self, node: Any, entry: list[Any], depth: int, row: int, notes: Notes) -> None:
+        children: dict[Any, list[Any]] = entry[2]
         keyed = type(node) is dict
         for k, v in (node.items() if keyed else enumerate(node)):
             t = type(v)
+            if not (t is float or t is int or ((t is dict or t is list) and v)):
+                continue
+            child = children.get(k) if keyed else children.get(-1 - k)  # list index != key
+            if child is None:
+                seg = path_segment(k) if keyed else str(k)
+                child = [f"{entry[0]}.{seg}", None, {}]
+                children[k if keyed else -1 - k] = child
             if t is float or t is int:
-                add(f"{path}.{seg(k) if keyed else k}", v, notes)
-            elif (t is dict or t is list) and v:
-                child = f"{path}.{seg(k) if keyed else k}"
-                if depth + 1 < MAX_DEPTH:
-                    walk(v, child, depth + 1, notes)
-                else:
-                    notes[f"{_short(child)}: nested deeper than {MAX_DEPTH} levels, "
-                          "not in model_metrics"] = None
-
-    def visit(value: Any, root: str, notes: Notes) -> None:
-        t = type(value)
-        if t is float or t is int:
-            add(root, value, notes)
-        elif (t is dict or t is list) and value:
-            walk(value, root, 1, notes)
-
-    return visit
+                self._leaf(child, v, row, notes)
+            elif depth + 1 < MAX_DEPTH:
+                self._walk(v, child, depth + 1, row, notes)
+            else:
+                notes[f"{_short(child[0])}: nested deeper than {MAX_DEPTH} levels, "
+                      "not in model_metrics"] = None
 
 
-# --- one record ----------------------------------------------------------------------------
-
-_PM_FLOAT_PATHS = tuple((k, "performance_metrics." + k) for k in _PM_FLOAT)
-_PM_INT_PATHS = tuple((k, "performance_metrics." + k) for k in _PM_INT)
-_NO_PM = (None,) * len(_PM_KEYS)
-_NO_EVAL = (None,) * 12
-
-
-def _performance(pm: Any, extra: dict[str, Any], notes: Notes) -> tuple[Any, ...]:
-    """pm_* values in ``_PM_FLOAT + _PM_INT`` order; unknown keys go to ``extra``."""
-    if pm is None:
-        return _NO_PM
-    if type(pm) is not dict:
-        notes[f"performance_metrics: not an object ({_kind(pm)}), kept in extra_json"] = None
-        extra["performance_metrics"] = pm
-        return _NO_PM
-    g = pm.get
-    unknown = pm.keys() - _PM_KEYS
-    if unknown:
-        extra["performance_metrics"] = {k: pm[k] for k in unknown}
-    return (*(as_float(g(k), p, notes) for k, p in _PM_FLOAT_PATHS),
-            *(as_int(g(k), p, notes) for k, p in _PM_INT_PATHS))
-
-
-def _evaluation(ev: Any, notes: Notes) -> tuple[Any, ...]:
-    """(id, status, method, created_at, completed_at, raw_answers_count, total_questions,
-    accuracy, metrics.accuracy, metrics.uncertainty, metrics.domain_violations, metrics.overall_score)."""
-    if ev is None:
-        return _NO_EVAL
-    if type(ev) is not dict:
-        notes[f"evaluation_data: not an object ({_kind(ev)}), kept in evaluation_data_json"] = None
-        return _NO_EVAL
-    g = ev.get
-    m = g("metrics")
-    if type(m) is dict:
-        mg = m.get
-        metrics = (
-            as_float(mg("accuracy"), "evaluation_data.metrics.accuracy", notes),
-            as_float(mg("uncertainty"), "evaluation_data.metrics.uncertainty", notes),
-            as_int(mg("domain_violations"), "evaluation_data.metrics.domain_violations", notes),
-            as_float(mg("overall_score"), "evaluation_data.metrics.overall_score", notes),
-        )
-    else:
-        if m is not None:
-            notes[f"evaluation_data.metrics: not an object ({_kind(m)})"] = None
-        metrics = (None, None, None, None)
-    return (
-        as_str(g("evaluation_id"), "evaluation_data.evaluation_id", notes),
-        as_str(g("status"), "evaluation_data.status", notes),
-        as_str(g("method"), "evaluation_data.method", notes),
-        as_timestamp(g("created_at"), "evaluation_data.created_at", notes),
-        as_timestamp(g("completed_at"), "evaluation_data.completed_at", notes),
-        as_int(g("raw_answers_count"), "evaluation_data.raw_answers_count", notes),
-        as_int(g("total_questions"), "evaluation_data.total_questions", notes),
-        as_float(g("accuracy"), "evaluation_data.accuracy", notes),
-        *metrics,
-    )
-
-
-def _coalesce(*values: Any) -> Any:
-    for v in values:
-        if v is not None:
-            return v
-    return None
-
-
-def _snapshot_row(rec: dict[str, Any], notes: Notes) -> tuple[tuple[Any, ...], tuple[Any, ...], str | None]:
-    """(snapshot columns ``model_id`` .. ``evaluation_data_json`` minus the per-slot constants,
-    the evaluation tuple, the evaluation JSON)."""
-    g = rec.get
-    model_id = rec["id"]
-    alignment_id = as_str(g("alignment_id"), "alignment_id", notes)
-    extra: dict[str, Any] = {}
-    unknown = rec.keys() - _TOP_KEYS
-    if unknown:
-        extra.update((k if type(k) is str else str(k), rec[k]) for k in unknown)
-    pm = _performance(g("performance_metrics"), extra, notes)
-    ev_raw = g("evaluation_data")
-    ev = _evaluation(ev_raw, notes)
-    ev_json = None if ev_raw is None else to_json(ev_raw, "evaluation_data", notes)
-    # pm: accuracy, uncertainty, average_response_time, accuracy_before, accuracy_after,
-    #     uncertainty_before, uncertainty_after, domain_violations, .._before, .._after
-    row = (
-        model_id,
-        alignment_id or model_id,
-        alignment_id,
-        as_str(g("name"), "name", notes),
-        as_str(g("base_model"), "base_model", notes),
-        as_str(g("alignment_project"), "alignment_project", notes),
-        as_timestamp(g("created_date"), "created_date", notes),
-        as_str(g("status"), "status", notes),
-        as_str(g("deployment_status"), "deployment_status", notes),
-        as_str(g("endpoint"), "endpoint", notes),
-        as_str(g("creator"), "creator", notes),
-        as_int(g("usage_count"), "usage_count", notes),
-        as_timestamp(g("last_used"), "last_used", notes),
-        as_bool(g("downloadable"), "downloadable", notes),
-        as_bool(g("conversation_saving_enabled"), "conversation_saving_enabled", notes),
-        _coalesce(pm[0], pm[4], ev[8], ev[7]),
-        _coalesce(pm[1], pm[6], ev[9]),
-        _coalesce(pm[7], pm[9], ev[10]),
-        pm[2],
-        pm[0], pm[1], pm[7], pm[2], pm[3], pm[4], pm[5], pm[6], pm[8], pm[9],
-        *ev,
-        to_json(extra, "", notes) if extra else None,
-        ev_json,
-    )
-    return row, ev, ev_json
-
+# --- records -------------------------------------------------------------------------------
 
 def _quarantine_reason(position: int, rec: Any, first_seen: dict[str, int]) -> str | None:
     if not isinstance(rec, dict):
@@ -488,6 +439,107 @@ def _raw_json(rec: Any) -> str:
     return text
 
 
+def _objects(values: list[Any], label: str, issues: list[Notes], kept_in: str) -> list[dict[str, Any]]:
+    """``values`` with anything but an object replaced by {}; a non-null non-object is noted."""
+    out = []
+    for notes, v in zip(issues, values):
+        if type(v) is dict:
+            out.append(v)
+        else:
+            if v is not None:
+                notes[f"{label}: not an object ({_kind(v)}){kept_in}"] = None
+            out.append({})
+    return out
+
+
+def _extra_json(recs: list[dict[str, Any]], issues: list[Notes]) -> list[str | None]:
+    """Unknown top-level fields and unknown performance_metrics keys, as JSON (else None)."""
+    out: list[str | None] = []
+    for rec, notes in zip(recs, issues):
+        extra: dict[str, Any] = {}
+        unknown = rec.keys() - _TOP_KEYS
+        if unknown:
+            extra.update((k if type(k) is str else str(k), rec[k]) for k in unknown)
+        pm = rec.get("performance_metrics")
+        if type(pm) is dict:
+            unknown = pm.keys() - _PM_KEYS
+            if unknown:
+                extra["performance_metrics"] = {k: pm[k] for k in unknown}
+        elif pm is not None:
+            extra["performance_metrics"] = pm
+        out.append(to_json(extra, "", notes) if extra else None)
+    return out
+
+
+_EVAL_FIELDS = (  # (column, key in evaluation_data, type)
+    ("eval_id", "evaluation_id", pa.string()), ("eval_status", "status", pa.string()),
+    ("eval_method", "method", pa.string()), ("eval_created_at", "created_at", schemas.TS),
+    ("eval_completed_at", "completed_at", schemas.TS),
+    ("eval_raw_answers_count", "raw_answers_count", pa.int64()),
+    ("eval_total_questions", "total_questions", pa.int64()), ("eval_accuracy", "accuracy", pa.float64()),
+)
+_TOP_FIELDS = ("alignment_id", "name", "base_model", "alignment_project", "created_date", "status",
+               "deployment_status", "endpoint", "creator", "usage_count", "last_used",
+               "downloadable", "conversation_saving_enabled")
+
+
+def _snapshot_columns(recs: list[dict[str, Any]], issues: list[Notes]) -> dict[str, pa.Array]:
+    """Every model_snapshots column that varies by record, except quality_issues."""
+    types = {f.name: f.type for f in schemas.MODEL_SNAPSHOTS.schema}
+    cols: dict[str, pa.Array] = {"model_id": pa.array([r["id"] for r in recs], type=pa.string())}
+    for name in _TOP_FIELDS:
+        cols[name] = typed_column([r.get(name) for r in recs], types[name], name, issues)
+    cols["model_key"] = pc.coalesce(pc.if_else(pc.equal(cols["alignment_id"], ""), None,
+                                               cols["alignment_id"]), cols["model_id"])
+
+    pms = _objects([r.get("performance_metrics") for r in recs], "performance_metrics", issues,
+                   ", kept in extra_json")
+    for key in _PM_FLOAT + _PM_INT:
+        cols["pm_" + key] = typed_column([p.get(key) for p in pms], types["pm_" + key],
+                                         "performance_metrics." + key, issues)
+
+    raw_evs = [r.get("evaluation_data") for r in recs]
+    evs = _objects(raw_evs, "evaluation_data", issues, ", kept in evaluation_data_json")
+    for name, key, type_ in _EVAL_FIELDS:
+        cols[name] = typed_column([e.get(key) for e in evs], type_, "evaluation_data." + key, issues)
+    ems = _objects([e.get("metrics") for e in evs], "evaluation_data.metrics", issues, "")
+    for key in ("accuracy", "uncertainty", "domain_violations", "overall_score"):
+        name = "eval_metrics_" + key
+        cols[name] = typed_column([m.get(key) for m in ems], types[name],
+                                  "evaluation_data.metrics." + key, issues)
+
+    cols["accuracy"] = pc.coalesce(cols["pm_accuracy"], cols["pm_accuracy_after"],
+                                   cols["eval_metrics_accuracy"], cols["eval_accuracy"])
+    cols["uncertainty"] = pc.coalesce(cols["pm_uncertainty"], cols["pm_uncertainty_after"],
+                                      cols["eval_metrics_uncertainty"])
+    cols["domain_violations"] = pc.coalesce(cols["pm_domain_violations"],
+                                            cols["pm_domain_violations_after"],
+                                            cols["eval_metrics_domain_violations"])
+    cols["average_response_time"] = cols["pm_average_response_time"]
+    cols["extra_json"] = pa.array(_extra_json(recs, issues), type=pa.string())
+    cols["evaluation_data_json"] = pa.array(
+        [None if e is None else to_json(e, "evaluation_data", n) for e, n in zip(raw_evs, issues)],
+        type=pa.string())
+    return cols
+
+
+def _evaluation_rows(cols: dict[str, pa.Array], issues: list[Notes]) -> list[int]:
+    """Snapshot rows that open an evaluations row: a non-empty evaluation_id, first one wins."""
+    first: dict[str, int] = {}
+    rows: list[int] = []
+    ev_json = cols["evaluation_data_json"]
+    for i, eval_id in enumerate(cols["eval_id"].to_pylist()):
+        if not eval_id:
+            continue
+        j = first.setdefault(eval_id, i)
+        if j == i:
+            rows.append(i)
+        elif ev_json[i] != ev_json[j]:
+            issues[i][f"evaluation_data.evaluation_id: {_show(eval_id)} seen earlier in this "
+                      "answer with different content; evaluations keeps the first"] = None
+    return rows
+
+
 # --- the public function -------------------------------------------------------------------
 
 def _utc(value: datetime, name: str) -> datetime:
@@ -509,71 +561,52 @@ def flatten_models(models: list[Any], *, account_id: str, snapshot_at: datetime,
     snapshot_at = _utc(snapshot_at, "snapshot_at")
     fetched_at = _utc(fetched_at, "fetched_at")
 
-    rows: list[tuple[Any, ...]] = []
-    path_ids: dict[str, int] = {}
-    metric_rows: list[int] = []   # index into rows, per metric
-    metric_paths: list[int] = []  # index into path_ids, per metric
-    metric_values: list[float] = []
-    visit = _metric_collector(path_ids, metric_paths, metric_values)
-    evaluations: list[tuple[Any, ...]] = []
-    evaluation_json: dict[str, str] = {}
+    recs: list[dict[str, Any]] = []
     quarantine: list[tuple[int, str, str]] = []
     first_seen: dict[str, int] = {}
-    coerced = 0
-
     for position, rec in enumerate(models):
         reason = _quarantine_reason(position, rec, first_seen)
-        if reason is not None:
+        if reason is None:
+            recs.append(rec)
+        else:
             quarantine.append((position, reason, _raw_json(rec)))
-            continue
-        notes: Notes = {}
-        row, ev, ev_json = _snapshot_row(rec, notes)
-        n_before = len(metric_values)
+
+    issues: list[Notes] = [{} for _ in recs]
+    cols = _snapshot_columns(recs, issues)
+    metrics = _MetricCollector()
+    for row, (rec, notes) in enumerate(zip(recs, issues)):
         for field in ("performance_metrics", "evaluation_data"):
             value = rec.get(field)
             if value is not None:
-                visit(value, field, notes)
-        metric_rows.extend([len(rows)] * (len(metric_values) - n_before))
-        if ev[0]:
-            kept = evaluation_json.get(ev[0])
-            if kept is None:
-                evaluation_json[ev[0]] = ev_json  # type: ignore[assignment]
-                evaluations.append((ev[0], row[0], row[1], *ev[1:7], _coalesce(ev[8], ev[7]),
-                                    ev[9], ev[10], ev[11], ev_json))
-            elif kept != ev_json:
-                notes[f"evaluation_data.evaluation_id: {_show(ev[0])} seen earlier in this answer "
-                      "with different content; evaluations keeps the first"] = None
-        coerced += len(notes)
-        rows.append((*row, json.dumps(list(notes), ensure_ascii=False) if notes else None))
+                metrics.visit(value, field, row, notes)
+    eval_rows = pa.array(_evaluation_rows(cols, issues), type=pa.int64())
+    cols["quality_issues"] = pa.array(
+        [json.dumps(list(n), ensure_ascii=False) if n else None for n in issues], type=pa.string())
 
-    snapshots = _snapshots_table(rows, account_id, snapshot_at, fetched_at)
     return Flattened(
-        snapshots=snapshots,
-        metrics=_metrics_table(snapshots, metric_rows, metric_paths, list(path_ids),
-                               metric_values, account_id, snapshot_at),
-        evaluations=_evaluations_table(evaluations, account_id, snapshot_at),
-        quarantine=_quarantine_table(quarantine, account_id, snapshot_at),
-        coerced_count=coerced,
+        snapshots=_table(schemas.MODEL_SNAPSHOTS, cols, len(recs), account_id, snapshot_at,
+                         fetched_at),
+        metrics=_metrics_table(metrics, cols, account_id, snapshot_at),
+        evaluations=_evaluations_table(cols, eval_rows, account_id, snapshot_at),
+        quarantine=_table(schemas.QUARANTINE, _columns(["position", "reason", "raw_json"], quarantine),
+                          len(quarantine), account_id, snapshot_at),
+        coerced_count=sum(map(len, issues)),
     )
 
 
 # --- tables --------------------------------------------------------------------------------
 
-def _constant(value: Any, type_: pa.DataType, n: int) -> pa.Array:
-    return pa.repeat(pa.scalar(value, type=type_), n)
-
-
 def _table(spec: schemas.TableSpec, columns: dict[str, Any], n: int, account_id: str,
-           snapshot_at: datetime) -> pa.Table:
-    """Assemble ``spec``'s table from lists / arrays; constant columns are filled in here."""
-    constants = {"account_id": account_id, "snapshot_at": snapshot_at,
+           snapshot_at: datetime, fetched_at: datetime | None = None) -> pa.Table:
+    """``spec``'s table from arrays or lists; the per-slot constant columns are filled in here."""
+    constants = {"account_id": account_id, "snapshot_at": snapshot_at, "fetched_at": fetched_at,
                  "snapshot_date": snapshot_at.date(), "first_seen_at": snapshot_at,
                  "last_seen_at": snapshot_at}
     arrays = []
     for f in spec.schema:
         col = columns.get(f.name)
         if col is None:
-            col = _constant(constants[f.name], f.type, n)
+            col = pa.repeat(pa.scalar(constants[f.name], type=f.type), n)
         elif not isinstance(col, pa.Array):
             col = pa.array(col, type=f.type)
         arrays.append(col)
@@ -586,35 +619,31 @@ def _columns(names: list[str], rows: list[tuple[Any, ...]]) -> dict[str, list[An
     return dict(zip(names, map(list, zip(*rows))))
 
 
-_SNAPSHOT_COLUMNS = ["model_id"] + [f.name for f in schemas.MODEL_SNAPSHOTS.schema][5:]
-_EVALUATION_COLUMNS = [f.name for f in schemas.EVALUATIONS.schema
-                       if f.name not in ("account_id", "first_seen_at", "last_seen_at")]
+def _metrics_table(metrics: _MetricCollector, cols: dict[str, pa.Array], account_id: str,
+                   snapshot_at: datetime) -> pa.Table:
+    rows = pa.array(metrics.rows, type=pa.int64())
+    return _table(schemas.MODEL_METRICS, {
+        "model_id": cols["model_id"].take(rows),
+        "model_key": cols["model_key"].take(rows),
+        "metric": pa.array(metrics.paths, type=pa.string()).take(
+            pa.array(metrics.path_ids, type=pa.int64())),
+        "value": metrics.values,
+    }, len(metrics.values), account_id, snapshot_at)
 
 
-def _snapshots_table(rows: list[tuple[Any, ...]], account_id: str, snapshot_at: datetime,
-                     fetched_at: datetime) -> pa.Table:
-    columns: dict[str, Any] = _columns(_SNAPSHOT_COLUMNS, rows)
-    columns["fetched_at"] = _constant(fetched_at, schemas.TS, len(rows))
-    return _table(schemas.MODEL_SNAPSHOTS, columns, len(rows), account_id, snapshot_at)
+_EVALUATION_SOURCES = {  # evaluations column -> model_snapshots column
+    "evaluation_id": "eval_id", "model_id": "model_id", "model_key": "model_key",
+    "status": "eval_status", "method": "eval_method", "created_at": "eval_created_at",
+    "completed_at": "eval_completed_at", "raw_answers_count": "eval_raw_answers_count",
+    "total_questions": "eval_total_questions", "uncertainty": "eval_metrics_uncertainty",
+    "domain_violations": "eval_metrics_domain_violations",
+    "overall_score": "eval_metrics_overall_score", "evaluation_data_json": "evaluation_data_json",
+}
 
 
-def _metrics_table(snapshots: pa.Table, rows: list[int], path_ids: list[int], paths: list[str],
-                   values: list[float], account_id: str, snapshot_at: datetime) -> pa.Table:
-    take = pa.array(rows, type=pa.int64())
-    metric = pa.array(paths, type=pa.string()).take(pa.array(path_ids, type=pa.int32()))
-    columns = {"model_id": snapshots.column("model_id").combine_chunks().take(take),
-               "model_key": snapshots.column("model_key").combine_chunks().take(take),
-               "metric": metric, "value": values}
-    return _table(schemas.MODEL_METRICS, columns, len(values), account_id, snapshot_at)
-
-
-def _evaluations_table(rows: list[tuple[Any, ...]], account_id: str,
+def _evaluations_table(cols: dict[str, pa.Array], rows: pa.Array, account_id: str,
                        snapshot_at: datetime) -> pa.Table:
-    return _table(schemas.EVALUATIONS, _columns(_EVALUATION_COLUMNS, rows), len(rows),
-                  account_id, snapshot_at)
-
-
-def _quarantine_table(rows: list[tuple[int, str, str]], account_id: str,
-                      snapshot_at: datetime) -> pa.Table:
-    return _table(schemas.QUARANTINE, _columns(["position", "reason", "raw_json"], rows),
-                  len(rows), account_id, snapshot_at)
+    out = {name: cols[source].take(rows) for name, source in _EVALUATION_SOURCES.items()}
+    out["accuracy"] = pc.coalesce(cols["eval_metrics_accuracy"].take(rows),
+                                  cols["eval_accuracy"].take(rows))
+    return _table(schemas.EVALUATIONS, out, len(rows), account_id, snapshot_at)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from .classify import classify_answer
 from .config import AccountConfig, Config
@@ -53,21 +53,26 @@ def build_client(config: Config, base_url: str) -> ApiClient:
 
 def run_snapshot(config: Config, *, snapshot_at: datetime, accounts: Sequence[AccountConfig] | None = None,
                  warehouse: Warehouse | None = None, clients: dict[str, ApiClient] | None = None,
-                 progress: Progress | None = None) -> RunSummary:
+                 progress: Progress | None = None, skip_succeeded: bool = False) -> RunSummary:
     """Snapshot every given account (default: all configured) into the slot ``snapshot_at``.
 
     Accounts are fetched ``max_concurrency`` at a time and streamed through: each answer is archived
     raw, flattened, written to Parquet and loaded in warehouse batches. One account's failure
-    never stops or rolls back another's.
+    never stops or rolls back another's. With ``skip_succeeded`` (a retry of the same slot),
+    accounts already recorded ok/empty for the slot are not fetched again.
     """
     accounts = tuple(accounts if accounts is not None else config.accounts)
-    config.require_keys(accounts)
     summary = RunSummary(command="run", snapshot_at=snapshot_at)
     owned_clients = clients is None
     clients = {} if clients is None else clients
     with _warehouse_scope(config, warehouse) as wh, \
             SlotWriter(config.storage_root, wh, batch_size=config.warehouse.batch_accounts,
                        fsync=config.fsync, summary=summary) as writer:
+        if skip_succeeded:
+            done = succeeded_accounts(wh, snapshot_at)
+            summary.skipped = [a.id for a in accounts if a.id in done]
+            accounts = tuple(a for a in accounts if a.id not in done)
+        config.require_keys(accounts)
         try:
             for raw in _fetch_all(config, accounts, snapshot_at, clients):
                 load = _load_or_failure(raw)
@@ -103,6 +108,46 @@ def backfill(config: Config, *, first: date, last: date, accounts: Sequence[str]
             if progress:
                 progress(load.run)
     return summary.finish()
+
+
+def replay_slot(config: Config, *, snapshot_at: datetime, accounts: Sequence[str] | None = None,
+                warehouse: Warehouse | None = None, progress: Progress | None = None) -> RunSummary:
+    """Load one past slot from the raw archive without calling the API.
+
+    An account with no archived answer for the slot is recorded ``not_observed``: the API only
+    knows the present, so a past slot is never filled with today's state.
+    """
+    account_ids = list(accounts) if accounts is not None else [a.id for a in config.accounts]
+    summary = RunSummary(command="replay", snapshot_at=snapshot_at)
+    end = snapshot_at + timedelta(microseconds=1)
+    with _warehouse_scope(config, warehouse) as wh, \
+            SlotWriter(config.storage_root, wh, batch_size=config.warehouse.batch_accounts,
+                       fsync=config.fsync, summary=summary) as writer:
+        archived = {a: paths for a, _, paths in list_archived_slots(
+            config.storage_root, start=snapshot_at, end=end, account_ids=account_ids)}
+        for account_id in account_ids:
+            if account_id in archived:
+                try:
+                    load = choose_replay(read_raw_answer(p) for p in reversed(archived[account_id]))
+                except (OSError, ValueError, KeyError, EOFError) as exc:
+                    summary.record_error(account_id, f"unreadable raw archive for slot "
+                                                     f"{snapshot_at.isoformat()}: {exc}")
+                    continue
+            else:
+                load = SlotLoad(AccountRun(account_id=account_id, snapshot_at=snapshot_at,
+                                           outcome=Outcome.NOT_OBSERVED, attempts=0,
+                                           error="past slot with no archived answer; the API only knows the present"))
+            writer.add(load)
+            if progress:
+                progress(load.run)
+    return summary.finish()
+
+
+def succeeded_accounts(warehouse: Warehouse, snapshot_at: datetime) -> set[str]:
+    """Accounts whose slot is already recorded ok/empty in the warehouse."""
+    rows = warehouse.fetch_all("select account_id from nugen.account_runs where snapshot_at = ? "
+                               "and outcome in ('ok', 'empty')", [snapshot_at])
+    return {r[0] for r in rows}
 
 
 def choose_replay(answers_newest_first: Iterable[RawAnswer]) -> SlotLoad:
@@ -194,4 +239,5 @@ class _warehouse_scope:
             self._opened.close()
 
 
-__all__ = ["answer_to_load", "backfill", "choose_replay", "open_configured_warehouse", "run_snapshot"]
+__all__ = ["answer_to_load", "backfill", "choose_replay", "open_configured_warehouse", "replay_slot",
+           "run_snapshot", "succeeded_accounts"]

@@ -19,6 +19,7 @@ class RunSummary:
     snapshot_at: datetime | None
     runs: list[AccountRun] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)   # account -> a failure of our own (warehouse, archive)
+    skipped: list[str] = field(default_factory=list)       # already recorded ok/empty for the slot
     started: float = field(default_factory=time.monotonic)
     duration_s: float = 0.0
 
@@ -38,7 +39,8 @@ class RunSummary:
 
     @property
     def failed_accounts(self) -> list[str]:
-        """Accounts this command failed for: in a live run any bad outcome; in a replay only our own errors."""
+        """Accounts this command failed for: in a live run any bad outcome; in a replay only our own errors
+        (an archived failure is history, not a failure of the replay)."""
         bad = set(self.errors)
         if self.command == "run":
             bad |= {r.account_id for r in self.runs if r.outcome not in FINE_OUTCOMES}
@@ -59,6 +61,7 @@ class RunSummary:
             "quarantined": sum(r.quarantined_count for r in self.runs),
             "coerced": sum(r.coerced_count for r in self.runs),
             "errors": dict(sorted(self.errors.items())),
+            "skipped": self.skipped,
             "accounts": [
                 {"account_id": r.account_id,
                  "snapshot_at": r.snapshot_at.isoformat(),

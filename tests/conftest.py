@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -39,19 +39,32 @@ def pg_admin_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_database_url(pg_admin_url: str) -> Iterator[str]:
-    """A database of this test session's own, dropped at the end."""
+def new_pg_database(pg_admin_url: str) -> Iterator[Callable[[], str]]:
+    """A factory of fresh, empty databases of this test session's own, all dropped at the end."""
     import psycopg
     from psycopg import sql
 
-    name = f"nugen_test_{secrets.token_hex(6)}"
-    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    names: list[str] = []
+
+    def create() -> str:
+        name = f"nugen_test_{secrets.token_hex(6)}"
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        names.append(name)
+        return with_database(pg_admin_url, name)
+
     try:
-        yield with_database(pg_admin_url, name)
+        yield create
     finally:
         with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            for name in names:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def pg_database_url(new_pg_database: Callable[[], str]) -> str:
+    """A database of this test session's own, dropped at the end."""
+    return new_pg_database()
 
 
 @pytest.fixture
@@ -62,6 +75,13 @@ def pg_url(pg_database_url: str) -> str:
     with psycopg.connect(pg_database_url, autocommit=True) as conn:
         conn.execute("DROP SCHEMA IF EXISTS nugen CASCADE")
     return pg_database_url
+
+
+def fresh_warehouse_url(request: pytest.FixtureRequest, engine: str, folder) -> str:
+    """An empty warehouse URL of ``engine``: a DuckDB file in ``folder`` or a new PostgreSQL database."""
+    if engine == "duckdb":
+        return f"duckdb:///{folder / f'warehouse-{secrets.token_hex(4)}.duckdb'}"
+    return request.getfixturevalue("new_pg_database")()
 
 
 @pytest.fixture(params=ENGINES)

@@ -14,19 +14,21 @@ import pytest
 from nugen_etl.pipeline import backfill, open_configured_warehouse, run_snapshot
 from nugen_etl.simulator import Fault, SimulatorState, serve
 
+from .conftest import ENGINES, fresh_warehouse_url
 from .e2e_helpers import (FETCH_OFFSET, REJECTED, SLOTS, T0, canonical_accuracy, expected_status_changes,
                           expected_usage_daily, make_config, observations)
 
 FAILING = "acct-0002"
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory):
+@pytest.fixture(scope="module", params=ENGINES)
+def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     """Eight hourly slots; acct-0002 fails (503s) in the last one; acct-bad's key is always rejected."""
     root = tmp_path_factory.mktemp("e2e")
     state = SimulatorState(seed=11, accounts=4, models=5, start=T0)
     with serve(state, host="127.0.0.1", port=0) as server:
-        config = make_config(root, server.base_url, state)
+        config = make_config(root, server.base_url, state,
+                             warehouse_url=fresh_warehouse_url(request, request.param, root))
         summaries = []
         for n, slot in enumerate(SLOTS):
             if n == len(SLOTS) - 1:
@@ -172,10 +174,10 @@ def parquet_contents(root: Path) -> dict[str, list[tuple]]:
     return out
 
 
-def test_backfill_into_an_empty_warehouse_reproduces_the_views(world, tmp_path: Path) -> None:
+def test_backfill_into_an_empty_warehouse_reproduces_the_views(world, request, tmp_path: Path) -> None:
     config, state = world["config"], world["state"]
     fresh = make_config(world["root"], world["server"].base_url, state,
-                        warehouse_url=f"duckdb:///{tmp_path / 'rebuilt.duckdb'}")
+                        warehouse_url=fresh_warehouse_url(request, world["config"].warehouse.engine, tmp_path))
     requests = state.request_count()
     summary = backfill(fresh, first=date(2026, 3, 1), last=date(2026, 3, 2))
     assert state.request_count() == requests, "backfill must never call the API"

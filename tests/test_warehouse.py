@@ -672,3 +672,12 @@ def test_pg_views_use_the_keys_for_one_model(pg_url: str) -> None:
         plan = "\n".join(r[0] for r in conn.execute(
             "EXPLAIN SELECT * FROM nugen.models_latest WHERE account_id = 'acct-7'"))
         assert "Seq Scan on model_snapshots" not in plan, plan
+
+
+@pytest.mark.postgres
+def test_pg_password_never_shown(pg_url: str) -> None:
+    parts = pg_url.split("://", 1)[1]
+    user, rest = parts.split("@", 1)
+    with open_warehouse(f"postgresql://{user}:s3cret-pw@{rest}", password="other-s3cret") as wh:
+        assert wh.engine == "postgresql"  # trust auth ignores the password; it must still stay hidden
+        assert "s3cret" not in repr(wh) and "s3cret" not in wh.url and "***" in wh.url

@@ -79,7 +79,12 @@ class Warehouse(ABC):
 
     @abstractmethod
     def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-        """Run a read query and return all rows. Placeholders are ``?`` on every engine."""
+        """Run a read query and return all rows as tuples.
+
+        Placeholders are ``?`` on every engine (DuckDB's native style; the PostgreSQL engine
+        rewrites them to ``%s`` outside quoted text, so PostgreSQL's own ``?`` JSON operators
+        cannot be used in a query that has parameters). Timestamps come back in UTC.
+        """
 
     @abstractmethod
     def close(self) -> None: ...
