@@ -33,7 +33,7 @@ import math
 import re
 import reprlib
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any, Callable
@@ -50,8 +50,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _EXACT_DOUBLE = 2**53  # beyond this an int may not survive the trip through float64
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?")
-_FRACTION = re.compile(r"[.,](\d{7,})")
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?", re.ASCII)
+_FRACTION = re.compile(r"[.,](\d{7,})", re.ASCII)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _UNSAFE_IN_PATH = re.compile("[\x00\ud800-\udfff]")
 _JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
@@ -329,8 +329,7 @@ def _clean(arr: pa.Array) -> bool:
 def typed_column(values: list[Any], type_: pa.DataType, path: str, issues: list[Notes]) -> pa.Array:
     """``values`` as an Arrow array of ``type_``, coercing value by value only when needed."""
     if type_ == schemas.TS:
-        return pa.array([None if v is None else as_timestamp(v, path, issues[i])
-                         for i, v in enumerate(values)], type=type_)
+        return _timestamp_column(values, path, issues)
     if set(map(type, values)) <= _FAST_KINDS[type_]:
         try:
             arr = pa.array(values, type=type_)
@@ -342,6 +341,22 @@ def typed_column(values: list[Any], type_: pa.DataType, path: str, issues: list[
     coerce = _COERCE[type_]
     return pa.array([None if v is None else coerce(v, path, issues[i])
                      for i, v in enumerate(values)], type=type_)
+
+
+# The common shape; for it Arrow's own parser gives the same instants as ``as_timestamp``.
+_PLAIN_ISO = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$"
+
+
+def _timestamp_column(values: list[Any], path: str, issues: list[Notes]) -> pa.Array:
+    if set(map(type, values)) <= _FAST_KINDS[pa.string()]:
+        try:
+            text = pa.array(values, type=pa.string())
+            if pc.all(pc.match_substring_regex(text, _PLAIN_ISO)).as_py() is not False:
+                return pc.cast(text, schemas.TS)
+        except (ValueError, TypeError, OverflowError):  # odd text: decide value by value
+            pass
+    return pa.array([None if v is None else as_timestamp(v, path, issues[i])
+                     for i, v in enumerate(values)], type=schemas.TS)
 
 
 # --- the long metrics table ----------------------------------------------------------------
@@ -394,11 +409,9 @@ class _MetricCollector:
             t = type(v)
             if not (t is float or t is int or ((t is dict or t is list) and v)):
                 continue
-            child = children.get(k) if keyed else children.get(-1 - k)  # list index != key
+            child = children.get(k)
             if child is None:
-                seg = path_segment(k) if keyed else str(k)
-                child = [f"{entry[0]}.{seg}", None, {}]
-                children[k if keyed else -1 - k] = child
+                child = children[k] = [f"{entry[0]}.{path_segment(k) if keyed else k}", None, {}]
             if t is float or t is int:
                 self._leaf(child, v, row, notes)
             elif depth + 1 < MAX_DEPTH:
