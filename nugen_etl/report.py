@@ -25,10 +25,19 @@ limit 5
 """
 
 ACCURACY_TREND = """
-select account_id, model_key, day, accuracy
-from nugen.model_accuracy_daily
-where accuracy is not null
-order by account_id, model_key, day
+with ranked as (
+  select account_id, model_key, accuracy,
+         row_number() over (partition by account_id, model_key order by snapshot_at) as from_start,
+         row_number() over (partition by account_id, model_key order by snapshot_at desc) as from_end
+  from nugen.model_key_snapshots
+  where accuracy is not null
+)
+select f.account_id, f.model_key, f.accuracy, l.accuracy
+from ranked f
+join ranked l on l.account_id = f.account_id and l.model_key = f.model_key and l.from_end = 1
+where f.from_start = 1
+order by abs(l.accuracy - f.accuracy) desc, f.account_id, f.model_key
+limit 5
 """
 
 
@@ -39,10 +48,10 @@ def print_report(warehouse: Warehouse, *, root: Path, warehouse_url: str, config
         print(f"  {account_id:<16} {outcome:<12} {models:>3} models  {error[:70]}", file=out)
     print("\nTop models by usage growth:", file=out)
     for account_id, model_key, growth, latest in warehouse.fetch_all(TOP_USAGE_GROWTH):
-        print(f"  {account_id:<16} {model_key:<28} +{int(growth):<8} (now {int(latest)})", file=out)
-    print("\nAccuracy trend (daily, last snapshot of the day):", file=out)
-    for account_id, model_key, day, accuracy in warehouse.fetch_all(ACCURACY_TREND)[:8]:
-        print(f"  {account_id:<16} {model_key:<28} {day}  {accuracy:.4f}", file=out)
+        print(f"  {account_id:<16} {model_key:<30} +{int(growth):<8} (now {int(latest)})", file=out)
+    print("\nAccuracy trend (first -> latest snapshot, largest moves):", file=out)
+    for account_id, model_key, first, last in warehouse.fetch_all(ACCURACY_TREND):
+        print(f"  {account_id:<16} {model_key:<30} {first:.4f} -> {last:.4f} ({last - first:+.4f})", file=out)
     dataset = root / "model_snapshots"
     print(f"\nParquet dataset : {dataset}/  (and {root / 'model_metrics'}/)", file=out)
     print(f"Raw archive     : {root / 'raw'}/", file=out)
