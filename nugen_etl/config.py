@@ -17,6 +17,10 @@ ACCOUNT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 DEFAULT_BASE_URL = "https://api.nugen.in"
 WAREHOUSE_SCHEMES = ("duckdb", "postgresql", "postgres")
+STORAGE_KEYS = ("root", "fsync", "endpoint_url", "region")
+S3_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+S3_REGION_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,49}")
+_URL_SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 _DURATION_RE = re.compile(r"(\d+)\s*(m|min|h|d)")
 
 
@@ -75,14 +79,35 @@ class WarehouseConfig:
 
 
 @dataclass(frozen=True)
+class S3Config:
+    """A ``s3://bucket/prefix`` storage root. Credentials are never here: they come from the AWS
+    chain (environment variables, shared config/credentials files, instance or task role)."""
+
+    bucket: str
+    prefix: str = ""                    # "" or "a/b": no leading or trailing slash
+    endpoint_url: str | None = None     # S3-compatible stores (MinIO, Ceph, R2, ...)
+    region: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+
+@dataclass(frozen=True)
 class Config:
     api: ApiConfig
-    storage_root: Path
+    storage_root: Path | None           # the local storage folder; None when storage is on S3 (``s3``)
     warehouse: WarehouseConfig
     accounts: tuple[AccountConfig, ...]
     granularity: timedelta = timedelta(hours=1)
     fsync: bool = True
     source: Path | None = field(default=None, compare=False)
+    s3: S3Config | None = None          # set when storage.root is s3://...; open with storage.open_storage
+
+    @property
+    def storage_url(self) -> str:
+        """Where the raw archive and Parquet datasets live, for messages: a folder or an s3:// URL."""
+        return self.s3.url if self.s3 is not None else str(self.storage_root)
 
     def select_accounts(self, ids: list[str] | None) -> tuple[AccountConfig, ...]:
         """The named accounts (all when ``ids`` is empty); unknown ids are a ConfigError."""
@@ -143,14 +168,49 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, environ: Mapping[st
         raise ConfigError(f"unknown section(s): {', '.join(sorted(unknown))}")
     api = _parse_api(_table(data, "api"))
     storage = _table(data, "storage")
-    root = _resolve(base_dir, _str(storage, "root", "storage", "./nugen-data"))
+    root, s3 = _parse_storage(storage, base_dir)
     fsync = _bool(storage, "fsync", "storage", True)
     schedule = _table(data, "schedule")
     granularity = parse_duration(schedule.get("granularity", "1h"), "schedule.granularity")
     warehouse = _parse_warehouse(_table(data, "warehouse"), base_dir, root, environ)
     accounts = _parse_accounts(data.get("accounts", []), environ)
     return Config(api=api, storage_root=root, warehouse=warehouse, accounts=accounts,
-                  granularity=granularity, fsync=fsync, source=source)
+                  granularity=granularity, fsync=fsync, source=source, s3=s3)
+
+
+def _parse_storage(t: Mapping[str, Any], base_dir: Path) -> tuple[Path | None, S3Config | None]:
+    """``storage.root`` is a local folder or ``s3://bucket/prefix``; the S3 keys apply to the latter only."""
+    unknown = set(t) - set(STORAGE_KEYS)
+    if unknown:
+        hint = " (credentials never sit in the file: use the AWS environment variables or config files)" \
+            if any(w in k.lower() for k in unknown for w in ("key", "secret", "token", "password")) else ""
+        raise ConfigError(f"storage: unknown key(s) {', '.join(sorted(unknown))}{hint}")
+    root = _str(t, "root", "storage", "./nugen-data")
+    scheme = _URL_SCHEME_RE.match(root)
+    if scheme is None:
+        for key in ("endpoint_url", "region"):
+            if key in t:
+                raise ConfigError(f"storage.{key}: only applies when storage.root is an s3:// URL")
+        return _resolve(base_dir, root), None
+    if scheme.group(1).lower() != "s3":
+        raise ConfigError(f"storage.root: unsupported scheme {scheme.group(1)!r}; "
+                          "use a local folder or s3://bucket/prefix")
+    bucket, _, prefix = root[scheme.end():].partition("/")
+    if not S3_BUCKET_RE.fullmatch(bucket) or ".." in bucket:
+        raise ConfigError(f"storage.root: invalid S3 bucket name {bucket!r}")
+    prefix = prefix.removesuffix("/")
+    if prefix and any(p in ("", ".", "..") or "\\" in p or not p.isprintable() for p in prefix.split("/")):
+        raise ConfigError(f"storage.root: invalid S3 prefix {prefix!r} (no empty, '.' or '..' segments)")
+    endpoint_url = t.get("endpoint_url")
+    if endpoint_url is not None:
+        endpoint_url = _url(endpoint_url, "storage.endpoint_url")
+        if "@" in endpoint_url.split("/", 3)[2]:
+            raise ConfigError("storage.endpoint_url: credentials never sit in the URL; "
+                              "use the AWS environment variables or config files")
+    region = t.get("region")
+    if region is not None and (not isinstance(region, str) or not S3_REGION_RE.fullmatch(region)):
+        raise ConfigError(f"storage.region: expected a region name like 'eu-west-1', got {region!r}")
+    return None, S3Config(bucket=bucket, prefix=prefix, endpoint_url=endpoint_url, region=region)
 
 
 def _parse_api(t: Mapping[str, Any]) -> ApiConfig:
@@ -166,9 +226,12 @@ def _parse_api(t: Mapping[str, Any]) -> ApiConfig:
     )
 
 
-def _parse_warehouse(t: Mapping[str, Any], base_dir: Path, root: Path,
+def _parse_warehouse(t: Mapping[str, Any], base_dir: Path, root: Path | None,
                      environ: Mapping[str, str]) -> WarehouseConfig:
-    default = f"duckdb:///{root / 'warehouse.duckdb'}"
+    if root is None and "url" not in t:
+        raise ConfigError("warehouse.url: required when storage.root is an s3:// URL "
+                          "(the default DuckDB file lives in the local storage folder)")
+    default = f"duckdb:///{root / 'warehouse.duckdb'}" if root is not None else ""
     url = _str(t, "url", "warehouse", default)
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
     if scheme not in WAREHOUSE_SCHEMES:

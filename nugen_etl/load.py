@@ -8,6 +8,7 @@ from pathlib import Path
 from .errors import WarehouseBusy, WarehouseError
 from .parquet_sink import write_slot_parquet
 from .records import SlotLoad
+from .storage import Storage, as_storage
 from .summary import RunSummary
 from .warehouse import Warehouse
 
@@ -21,9 +22,9 @@ class SlotWriter:
     account cannot take its batch-mates down with it.
     """
 
-    def __init__(self, root: Path, warehouse: Warehouse, *, batch_size: int, fsync: bool,
+    def __init__(self, storage: Storage | Path, warehouse: Warehouse, *, batch_size: int, fsync: bool = True,
                  summary: RunSummary) -> None:
-        self._root, self._warehouse, self._fsync = root, warehouse, fsync
+        self._storage, self._warehouse = as_storage(storage, fsync=fsync), warehouse
         self._batch_size, self._summary = batch_size, summary
         self._batch: list[SlotLoad] = []
 
@@ -31,8 +32,8 @@ class SlotWriter:
         self._summary.record(load.run)
         if load.tables is not None:
             try:
-                write_slot_parquet(self._root, load.tables, account_id=load.run.account_id,
-                                   snapshot_at=load.run.snapshot_at, fsync=self._fsync)
+                write_slot_parquet(self._storage, load.tables, account_id=load.run.account_id,
+                                   snapshot_at=load.run.snapshot_at)
             except OSError as exc:
                 self._summary.record_error(load.run.account_id, f"parquet write failed: {exc}")
                 return

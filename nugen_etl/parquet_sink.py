@@ -1,32 +1,37 @@
 """Hive-partitioned Parquet datasets: one file per (table, account, slot), replaced atomically.
 
-Layout: ``ROOT/<table>/snapshot_date=YYYY-MM-DD/account_id=ID/part-<slot>.parquet`` (zstd).
-The partition columns live in the path, not in the file, as hive readers expect.
+Key: ``<table>/snapshot_date=YYYY-MM-DD/account_id=ID/part-<slot>.parquet`` (zstd) under the
+storage root (a local folder or ``s3://bucket/prefix``). The partition columns live in the path,
+not in the file, as hive readers expect. Each file is built in memory and stored in one atomic
+write (a rename locally, a single PUT on S3).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import overload
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .config import validate_account_id
-from .files import atomic_write, remove_file
 from .schemas import MODEL_METRICS, MODEL_SNAPSHOTS, TableSpec
 from .slots import slot_stamp
+from .storage import Storage, as_storage
 
 PARQUET_TABLES = (MODEL_SNAPSHOTS, MODEL_METRICS)
 PARTITION_COLUMNS = ("snapshot_date", "account_id")
 
 
-def slot_file_path(root: Path, spec: TableSpec, account_id: str, snapshot_at: datetime) -> Path:
+def slot_file_key(spec: TableSpec, account_id: str, snapshot_at: datetime) -> str:
     account_id = validate_account_id(account_id)
     day = snapshot_at.astimezone(UTC).date()
-    return (root / spec.name / f"snapshot_date={day}" / f"account_id={account_id}"
-            / f"part-{slot_stamp(snapshot_at)}.parquet")
+    return f"{spec.name}/snapshot_date={day}/account_id={account_id}/part-{slot_stamp(snapshot_at)}.parquet"
+
+
+def slot_file_path(root: Path, spec: TableSpec, account_id: str, snapshot_at: datetime) -> Path:
+    return root / slot_file_key(spec, account_id, snapshot_at)
 
 
 def file_schema(spec: TableSpec) -> pa.Schema:
@@ -34,21 +39,31 @@ def file_schema(spec: TableSpec) -> pa.Schema:
     return pa.schema([f for f in spec.schema if f.name not in PARTITION_COLUMNS])
 
 
+def to_parquet_bytes(table: pa.Table) -> bytes:
+    """A complete zstd Parquet file of ``table`` (pure)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue().to_pybytes()
+
+
+@overload
 def write_slot_parquet(root: Path, tables: dict[str, pa.Table], *, account_id: str,
-                       snapshot_at: datetime, fsync: bool = True) -> list[Path]:
-    """Replace the slot's file in each dataset; a slot with no rows has no file. Returns written paths."""
+                       snapshot_at: datetime, fsync: bool = True) -> list[Path]: ...
+@overload
+def write_slot_parquet(root: Storage, tables: dict[str, pa.Table], *, account_id: str,
+                       snapshot_at: datetime, fsync: bool = True) -> list[str]: ...
+def write_slot_parquet(root: Storage | Path, tables: dict[str, pa.Table], *, account_id: str,
+                       snapshot_at: datetime, fsync: bool = True) -> list[Path] | list[str]:
+    """Replace the slot's file in each dataset; a slot with no rows has no file. Returns the written
+    keys (paths for a Path root, fsynced per ``fsync``)."""
+    storage = as_storage(root, fsync=fsync)
     written = []
     for spec in PARQUET_TABLES:
-        path = slot_file_path(root, spec, account_id, snapshot_at)
+        key = slot_file_key(spec, account_id, snapshot_at)
         table = tables[spec.name]
         if table.num_rows == 0:
-            remove_file(path, fsync=fsync)
+            storage.delete(key)
             continue
-        body = table.select(file_schema(spec).names).cast(file_schema(spec))
-
-        def write(fh: BinaryIO, body: pa.Table = body) -> None:
-            pq.write_table(body, fh, compression="zstd")
-
-        atomic_write(path, write, fsync=fsync)
-        written.append(path)
-    return written
+        storage.write_bytes_atomic(key, to_parquet_bytes(table.select(file_schema(spec).names).cast(file_schema(spec))))
+        written.append(key)
+    return [root / k for k in written] if isinstance(root, Path) else written

@@ -16,6 +16,7 @@ from .load import SlotWriter
 from .raw_archive import list_archived_slots, read_raw_answer, write_raw_answer
 from .records import SUCCESS_OUTCOMES, AccountRun, Outcome, RawAnswer, SlotLoad
 from .slots import day_bounds, utcnow
+from .storage import Storage, open_storage
 from .summary import RunSummary
 from .warehouse import Warehouse, open_warehouse
 
@@ -53,28 +54,30 @@ def build_client(config: Config, base_url: str) -> ApiClient:
 
 def run_snapshot(config: Config, *, snapshot_at: datetime, accounts: Sequence[AccountConfig] | None = None,
                  warehouse: Warehouse | None = None, clients: dict[str, ApiClient] | None = None,
-                 progress: Progress | None = None, skip_succeeded: bool = False) -> RunSummary:
+                 progress: Progress | None = None, skip_succeeded: bool = False,
+                 storage: Storage | None = None) -> RunSummary:
     """Snapshot every given account (default: all configured) into the slot ``snapshot_at``.
 
     Accounts are fetched ``max_concurrency`` at a time and streamed through: each answer is archived
     raw, flattened, written to Parquet and loaded in warehouse batches. One account's failure
     never stops or rolls back another's. With ``skip_succeeded`` (a retry of the same slot),
-    accounts already recorded ok/empty for the slot are not fetched again.
+    accounts already recorded ok/empty for the slot are not fetched again. ``storage`` defaults
+    to the configured one (``open_storage``).
     """
     accounts = tuple(accounts if accounts is not None else config.accounts)
+    storage = open_storage(config) if storage is None else storage
     summary = RunSummary(command="run", snapshot_at=snapshot_at)
     owned_clients = clients is None
     clients = {} if clients is None else clients
     with _warehouse_scope(config, warehouse) as wh, \
-            SlotWriter(config.storage_root, wh, batch_size=config.warehouse.batch_accounts,
-                       fsync=config.fsync, summary=summary) as writer:
+            SlotWriter(storage, wh, batch_size=config.warehouse.batch_accounts, summary=summary) as writer:
         if skip_succeeded:
             done = succeeded_accounts(wh, snapshot_at)
             summary.skipped = [a.id for a in accounts if a.id in done]
             accounts = tuple(a for a in accounts if a.id not in done)
         config.require_keys(accounts)
         try:
-            for raw in _fetch_all(config, accounts, snapshot_at, clients):
+            for raw in _fetch_all(config, storage, accounts, snapshot_at, clients):
                 load = _load_or_failure(raw)
                 writer.add(load)
                 if progress:
@@ -87,20 +90,21 @@ def run_snapshot(config: Config, *, snapshot_at: datetime, accounts: Sequence[Ac
 
 
 def backfill(config: Config, *, first: date, last: date, accounts: Sequence[str] | None = None,
-             warehouse: Warehouse | None = None, progress: Progress | None = None) -> RunSummary:
+             warehouse: Warehouse | None = None, progress: Progress | None = None,
+             storage: Storage | None = None) -> RunSummary:
     """Rebuild Parquet and warehouse rows of [first, last] (UTC days) from the raw archive. No API calls.
 
     Per slot the newest successful answer wins; a slot that only ever failed is replayed as failed.
     """
     start, end = day_bounds(first, last)
     summary = RunSummary(command="backfill", snapshot_at=None)
+    storage = open_storage(config) if storage is None else storage
     with _warehouse_scope(config, warehouse) as wh, \
-            SlotWriter(config.storage_root, wh, batch_size=config.warehouse.batch_accounts,
-                       fsync=config.fsync, summary=summary) as writer:
-        for account_id, slot, paths in list_archived_slots(config.storage_root, start=start, end=end,
-                                                           account_ids=accounts or None):
+            SlotWriter(storage, wh, batch_size=config.warehouse.batch_accounts, summary=summary) as writer:
+        for account_id, slot, keys in list_archived_slots(storage, start=start, end=end,
+                                                          account_ids=accounts or None):
             try:
-                load = choose_replay(read_raw_answer(p) for p in reversed(paths))
+                load = choose_replay(read_raw_answer(storage, k) for k in reversed(keys))
             except (OSError, ValueError, KeyError, EOFError) as exc:
                 summary.record_error(account_id, f"unreadable raw archive for slot {slot.isoformat()}: {exc}")
                 continue
@@ -111,7 +115,8 @@ def backfill(config: Config, *, first: date, last: date, accounts: Sequence[str]
 
 
 def replay_slot(config: Config, *, snapshot_at: datetime, accounts: Sequence[str] | None = None,
-                warehouse: Warehouse | None = None, progress: Progress | None = None) -> RunSummary:
+                warehouse: Warehouse | None = None, progress: Progress | None = None,
+                storage: Storage | None = None) -> RunSummary:
     """Load one past slot from the raw archive without calling the API.
 
     An account with no archived answer for the slot is recorded ``not_observed``: the API only
@@ -120,15 +125,15 @@ def replay_slot(config: Config, *, snapshot_at: datetime, accounts: Sequence[str
     account_ids = list(accounts) if accounts is not None else [a.id for a in config.accounts]
     summary = RunSummary(command="replay", snapshot_at=snapshot_at)
     end = snapshot_at + timedelta(microseconds=1)
+    storage = open_storage(config) if storage is None else storage
     with _warehouse_scope(config, warehouse) as wh, \
-            SlotWriter(config.storage_root, wh, batch_size=config.warehouse.batch_accounts,
-                       fsync=config.fsync, summary=summary) as writer:
-        archived = {a: paths for a, _, paths in list_archived_slots(
-            config.storage_root, start=snapshot_at, end=end, account_ids=account_ids)}
+            SlotWriter(storage, wh, batch_size=config.warehouse.batch_accounts, summary=summary) as writer:
+        archived = {a: keys for a, _, keys in list_archived_slots(
+            storage, start=snapshot_at, end=end, account_ids=account_ids)}
         for account_id in account_ids:
             if account_id in archived:
                 try:
-                    load = choose_replay(read_raw_answer(p) for p in reversed(archived[account_id]))
+                    load = choose_replay(read_raw_answer(storage, k) for k in reversed(archived[account_id]))
                 except (OSError, ValueError, KeyError, EOFError) as exc:
                     summary.record_error(account_id, f"unreadable raw archive for slot "
                                                      f"{snapshot_at.isoformat()}: {exc}")
@@ -174,7 +179,7 @@ def _load_or_failure(raw: RawAnswer) -> SlotLoad:
                                    error=f"transform failed: {type(exc).__name__}: {exc}"[:500]))
 
 
-def _fetch_all(config: Config, accounts: Sequence[AccountConfig], snapshot_at: datetime,
+def _fetch_all(config: Config, storage: Storage, accounts: Sequence[AccountConfig], snapshot_at: datetime,
                clients: dict[str, ApiClient]) -> Iterator[RawAnswer]:
     """Fetch and archive accounts concurrently; yields answers as they complete (bounded in flight)."""
     limit = config.api.max_concurrency
@@ -188,7 +193,7 @@ def _fetch_all(config: Config, accounts: Sequence[AccountConfig], snapshot_at: d
         while True:
             for account in queue:
                 client = clients[account.base_url or config.api.base_url]
-                pending.add(pool.submit(_fetch_and_archive, config, client, account, snapshot_at))
+                pending.add(pool.submit(_fetch_and_archive, storage, client, account, snapshot_at))
                 if len(pending) >= 2 * limit:
                     break
             if not pending:
@@ -198,7 +203,7 @@ def _fetch_all(config: Config, accounts: Sequence[AccountConfig], snapshot_at: d
                 yield future.result()
 
 
-def _fetch_and_archive(config: Config, client: ApiClient, account: AccountConfig,
+def _fetch_and_archive(storage: Storage, client: ApiClient, account: AccountConfig,
                        snapshot_at: datetime) -> RawAnswer:
     assert account.api_key is not None
     try:
@@ -208,7 +213,7 @@ def _fetch_and_archive(config: Config, client: ApiClient, account: AccountConfig
         raw = RawAnswer(account_id=account.id, snapshot_at=snapshot_at, fetched_at=utcnow(),
                         http_status=None, body=b"", attempts=0, error=f"fetch crashed: {type(exc).__name__}")
     try:
-        write_raw_answer(config.storage_root, raw, fsync=config.fsync)
+        write_raw_answer(storage, raw)
     except OSError as exc:
         log.error("account %s: cannot archive the raw answer: %s", account.id, exc)
         return RawAnswer(account_id=account.id, snapshot_at=snapshot_at, fetched_at=raw.fetched_at,

@@ -1,39 +1,49 @@
 """The raw archive: every API answer as received, stored before anything is transformed.
 
-Layout: ``ROOT/raw/account_id=ID/snapshot_date=YYYY-MM-DD/<slot>__<fetched>__<nonce>.raw.gz``.
-A file is gzip of one JSON line of metadata (status, fetched_at, kept headers, attempts, error;
-never the Authorization header) followed by the body bytes exactly as received.
+Key: ``raw/account_id=ID/snapshot_date=YYYY-MM-DD/<slot>__<fetched>__<nonce>.raw.gz`` under the
+storage root (a local folder or ``s3://bucket/prefix``). An object is gzip of one JSON line of
+metadata (status, fetched_at, kept headers, attempts, error; never the Authorization header)
+followed by the body bytes exactly as received. Objects are only ever added, never replaced.
+
+The functions take a Storage, or a local Path root (then they hand back Paths, not keys).
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import uuid
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import overload
 
 from .config import validate_account_id
-from .files import atomic_write
+from .errors import ConfigError
 from .records import RawAnswer
 from .slots import parse_slot_stamp, parse_timestamp, slot_stamp
+from .storage import Storage, as_storage
 
 RAW_DIR = "raw"
 SUFFIX = ".raw.gz"
 FORMAT_VERSION = 1
 
 
-def raw_answer_path(root: Path, raw: RawAnswer) -> Path:
+def raw_answer_key(raw: RawAnswer) -> str:
+    """A new key for this answer (the nonce makes every fetch its own object)."""
     account_id = validate_account_id(raw.account_id)
     fetched = raw.fetched_at.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     name = f"{slot_stamp(raw.snapshot_at)}__{fetched}__{uuid.uuid4().hex[:8]}{SUFFIX}"
-    return root / RAW_DIR / f"account_id={account_id}" / f"snapshot_date={raw.snapshot_at.astimezone(UTC).date()}" / name
+    return f"{RAW_DIR}/account_id={account_id}/snapshot_date={raw.snapshot_at.astimezone(UTC).date()}/{name}"
 
 
-def write_raw_answer(root: Path, raw: RawAnswer, *, fsync: bool = True) -> Path:
-    """Archive one answer atomically; returns its path."""
+def raw_answer_path(root: Path, raw: RawAnswer) -> Path:
+    return root / raw_answer_key(raw)
+
+
+def encode_raw_answer(raw: RawAnswer) -> bytes:
+    """The archived form of an answer: gzip of the metadata line and the body as received (pure)."""
     meta = {
         "format": FORMAT_VERSION,
         "account_id": raw.account_id,
@@ -44,21 +54,16 @@ def write_raw_answer(root: Path, raw: RawAnswer, *, fsync: bool = True) -> Path:
         "attempts": raw.attempts,
         "error": raw.error,
     }
-    path = raw_answer_path(root, raw)
-
-    def write(fh: BinaryIO) -> None:
-        with gzip.GzipFile(fileobj=fh, mode="wb", compresslevel=1, mtime=0) as gz:
-            gz.write(json.dumps(meta, ensure_ascii=True).encode() + b"\n")
-            gz.write(raw.body)
-
-    atomic_write(path, write, fsync=fsync)
-    return path
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=1, mtime=0) as gz:
+        gz.write(json.dumps(meta, ensure_ascii=True).encode() + b"\n")
+        gz.write(raw.body)
+    return buffer.getvalue()
 
 
-def read_raw_answer(path: Path) -> RawAnswer:
-    with gzip.open(path, "rb") as gz:
-        data = gz.read()
-    head, _, body = data.partition(b"\n")
+def decode_raw_answer(data: bytes) -> RawAnswer:
+    """The answer back from its archived form (pure)."""
+    head, _, body = gzip.decompress(data).partition(b"\n")
     meta = json.loads(head)
     return RawAnswer(
         account_id=meta["account_id"],
@@ -72,23 +77,77 @@ def read_raw_answer(path: Path) -> RawAnswer:
     )
 
 
+@overload
+def write_raw_answer(root: Path, raw: RawAnswer, *, fsync: bool = True) -> Path: ...
+@overload
+def write_raw_answer(root: Storage, raw: RawAnswer, *, fsync: bool = True) -> str: ...
+def write_raw_answer(root: Storage | Path, raw: RawAnswer, *, fsync: bool = True) -> Path | str:
+    """Archive one answer atomically; returns its key (its path for a Path root, fsynced per ``fsync``)."""
+    key = raw_answer_key(raw)
+    as_storage(root, fsync=fsync).write_bytes_atomic(key, encode_raw_answer(raw))
+    return root / key if isinstance(root, Path) else key
+
+
+@overload
+def read_raw_answer(source: Path) -> RawAnswer: ...
+@overload
+def read_raw_answer(source: Storage, key: str) -> RawAnswer: ...
+def read_raw_answer(source: Storage | Path, key: str | None = None) -> RawAnswer:
+    """Read an archived answer: ``read_raw_answer(path)`` or ``read_raw_answer(storage, key)``."""
+    if isinstance(source, Path):
+        return decode_raw_answer(source.read_bytes())
+    assert key is not None, "read_raw_answer(storage, key)"
+    return decode_raw_answer(source.read_bytes(key))
+
+
+@overload
 def list_archived_slots(root: Path, *, start: datetime, end: datetime,
-                        account_ids: Iterable[str] | None = None) -> Iterator[tuple[str, datetime, list[Path]]]:
-    """(account_id, slot, files oldest-first by fetch time) for every archived slot in [start, end)."""
-    base = root / RAW_DIR
+                        account_ids: Iterable[str] | None = None) -> Iterator[tuple[str, datetime, list[Path]]]: ...
+@overload
+def list_archived_slots(root: Storage, *, start: datetime, end: datetime,
+                        account_ids: Iterable[str] | None = None) -> Iterator[tuple[str, datetime, list[str]]]: ...
+def list_archived_slots(root: Storage | Path, *, start: datetime, end: datetime,
+                        account_ids: Iterable[str] | None = None) -> Iterator[tuple[str, datetime, list]]:
+    """(account_id, slot, keys oldest-first by fetch time) for every archived slot in [start, end).
+
+    Only the day folders that can hold such slots are listed (one listing per account and day).
+    """
+    storage = as_storage(root)
     if account_ids is None:
-        folders = sorted(p for p in base.glob("account_id=*") if p.is_dir())
+        folders, _ = storage.listdir(RAW_DIR)
+        accounts = [f.removeprefix("account_id=") for f in folders if f.startswith("account_id=")]
+        accounts = [a for a in accounts if _is_account_id(a)]
     else:
-        folders = [base / f"account_id={validate_account_id(a)}" for a in account_ids]
-    for folder in folders:
-        account_id = folder.name.removeprefix("account_id=")
-        by_slot: dict[datetime, list[Path]] = {}
-        for day_dir in sorted(folder.glob("snapshot_date=*")):
-            for path in day_dir.glob(f"*{SUFFIX}"):
-                if path.name.startswith("."):
+        accounts = [validate_account_id(a) for a in account_ids]
+    first_day, last_day = start.astimezone(UTC).date(), (end - timedelta.resolution).astimezone(UTC).date()
+    for account_id in accounts:
+        base = f"{RAW_DIR}/account_id={account_id}"
+        by_slot: dict[datetime, list[str]] = {}
+        for day in storage.listdir(base)[0]:
+            if not day.startswith("snapshot_date=") or not _day_within(day, first_day, last_day):
+                continue
+            for name in storage.listdir(f"{base}/{day}")[1]:
+                if name.startswith(".") or not name.endswith(SUFFIX):
                     continue
-                slot = parse_slot_stamp(path.name.split("__", 1)[0])
+                slot = parse_slot_stamp(name.split("__", 1)[0])
                 if start <= slot < end:
-                    by_slot.setdefault(slot, []).append(path)
+                    by_slot.setdefault(slot, []).append(f"{base}/{day}/{name}")
         for slot in sorted(by_slot):
-            yield account_id, slot, sorted(by_slot[slot], key=lambda p: p.name)
+            keys = sorted(by_slot[slot], key=lambda k: k.rsplit("/", 1)[1])
+            yield account_id, slot, [root / k for k in keys] if isinstance(root, Path) else keys
+
+
+def _day_within(folder: str, first: date, last: date) -> bool:
+    try:
+        day = date.fromisoformat(folder.removeprefix("snapshot_date="))
+    except ValueError:
+        return True  # not ours to judge: let its files be parsed as before
+    return first <= day <= last
+
+
+def _is_account_id(value: str) -> bool:
+    try:
+        validate_account_id(value)
+    except ConfigError:
+        return False
+    return True

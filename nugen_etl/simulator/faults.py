@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Literal
 
-FaultKind = Literal["status", "malformed", "slow", "truncated", "reset", "body"]
+FaultKind = Literal["status", "malformed", "slow", "truncated", "reset", "body", "stall"]
 
 VALIDATION_DETAIL = [
     {"loc": ["header", "Authorization"], "msg": "field required", "type": "value_error.missing"},
@@ -70,6 +70,12 @@ class Fault:
     def truncated(cls) -> Fault:
         """Send 200 headers whose Content-Length promises the full body, half the body, then close."""
         return cls("truncated")
+
+    @classmethod
+    def stall(cls, seconds: float) -> Fault:
+        """Send 200 headers and half the body, then go silent for ``seconds`` and close (a read
+        timeout in the middle of the body for any client whose timeout is shorter)."""
+        return cls("stall", delay=seconds)
 
     @classmethod
     def reset(cls) -> Fault:

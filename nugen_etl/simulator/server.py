@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import uuid
@@ -28,6 +29,11 @@ class _Server(ThreadingHTTPServer):
         super().__init__(address, _Handler)
         self.state = state
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that gave up (timeout, deadline) while a slow answer was on its way is not news."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -41,6 +47,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         state = self.server.state
+        state.log_path(self.path)
         self._drain_body()
         if state.latency_ms:
             time.sleep(state.latency_ms / 1000)
@@ -75,10 +82,12 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.kind == "reset":
             self.close_connection = True
             return
-        if fault.kind == "truncated":
+        if fault.kind in ("truncated", "stall"):
             state = self.server.state
             full = state.body_at(account_id, state.now()) if state.specs(account_id) else _TRUNCATED_FALLBACK
             self._send(200, full[: len(full) // 2], length=len(full))
+            if fault.kind == "stall":
+                time.sleep(fault.delay)
             self.close_connection = True
             return
         headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}

@@ -52,6 +52,7 @@ class SimulatorState:
         self._clock: datetime | None = None
         self._faults: dict[str, deque[Fault]] = {}
         self._counts: Counter[str | None] = Counter()
+        self._paths: list[str] = []
         self._random = random.Random(seed)
         self._specs: dict[str, tuple[catalog.ModelSpec, ...]] = {}
         self._bodies: dict[str, tuple[int, bytes]] = {}
@@ -148,6 +149,21 @@ class SimulatorState:
         with self._lock:
             self._counts[account_id] += 1
 
+    def log_path(self, path: str) -> None:
+        """Record the request target (path and query) of every request received, in order."""
+        with self._lock:
+            self._paths.append(path)
+
+    def request_paths(self) -> list[str]:
+        """Every request target received so far (reset by ``reset_counts``)."""
+        with self._lock:
+            return list(self._paths)
+
+    def pending_faults(self, account_id: str) -> int:
+        """Queued faults not yet consumed by a request of ``account_id``."""
+        with self._lock:
+            return len(self._faults.get(account_id, ()))
+
     def request_count(self, account_id: str | None = None) -> int:
         """Requests received in total, or those authenticated as ``account_id``."""
         with self._lock:
@@ -156,6 +172,7 @@ class SimulatorState:
             return self._counts[account_id]
 
     def reset_counts(self) -> None:
-        """Zero all request counts."""
+        """Zero all request counts and forget the request log."""
         with self._lock:
             self._counts.clear()
+            self._paths.clear()

@@ -1,0 +1,251 @@
+"""Where the raw archive and the Parquet datasets live: a local folder or an S3 bucket, one interface.
+
+Keys are relative POSIX paths (``raw/account_id=acme/...``), identical on both backends, and can
+never leave their root: absolute keys, empty, ``.`` and ``..`` segments are refused.
+
+    LocalStorage  write aside, fsync, rename (nugen_etl.files): readers see the old or the new file
+    S3Storage     one PUT under the final key (boto3, extra ``s3``): readers see the old or the new
+                  object; credentials from the AWS chain or given explicitly, never logged
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, Protocol, runtime_checkable
+
+from .config import Config, Secret
+from .errors import ConfigError, NugenEtlError
+from .files import atomic_write, remove_file
+from .redaction import redact
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+class StorageError(NugenEtlError, OSError):
+    """An object store failed an operation. An OSError, so callers treat it like a failed disk."""
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """Atomic whole-object writes, reads, deletes and one-level listings under one root."""
+
+    @property
+    def display(self) -> str:
+        """The root for messages: a folder or ``s3://bucket/prefix`` (never a credential)."""
+        ...
+
+    def write_bytes_atomic(self, key: str, data: bytes) -> None:
+        """Create or replace ``key``; a reader sees the previous content or ``data``, never a part."""
+        ...
+
+    def read_bytes(self, key: str) -> bytes:
+        """The whole content of ``key``; FileNotFoundError when it does not exist."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; nothing happens when it does not exist."""
+        ...
+
+    def listdir(self, folder: str) -> tuple[list[str], list[str]]:
+        """(sub-folder names, file names) directly under ``folder``, each sorted; empty when absent."""
+        ...
+
+
+def check_key(key: str) -> str:
+    """``key`` if it is a relative path that stays under the root, else ValueError.
+
+    >>> check_key("raw/account_id=acme/x.raw.gz")
+    'raw/account_id=acme/x.raw.gz'
+    >>> check_key("raw/../../etc/passwd")
+    Traceback (most recent call last):
+    ...
+    ValueError: unsafe storage key 'raw/../../etc/passwd': keys are relative paths without '.', '..' or empty segments
+    """
+    if (not isinstance(key, str) or not key or key.startswith("/") or "\\" in key or not key.isprintable()
+            or any(part in ("", ".", "..") for part in key.split("/"))):
+        raise ValueError(f"unsafe storage key {key!r}: keys are relative paths without '.', '..' or empty segments")
+    return key
+
+
+def as_storage(root: Storage | os.PathLike[str], *, fsync: bool = True) -> Storage:
+    """``root`` itself, or ``LocalStorage(root, fsync=fsync)`` for a local path."""
+    if isinstance(root, os.PathLike):
+        return LocalStorage(Path(root), fsync=fsync)
+    return root
+
+
+def open_storage(config: Config, *, credentials: AwsCredentials | None = None) -> Storage:
+    """The configured storage: the local folder, or the S3 root with a client sized for the fetch pool."""
+    if config.s3 is None:
+        assert config.storage_root is not None
+        return LocalStorage(config.storage_root, fsync=config.fsync)
+    s3 = config.s3
+    return S3Storage(s3.bucket, s3.prefix, endpoint_url=s3.endpoint_url, region=s3.region,
+                     credentials=credentials, max_connections=config.api.max_concurrency + 2)
+
+
+@dataclass(frozen=True)
+class LocalStorage:
+    """A local folder. Writes go aside and are renamed into place, fsynced (file and folder) unless
+    ``fsync`` is off; temporary names are dot-named ``*.tmp`` so dataset globs never match them."""
+
+    root: Path
+    fsync: bool = True
+
+    @property
+    def display(self) -> str:
+        return str(self.root)
+
+    def path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def write_bytes_atomic(self, key: str, data: bytes) -> None:
+        def write(fh: BinaryIO) -> None:
+            fh.write(data)
+
+        atomic_write(self.path(key), write, fsync=self.fsync)
+
+    def read_bytes(self, key: str) -> bytes:
+        return self.path(key).read_bytes()
+
+    def delete(self, key: str) -> None:
+        remove_file(self.path(key), fsync=self.fsync)
+
+    def listdir(self, folder: str) -> tuple[list[str], list[str]]:
+        try:
+            with os.scandir(self.path(folder)) as entries:
+                found = [(e.name, e.is_dir()) for e in entries]
+        except (FileNotFoundError, NotADirectoryError):
+            return [], []
+        return sorted(n for n, d in found if d), sorted(n for n, d in found if not d)
+
+
+@dataclass(frozen=True)
+class AwsCredentials:
+    """Explicit credentials (e.g. from an Airflow Connection) instead of the AWS chain. Masked repr."""
+
+    access_key_id: Secret
+    secret_access_key: Secret
+    session_token: Secret | None = None
+
+
+class S3Storage:
+    """``s3://bucket/prefix`` on S3 or an S3-compatible store (``endpoint_url``).
+
+    Every object is written once under its final key with a single PutObject: S3 makes it visible
+    whole or not at all, so readers see the old or the new object. Deletes are idempotent. Failures
+    are StorageError (an OSError) naming the operation and the object, never a credential.
+    """
+
+    def __init__(self, bucket: str, prefix: str = "", *, endpoint_url: str | None = None,
+                 region: str | None = None, credentials: AwsCredentials | None = None,
+                 max_connections: int = 10, client: Any = None) -> None:
+        self.bucket = bucket
+        self.prefix = check_key(prefix.strip("/")) if prefix.strip("/") else ""
+        self.endpoint_url, self.region = endpoint_url, region
+        self._session: Any = None
+        if client is None:
+            self._session, client = _s3_client(endpoint_url=endpoint_url, region=region,
+                                               credentials=credentials, max_connections=max_connections)
+        self._client = client
+
+    @property
+    def display(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+    def __repr__(self) -> str:
+        return f"S3Storage({self.display!r}, endpoint_url={self.endpoint_url!r}, region={self.region!r})"
+
+    def object_key(self, key: str) -> str:
+        """The full S3 key of a storage key (prefix included)."""
+        check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def write_bytes_atomic(self, key: str, data: bytes) -> None:
+        full = self.object_key(key)
+        self._call("write", key, lambda: self._client.put_object(Bucket=self.bucket, Key=full, Body=data))
+
+    def read_bytes(self, key: str) -> bytes:
+        full = self.object_key(key)
+        data: bytes = self._call("read", key,
+                                 lambda: self._client.get_object(Bucket=self.bucket, Key=full)["Body"].read())
+        return data
+
+    def delete(self, key: str) -> None:
+        full = self.object_key(key)
+        self._call("delete", key, lambda: self._client.delete_object(Bucket=self.bucket, Key=full))
+
+    def listdir(self, folder: str) -> tuple[list[str], list[str]]:
+        base = self.object_key(folder) + "/"
+
+        def list_all() -> tuple[list[str], list[str]]:
+            folders, files = [], []
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=base, Delimiter="/")
+            for page in pages:
+                folders += [p["Prefix"][len(base):].rstrip("/") for p in page.get("CommonPrefixes", [])]
+                files += [o["Key"][len(base):] for o in page.get("Contents", []) if o["Key"] != base]
+            return sorted(folders), sorted(files)
+
+        result: tuple[list[str], list[str]] = self._call("list", folder, list_all)
+        return result
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _call(self, op: str, key: str, action: Callable[[], Any]) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return action()
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", "?"))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            self._raise(op, key, f"{code} (HTTP {status}): {error.get('Message', '')}",
+                        missing=op == "read" and code in ("NoSuchKey", "404"))
+        except (BotoCoreError, OSError) as exc:
+            self._raise(op, key, f"{type(exc).__name__}: {exc}")
+
+    def _raise(self, op: str, key: str, detail: str, *, missing: bool = False) -> NoReturn:
+        message = redact(f"s3 {op} {self.display}/{key} failed: {detail}", *self._secrets())
+        if missing:
+            raise FileNotFoundError(message) from None
+        raise StorageError(message) from None
+
+    def _secrets(self) -> list[str]:
+        creds = self._session.get_credentials() if self._session is not None else None
+        return [s for s in (creds.access_key, creds.secret_key, creds.token) if s] if creds else []
+
+
+def _s3_client(*, endpoint_url: str | None, region: str | None, credentials: AwsCredentials | None,
+               max_connections: int) -> tuple[Any, Any]:
+    try:
+        import boto3
+        from botocore.config import Config as BotoConfig
+    except ImportError:
+        raise ConfigError("storage.root is an s3:// URL: install the S3 extra, "
+                          "pip install 'nugen-etl[s3]'") from None
+    # botocore logs signed request headers (and any session token) at DEBUG: cap it at INFO unless
+    # the application has configured that logger itself.
+    botocore_log = logging.getLogger("botocore")
+    if botocore_log.level == logging.NOTSET:
+        botocore_log.setLevel(logging.INFO)
+    explicit = {}
+    if credentials is not None:
+        explicit = {"aws_access_key_id": credentials.access_key_id.reveal(),
+                    "aws_secret_access_key": credentials.secret_access_key.reveal(),
+                    "aws_session_token": credentials.session_token.reveal() if credentials.session_token else None}
+    session = boto3.session.Session(region_name=region, **explicit)
+    config = BotoConfig(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=max_connections,
+                        connect_timeout=10, read_timeout=60,
+                        s3={"addressing_style": "path"} if endpoint_url else None)
+    return session, session.client("s3", endpoint_url=endpoint_url, config=config)
+
+
+__all__ = ["AwsCredentials", "LocalStorage", "S3Storage", "Storage", "StorageError", "as_storage", "check_key",
+           "open_storage"]
