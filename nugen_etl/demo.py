@@ -54,6 +54,7 @@ def run_demo(folder: Path, *, slots: int = DEMO_SLOTS, out: TextIO | None = None
             summary = run_snapshot(config, snapshot_at=slot)
             counts = ", ".join(f"{c} {o}" for o, c in sorted(summary.outcomes.items()))
             print(f"  slot {slot:%Y-%m-%d %H:%M}: {counts}", file=out)
+    assert config.storage_root is not None  # the demo config is always local
     with open_configured_warehouse(config) as warehouse:
         print_report(warehouse, root=config.storage_root, warehouse_url=config.warehouse.url,
                      config_path=config_path, out=out)
