@@ -29,3 +29,23 @@ test: $(VENV)/.installed-test
 
 clean:
 	rm -rf $(VENV) nugen-data .pytest_cache
+
+# Benchmarks (issue 6): `make bench` writes bench/results/latest.{json,md}; `make bench-quick` is the
+# short development run (bench/results/quick/). PostgreSQL parts use $NUGEN_BENCH_PG_URL or
+# $NUGEN_TEST_PG_URL and are skipped without either. Extra options: BENCH_ARGS="--scenarios fanout".
+.PHONY: bench bench-quick
+bench: $(VENV)/.installed-test
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-quick: $(VENV)/.installed-test
+	$(BIN)/python -m bench --quick $(BENCH_ARGS)
+
+# Airflow (issue 4): only the DAG and compose tests; `make stack` starts docker-compose.yml
+# (creating .env from .env.example the first time: replace its change-me values).
+.PHONY: test-dags stack
+test-dags: $(VENV)/.installed-test
+	$(BIN)/python -m pytest tests/test_dags.py tests/test_compose.py $(PYTEST_ARGS)
+
+stack:
+	test -f .env || { cp .env.example .env; echo "created .env from .env.example: edit its secrets"; }
+	docker compose up -d --build

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .redaction import mask_url
 
 ACCOUNT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -56,6 +57,7 @@ class ApiConfig:
     deadline_s: float = 120.0
     retry_base_delay_s: float = 0.5
     verify_tls: bool = True
+    max_body_bytes: int = 64 * 2**20    # a larger answer fails the account instead of filling memory
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,10 @@ class WarehouseConfig:
     password_env: str | None = None
     password: Secret | None = None
     batch_accounts: int = 200           # accounts per warehouse transaction
+
+    def __repr__(self) -> str:  # a password written into the URL is masked like the Secret
+        return (f"WarehouseConfig(url={mask_url(self.url)!r}, password_env={self.password_env!r}, "
+                f"password={self.password!r}, batch_accounts={self.batch_accounts!r})")
 
     @property
     def engine(self) -> str:
@@ -223,6 +229,7 @@ def _parse_api(t: Mapping[str, Any]) -> ApiConfig:
         deadline_s=_number(t, "deadline_s", "api", 120.0, minimum=0.001),
         retry_base_delay_s=_number(t, "retry_base_delay_s", "api", 0.5, minimum=0.0),
         verify_tls=_bool(t, "verify_tls", "api", True),
+        max_body_bytes=int(_number(t, "max_body_bytes", "api", 64 * 2**20, minimum=1, integer=True)),
     )
 
 

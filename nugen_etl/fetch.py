@@ -3,19 +3,22 @@
 ``ApiClient.fetch_account`` never raises for network or HTTP trouble; it returns a
 ``RawAnswer`` whose ``error`` says what went wrong, and leaves classifying the answer
 (ok / empty / auth_failed / failed) to the pipeline. The API key is sent only in the
-``Authorization`` header and is kept out of every log record, error text and record.
+``Authorization`` header and is kept out of every log record, error text and record -- even
+when a server echoes it back: every copy of the key in a received body is masked as ``***``
+before the answer leaves the client.
 """
 
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import math
 import random
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from types import TracebackType
@@ -25,7 +28,7 @@ import httpx
 from nugen_etl import __version__
 from nugen_etl.errors import ConfigError
 from nugen_etl.records import RawAnswer
-from nugen_etl.redaction import redact
+from nugen_etl.redaction import MASK, redact
 
 log = logging.getLogger("nugen_etl.fetch")
 
@@ -156,6 +159,10 @@ class ApiClient:
             attempt_started = self._monotonic()
             timeout_s = max(min(self.timeout_s, remaining), 0.001)  # a late sleep must not make it <= 0
             result = self._attempt(headers, api_key, timeout_s, started)
+            masked = mask_key(result.body, api_key)
+            if masked is not result.body:
+                log.warning("account %s: the answer echoed the API key; masked before it is stored", account_id)
+                result = replace(result, body=masked)
             log.debug("account %s attempt %d/%d: %s in %.3fs", account_id, attempt, policy.max_attempts,
                       result.summary(), self._monotonic() - attempt_started)
             if not result.retryable:
@@ -266,6 +273,22 @@ def _parse_http_date(value: str) -> datetime | None:
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
+
+
+def mask_key(body: bytes, api_key: str) -> bytes:
+    """``body`` with every copy of ``api_key`` (as is, or JSON-escaped) replaced by ``***``; the same
+    object when there is none.
+
+    >>> mask_key(b'{"detail": "Invalid API key sk-1"}', "sk-1")
+    b'{"detail": "Invalid API key ***"}'
+    """
+    if not body or not api_key:
+        return body
+    forms = {api_key, json.dumps(api_key)[1:-1], api_key.replace("/", "\\/")}
+    masked = body
+    for form in forms:
+        masked = masked.replace(form.encode(), MASK.encode())
+    return body if masked == body else masked
 
 
 def _keep_headers(headers: httpx.Headers, api_key: str) -> dict[str, str]:

@@ -13,6 +13,9 @@ Rules a caller may rely on (and that the tests pin down):
   short notes, NULL when there are none) says why. Booleans are never numbers and numbers never
   booleans; NaN and infinities are not numbers. Timestamps are ISO 8601 with a time part; a
   naive one is taken as UTC; sub-microsecond digits are cut to microseconds and reported.
+* A value outside the range the vendor documents -- a negative ``usage_count``, count or
+  ``average_response_time``; an accuracy or uncertainty outside [0, 1] -- is kept as reported
+  (it is what the API said) and flagged in ``quality_issues``; nothing is clamped.
 * Text keeps every character except NUL and unpaired surrogates (PostgreSQL and UTF-8 cannot
   hold them): each becomes U+FFFD and is reported.
 * ``coerced_count`` is the number of notes written to ``quality_issues`` across all rows.
@@ -63,6 +66,18 @@ _PM_FLOAT = ("accuracy", "uncertainty", "average_response_time", "accuracy_befor
              "accuracy_after", "uncertainty_before", "uncertainty_after")
 _PM_INT = ("domain_violations", "domain_violations_before", "domain_violations_after")
 _PM_KEYS = frozenset(_PM_FLOAT + _PM_INT)
+# Documented ranges (column -> path in the answer): flagged when outside, never altered.
+_UNIT_INTERVAL = {f"pm_{k}": f"performance_metrics.{k}" for k in (
+    "accuracy", "uncertainty", "accuracy_before", "accuracy_after", "uncertainty_before", "uncertainty_after")}
+_UNIT_INTERVAL |= {"eval_accuracy": "evaluation_data.accuracy",
+                   "eval_metrics_accuracy": "evaluation_data.metrics.accuracy",
+                   "eval_metrics_uncertainty": "evaluation_data.metrics.uncertainty"}
+_NON_NEGATIVE = {"usage_count": "usage_count",
+                 "pm_average_response_time": "performance_metrics.average_response_time",
+                 "eval_raw_answers_count": "evaluation_data.raw_answers_count",
+                 "eval_total_questions": "evaluation_data.total_questions",
+                 "eval_metrics_domain_violations": "evaluation_data.metrics.domain_violations"}
+_NON_NEGATIVE |= {f"pm_{k}": f"performance_metrics.{k}" for k in _PM_INT}
 _TOP_KEYS = frozenset({
     "id", "alignment_id", "name", "base_model", "alignment_project", "created_date", "status",
     "deployment_status", "endpoint", "creator", "usage_count", "last_used", "performance_metrics",
@@ -315,14 +330,20 @@ _COERCE: dict[pa.DataType, Callable[[Any, str, Notes], Any]] = {
 }
 
 
-def _clean(arr: pa.Array) -> bool:
-    """No value in a fast-converted array needs a note (NUL in text, NaN/Infinity in doubles)."""
-    if arr.null_count == len(arr):
-        return True
-    if pa.types.is_string(arr.type):
-        return not pc.any(pc.match_substring(arr, "\x00")).as_py()
-    if pa.types.is_floating(arr.type):
-        return bool(pc.all(pc.is_finite(arr)).as_py())
+def _clean(values: list[Any], type_: pa.DataType) -> bool:
+    """No value of a fast-path column needs a note (NUL in text, NaN/Infinity in doubles).
+
+    Checked on the Python values, in C loops: cheaper than Arrow kernels on slot-sized columns.
+    A finite sum means every value is finite; an overflowing sum only sends the column to the
+    value-by-value path, which gives the same result.
+    """
+    if type_ == pa.string():
+        return "\x00" not in "".join(filter(None, values))
+    if type_ == pa.float64():
+        try:
+            return math.isfinite(sum(filter(None, values)))
+        except OverflowError:  # an int sum beyond a double
+            return False
     return True
 
 
@@ -330,29 +351,25 @@ def typed_column(values: list[Any], type_: pa.DataType, path: str, issues: list[
     """``values`` as an Arrow array of ``type_``, coercing value by value only when needed."""
     if type_ == schemas.TS:
         return _timestamp_column(values, path, issues)
-    if set(map(type, values)) <= _FAST_KINDS[type_]:
+    if set(map(type, values)) <= _FAST_KINDS[type_] and _clean(values, type_):
         try:
-            arr = pa.array(values, type=type_)
+            return pa.array(values, type=type_)
         except (ValueError, TypeError, OverflowError):  # e.g. an int beyond 2**53 for a double
             pass
-        else:
-            if _clean(arr):
-                return arr
     coerce = _COERCE[type_]
     return pa.array([None if v is None else coerce(v, path, issues[i])
                      for i, v in enumerate(values)], type=type_)
 
 
 # The common shape; for it Arrow's own parser gives the same instants as ``as_timestamp``.
-_PLAIN_ISO = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$"
+_PLAIN_ISO = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})", re.ASCII)
 
 
 def _timestamp_column(values: list[Any], path: str, issues: list[Notes]) -> pa.Array:
     if set(map(type, values)) <= _FAST_KINDS[pa.string()]:
         try:
-            text = pa.array(values, type=pa.string())
-            if pc.all(pc.match_substring_regex(text, _PLAIN_ISO)).as_py() is not False:
-                return pc.cast(text, schemas.TS)
+            if all(v is None or _PLAIN_ISO.fullmatch(v) for v in values):
+                return pc.cast(pa.array(values, type=pa.string()), schemas.TS)
         except (ValueError, TypeError, OverflowError):  # odd text: decide value by value
             pass
     return pa.array([None if v is None else as_timestamp(v, path, issues[i])
@@ -498,7 +515,7 @@ _TOP_FIELDS = ("alignment_id", "name", "base_model", "alignment_project", "creat
 
 def _snapshot_columns(recs: list[dict[str, Any]], issues: list[Notes]) -> dict[str, pa.Array]:
     """Every model_snapshots column that varies by record, except quality_issues."""
-    types = {f.name: f.type for f in schemas.MODEL_SNAPSHOTS.schema}
+    types = dict(_fields(schemas.MODEL_SNAPSHOTS))
     cols: dict[str, pa.Array] = {"model_id": pa.array([r["id"] for r in recs], type=pa.string())}
     for name in _TOP_FIELDS:
         cols[name] = typed_column([r.get(name) for r in recs], types[name], name, issues)
@@ -521,6 +538,7 @@ def _snapshot_columns(recs: list[dict[str, Any]], issues: list[Notes]) -> dict[s
         cols[name] = typed_column([m.get(key) for m in ems], types[name],
                                   "evaluation_data.metrics." + key, issues)
 
+    _flag_out_of_range(cols, issues)
     cols["accuracy"] = pc.coalesce(cols["pm_accuracy"], cols["pm_accuracy_after"],
                                    cols["eval_metrics_accuracy"], cols["eval_accuracy"])
     cols["uncertainty"] = pc.coalesce(cols["pm_uncertainty"], cols["pm_uncertainty_after"],
@@ -534,6 +552,22 @@ def _snapshot_columns(recs: list[dict[str, Any]], issues: list[Notes]) -> dict[s
         [None if e is None else to_json(e, "evaluation_data", n) for e, n in zip(raw_evs, issues)],
         type=pa.string())
     return cols
+
+
+def _flag_out_of_range(cols: dict[str, pa.Array], issues: list[Notes]) -> None:
+    """Note each value outside its documented range; the value itself stays as reported."""
+    for ranges, high, what in ((_UNIT_INTERVAL, 1, "outside the documented range [0, 1]"),
+                               (_NON_NEGATIVE, None, "negative where the API documents >= 0")):
+        for name, path in ranges.items():
+            col = cols[name]
+            if col.null_count == len(col):
+                continue
+            low_high = pc.min_max(col)
+            if low_high["min"].as_py() >= 0 and (high is None or low_high["max"].as_py() <= high):
+                continue  # the common case: nothing to flag
+            for row, value in enumerate(col.to_pylist()):
+                if value is not None and (value < 0 or (high is not None and value > high)):
+                    issues[row][f"{path}: {value!r} {what}, kept as reported"] = None
 
 
 def _evaluation_rows(cols: dict[str, pa.Array], issues: list[Notes]) -> list[int]:
@@ -616,14 +650,36 @@ def _table(spec: schemas.TableSpec, columns: dict[str, Any], n: int, account_id:
                  "snapshot_date": snapshot_at.date(), "first_seen_at": snapshot_at,
                  "last_seen_at": snapshot_at}
     arrays = []
-    for f in spec.schema:
-        col = columns.get(f.name)
+    for name, type_ in _fields(spec):
+        col = columns.get(name)
         if col is None:
-            col = pa.repeat(pa.scalar(constants[f.name], type=f.type), n)
+            col = _repeat(constants[name], type_, n)
         elif not isinstance(col, pa.Array):
-            col = pa.array(col, type=f.type)
+            col = pa.array(col, type=type_)
         arrays.append(col)
     return pa.Table.from_arrays(arrays, schema=spec.schema)
+
+
+_FIELDS: dict[str, tuple[tuple[str, pa.DataType], ...]] = {}
+
+
+def _fields(spec: schemas.TableSpec) -> tuple[tuple[str, pa.DataType], ...]:
+    """(name, type) of ``spec``'s columns, cached by table name (walking a pyarrow schema builds
+    Field objects each time, and hashing a spec hashes its schema)."""
+    found = _FIELDS.get(spec.name)
+    if found is None:
+        found = _FIELDS[spec.name] = tuple((f.name, f.type) for f in spec.schema)
+    return found
+
+
+def _repeat(value: Any, type_: pa.DataType, n: int) -> pa.Array:
+    """``value`` ``n`` times. A timestamp goes through int64 microseconds: a tz-aware Arrow
+    scalar made from a Python datetime costs about 0.1 ms, which dominated small slots."""
+    if value is None:
+        return pa.nulls(n, type_)
+    if type_ == schemas.TS:
+        return pa.repeat(pa.scalar((value - _EPOCH) // _MICROSECOND, pa.int64()), n).view(type_)
+    return pa.repeat(pa.scalar(value, type_), n)
 
 
 def _columns(names: list[str], rows: list[tuple[Any, ...]]) -> dict[str, list[Any]]:

@@ -47,7 +47,7 @@ def open_configured_warehouse(config: Config) -> Warehouse:
 def build_client(config: Config, base_url: str) -> ApiClient:
     api = config.api
     return ApiClient(base_url, timeout_s=api.timeout_s, max_concurrency=api.max_concurrency,
-                     verify=api.verify_tls,
+                     verify=api.verify_tls, max_body_bytes=api.max_body_bytes,
                      retry=RetryPolicy(max_attempts=api.max_attempts, deadline_s=api.deadline_s,
                                        base_delay_s=api.retry_base_delay_s))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit, urlunsplit
 
 MASK = "***"
 
@@ -21,3 +22,21 @@ def redact(text: str, *secrets: str) -> str:
         if secret:
             text = text.replace(secret, MASK)
     return _BEARER_RE.sub(lambda m: m.group(1) + MASK, text)
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (safe to print and log).
+
+    >>> mask_url("postgresql://etl:s3cret@db:5432/wh")
+    'postgresql://etl:***@db:5432/wh'
+    """
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{parts.username or ''}:***@{host}"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 from psycopg import errors as pg_errors
 
 from nugen_etl.errors import WarehouseError
@@ -23,6 +25,7 @@ _PG_TYPES = {
     pa.string(): "text", pa.date32(): "date", pa.int64(): "int8", pa.int32(): "int4",
     pa.float64(): "float8", pa.bool_(): "bool",
 }
+_CSV_OPTIONS = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
 # A "?" placeholder outside quoted literals/identifiers, or a literal "%" to escape.
 _QMARK_TOKENS = re.compile(r"""('(?:[^']|'')*'|"(?:[^"]|"")*")|(\?)|(%)""")
 
@@ -117,11 +120,24 @@ class PostgresWarehouse(Warehouse):
 
 
 def _copy_staging(cur: psycopg.Cursor, name: str, table: pa.Table) -> None:
-    """Create temporary table ``name`` shaped like ``table`` and COPY the rows in (binary)."""
+    """Create temporary table ``name`` shaped like ``table`` and COPY the rows in.
+
+    The COPY text is CSV written by Arrow (C++, no Python object per value): every string is
+    quoted and NULL is the unquoted empty field, so NULL and '' stay apart; doubles are written
+    in their shortest round-trip form, timestamps as UTC ISO text with ``Z``. A table with a
+    non-finite double (which flatten never produces) goes row by row through binary COPY instead.
+    """
     types = [_pg_type(field.type) for field in table.schema]
     columns = ", ".join(f"{field.name} {pg_type}" for field, pg_type in zip(table.schema, types))
     cur.execute(f"CREATE TEMPORARY TABLE {name} ({columns}) ON COMMIT DROP")
     if table.num_rows == 0:
+        return
+    if all(pc.all(pc.is_finite(column)).as_py() is not False
+           for column in table.columns if pa.types.is_floating(column.type)):
+        sink = pa.BufferOutputStream()
+        pa_csv.write_csv(table, sink, write_options=_CSV_OPTIONS)
+        with cur.copy(f"COPY {name} FROM STDIN (FORMAT CSV)") as copy:
+            copy.write(sink.getvalue().to_pybytes())
         return
     with cur.copy(f"COPY {name} FROM STDIN (FORMAT BINARY)") as copy:
         copy.set_types(types)

@@ -1,0 +1,37 @@
+"""Scenario 1, fan-out: a latency-bound run, wall time over ceil(accounts / max_concurrency) x latency."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from typing import Any
+
+from bench.common import T0, Context, make_config, median, row, simulator
+from bench.sizes import Sizes
+from nugen_etl.pipeline import run_snapshot
+
+
+def run(sizes: Sizes, ctx: Context) -> dict[str, Any]:
+    n, m, lat, conc = sizes.fanout_accounts, sizes.fanout_models, sizes.fanout_latency_ms, sizes.fanout_concurrency
+    limit_s = math.ceil(n / conc) * lat / 1000
+    walls, outcomes = [], {}
+    with simulator(n, m, latency_ms=lat) as sim:
+        for rep in range(sizes.reps):
+            root = ctx.work / f"fanout-{rep}"
+            config = make_config(root, sim.state, base_url=sim.base_url, max_concurrency=conc)
+            started = time.perf_counter()
+            summary = run_snapshot(config, snapshot_at=T0)
+            walls.append(time.perf_counter() - started)
+            outcomes = dict(summary.outcomes)
+            ctx.log(f"  fan-out rep {rep + 1}: {walls[-1]:.2f} s ({outcomes})")
+            shutil.rmtree(root, ignore_errors=True)
+    wall = median(walls)
+    ratio = wall / limit_s
+    return {
+        "accounts": n, "models": m, "latency_ms": lat, "max_concurrency": conc, "limit_s": limit_s,
+        "wall_s": walls, "wall_median_s": wall, "ratio": ratio, "outcomes": outcomes,
+        "rows": [row("1 fan-out", f"wall / latency bound ({n} acc x {m} models, {lat:g} ms, conc {conc})",
+                     round(ratio, 2), "x", target="<= 1.3x", met=ratio <= 1.3,
+                     note=f"wall {wall:.2f} s vs bound {limit_s:.2f} s")],
+    }

@@ -1,0 +1,37 @@
+"""The Markdown table of a result."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _value(v: Any) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:,.2f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    lines = [
+        f"Benchmark `{result.get('command') or 'python -m bench'}` ({result['sizes']} sizes), "
+        f"{result['started_at']}, {result['duration_s'] / 60:.1f} min",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['os']}; Python {m['python']}, "
+        f"pyarrow {m['pyarrow']}, DuckDB {m['duckdb']}",
+        "",
+        "| scenario | metric | value | unit | target | met | note |",
+        "|---|---|---:|---|---|---|---|",
+    ]
+    for res in result["scenarios"].values():
+        for r in res.get("rows", []):
+            met = "" if r["met"] is None else ("yes" if r["met"] else "**no**")
+            lines.append(f"| {r['scenario']} | {r['metric']} | {_value(r['value'])} | {r['unit']} | "
+                         f"{r['target']} | {met} | {r['note']} |")
+    if result.get("notes"):
+        lines += ["", *[f"- {n}" for n in result["notes"]]]
+    return "\n".join(lines) + "\n"

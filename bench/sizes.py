@@ -1,0 +1,49 @@
+"""How big each scenario is: the issue's sizes (``FULL``), a development run (``QUICK``) and ``TINY`` for
+the harness test."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class Sizes:
+    name: str
+    reps: int                       # repetitions of each timed measurement (the median is reported)
+    # 1 fan-out
+    fanout_accounts: int = 1000
+    fanout_models: int = 50
+    fanout_latency_ms: float = 100.0
+    fanout_concurrency: int = 32
+    # 2 throughput
+    tp_accounts: int = 1000
+    tp_models: int = 200
+    tp_baseline_accounts: int = 5   # the row-wise baseline runs at a few hundred rows/s: measured on a sample
+    # 3 rebuild: the issue's size is 30 days (1.44 M rows, `--rebuild-days 30`); the default full run
+    # replays 3 days (144,000 rows, 7,200 slots) to keep `make bench` near 20 minutes on 2 cores.
+    # The replay streams slot by slot at a constant cost per slot, so rows/s does not depend on the
+    # number of days (scenario 4 shows the load does not slow down as the tables grow).
+    rb_days: int = 3
+    rb_accounts: int = 100
+    rb_models: int = 20
+    # 4 flat cost
+    fc_history_rows: int = 10_000_000
+    fc_accounts: int = 100
+    fc_models: int = 20
+    fc_reps: int = 7                # hourly slots loaded into each warehouse (after one warm-up slot)
+    # 5 memory
+    mem_small: int = 10
+    mem_large: int = 2000
+    mem_models: int = 50
+    # 6 DAG parse
+    dag_reps: int = 5
+
+
+FULL = Sizes("full", reps=3)
+QUICK = Sizes("quick", reps=2, fanout_accounts=200, fanout_models=20, tp_accounts=100, tp_baseline_accounts=3,
+              rb_days=2, rb_accounts=20, fc_history_rows=500_000, fc_reps=3, mem_large=300, dag_reps=2)
+TINY = replace(QUICK, name="tiny", reps=1, fanout_accounts=8, fanout_models=4, fanout_latency_ms=20,
+               fanout_concurrency=4, tp_accounts=4, tp_models=6, tp_baseline_accounts=2, rb_days=1,
+               rb_accounts=3, rb_models=4, fc_history_rows=5_000, fc_accounts=3, fc_models=4, fc_reps=1,
+               mem_small=2, mem_large=6, mem_models=4, dag_reps=1)
+BY_NAME = {s.name: s for s in (FULL, QUICK, TINY)}

@@ -1,0 +1,109 @@
+"""Scenario 2, throughput: a zero-latency run to Parquet + DuckDB, per stage and end to end, against the
+straightforward baseline (``bench.baseline``) in the same run."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from bench.baseline import run_baseline
+from bench.common import T0, Context, make_config, median, row, simulator
+from bench.sizes import Sizes
+from nugen_etl.pipeline import answer_to_load, build_client, open_configured_warehouse, run_snapshot
+from nugen_etl.raw_archive import write_raw_answer
+from nugen_etl.parquet_sink import write_slot_parquet
+from nugen_etl.storage import open_storage
+
+STAGES = ("fetch", "archive", "parse_flatten", "parquet", "warehouse")
+
+
+def run(sizes: Sizes, ctx: Context) -> dict[str, Any]:
+    n, m = sizes.tp_accounts, sizes.tp_models
+    e2e: list[float] = []
+    stage_runs: list[dict[str, float]] = []
+    records = 0
+    with simulator(n, m) as sim:
+        for rep in range(sizes.reps):
+            root = ctx.work / f"throughput-{rep}"
+            config = make_config(root, sim.state, base_url=sim.base_url)
+            started = time.perf_counter()
+            summary = run_snapshot(config, snapshot_at=T0)
+            e2e.append(time.perf_counter() - started)
+            records = sum(r.model_count for r in summary.runs)
+            ctx.log(f"  throughput rep {rep + 1}: {e2e[-1]:.2f} s for {records} records")
+            shutil.rmtree(root, ignore_errors=True)
+            stage_runs.append(_stages(ctx, sim, rep))
+        base_runs = []
+        sample = sim.state.account_ids[:sizes.tp_baseline_accounts]
+        for rep in range(sizes.reps):
+            root = ctx.work / f"baseline-{rep}"
+            base_runs.append(run_baseline(sim.base_url, [(a, sim.state.api_key(a)) for a in sample],
+                                          snapshot_at=T0, root=root))
+            ctx.log(f"  baseline rep {rep + 1}: {base_runs[-1]['total_s']:.2f} s for "
+                    f"{base_runs[-1]['records']} records")
+            shutil.rmtree(root, ignore_errors=True)
+
+    pipe_rate = records / median(e2e)
+    stage_rates = {s: median([r[s] for r in stage_runs]) for s in STAGES}
+    base_records = base_runs[0]["records"]
+    base_rate = base_records / median([r["total_s"] for r in base_runs])
+    base_stage_rates = {s: median([base_records / max(r["stages_s"][s], 1e-9) for r in base_runs])
+                        for s in ("fetch", "parse_flatten", "parquet", "warehouse")}
+    speedup = pipe_rate / base_rate
+    rows = [row("2 throughput", f"end to end ({records:,} records)", round(pipe_rate), "rec/s",
+                note=f"median wall {median(e2e):.2f} s; Parquet + DuckDB + raw archive, fsync on"),
+            row("2 throughput", "baseline end to end", round(base_rate), "rec/s",
+                note=f"json.loads -> json_normalize -> to_parquet -> executemany upsert; "
+                     f"sample of {base_records:,} records"),
+            row("2 throughput", "speed-up over baseline", round(speedup, 1), "x", target=">= 5x",
+                met=speedup >= 5)]
+    for s in STAGES:
+        b = base_stage_rates.get(s)
+        rows.append(row("2 throughput", f"stage {s.replace('_', '+')}", round(stage_rates[s]), "rec/s",
+                        note="" if b is None else f"baseline {b:,.0f} rec/s"))
+    return {"accounts": n, "models": m, "records": records, "e2e_s": e2e, "records_per_s": pipe_rate,
+            "stages_records_per_s": stage_rates, "baseline": base_runs, "baseline_records_per_s": base_rate,
+            "baseline_stages_records_per_s": base_stage_rates, "speedup": speedup, "rows": rows}
+
+
+def _stages(ctx: Context, sim: Any, rep: int) -> dict[str, float]:
+    """Each stage of the pipeline alone over the same accounts, as records/s."""
+    root = ctx.work / f"stages-{rep}"
+    config = make_config(root, sim.state, base_url=sim.base_url)
+    storage = open_storage(config)
+    client = build_client(config, sim.base_url)
+    times: dict[str, float] = {}
+    try:
+        t = time.perf_counter()
+        with ThreadPoolExecutor(config.api.max_concurrency) as pool:
+            raws = list(pool.map(lambda a: client.fetch_account(a.id, a.api_key.reveal(), snapshot_at=T0),
+                                 config.accounts))
+        times["fetch"] = time.perf_counter() - t
+    finally:
+        client.close()
+    t = time.perf_counter()
+    for raw in raws:
+        write_raw_answer(storage, raw)
+    times["archive"] = time.perf_counter() - t
+    t = time.perf_counter()
+    loads = [answer_to_load(raw) for raw in raws]
+    times["parse_flatten"] = time.perf_counter() - t
+    records = sum(load.run.model_count for load in loads)
+    t = time.perf_counter()
+    for load in loads:
+        if load.tables is not None:
+            write_slot_parquet(storage, load.tables, account_id=load.run.account_id,
+                               snapshot_at=load.run.snapshot_at)
+    times["parquet"] = time.perf_counter() - t
+    with open_configured_warehouse(config) as wh:
+        wh.migrate()
+        size = config.warehouse.batch_accounts
+        t = time.perf_counter()
+        for i in range(0, len(loads), size):
+            wh.load(loads[i:i + size])
+        times["warehouse"] = time.perf_counter() - t
+    shutil.rmtree(root, ignore_errors=True)
+    ctx.log("  stages: " + ", ".join(f"{k} {records / v:,.0f} rec/s" for k, v in times.items()))
+    return {k: records / v for k, v in times.items()}

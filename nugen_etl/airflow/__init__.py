@@ -1,0 +1,1 @@
+"""Task-side library of the Airflow DAGs (dags/): thin adapters over nugen_etl.pipeline."""

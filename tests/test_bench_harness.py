@@ -1,0 +1,42 @@
+"""The benchmark harness runs end to end on tiny sizes and writes a well-formed result.
+
+Correctness of the harness only: no timing is asserted (benchmarks measure, CI machines are noisy).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+bench_runner = pytest.importorskip("bench.runner")
+from bench.sizes import TINY  # noqa: E402
+
+
+def test_quick_harness_on_tiny_sizes_writes_json_and_markdown(tmp_path):
+    pg_url = os.environ.get("NUGEN_TEST_PG_URL")
+    scenarios = ["fanout", "throughput", "rebuild", "flat_cost", "memory"]
+    result = bench_runner.run_suite(TINY, scenarios=scenarios, out=tmp_path / "out", pg_url=pg_url,
+                                    cache=tmp_path / "cache")
+
+    written = json.loads((tmp_path / "out" / "latest.json").read_text())
+    assert list(written["scenarios"]) == scenarios
+    for name, res in result["scenarios"].items():
+        assert "error" not in res, (name, res.get("error"))
+        assert res["rows"], name
+    s = result["scenarios"]
+    assert s["fanout"]["outcomes"] == {"ok": TINY.fanout_accounts}
+    assert s["throughput"]["records"] == TINY.tp_accounts * TINY.tp_models
+    assert s["throughput"]["baseline"][0]["records"] == TINY.tp_baseline_accounts * TINY.tp_models
+    rebuild_rows = 24 * TINY.rb_days * TINY.rb_accounts * TINY.rb_models
+    engines = s["rebuild"]["engines"]
+    assert set(engines) == ({"duckdb", "postgresql"} if pg_url else {"duckdb"})
+    for res in engines.values():
+        assert res["rows"] == res["warehouse_rows"] == rebuild_rows
+        assert res["errors"] == 0 and res["peak_rss_mib"] > 0
+    for res in s["flat_cost"]["engines"].values():
+        assert res["history_rows"] == TINY.fc_history_rows
+    assert s["memory"]["runs"][str(TINY.mem_large)][0]["records"] == TINY.mem_large * TINY.mem_models
+    table = (tmp_path / "out" / "latest.md").read_text()
+    assert "| 1 fan-out |" in table and "| 3 rebuild |" in table

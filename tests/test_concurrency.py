@@ -1,0 +1,167 @@
+"""Idempotency and concurrency: the same slot many times, two processes on one slot at once, a
+backfill racing a live run -- always exactly one copy of each row and the same Parquet contents.
+On DuckDB a second writer waits for the lock and, if it stays taken, says "warehouse busy"."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from nugen_etl import schemas
+from nugen_etl.config import load_config
+from nugen_etl.pipeline import open_configured_warehouse, run_snapshot
+from nugen_etl.simulator import SimulatorState, serve
+
+from .conftest import ENGINES, fresh_warehouse_url
+from .e2e_helpers import FETCH_OFFSET, T0, environ_for, key_env
+from .state_helpers import config_dump, parquet_dump
+
+HARNESS = Path(__file__).with_name("crash_harness.py")
+SLOTS = [T0 + timedelta(hours=h) for h in range(3)]
+
+
+def write_config(folder: Path, base_url: str, state: SimulatorState, warehouse_url: str) -> Path:
+    lines = ["[api]", f'base_url = "{base_url}"', "max_concurrency = 2", "max_attempts = 2",
+             "retry_base_delay_s = 0.01", "timeout_s = 5", "",
+             "[storage]", 'root = "data"', "fsync = false", "",
+             "[warehouse]", f'url = "{warehouse_url}"', "batch_accounts = 2", ""]
+    for account in state.account_ids:
+        lines += ["[[accounts]]", f'id = "{account}"', f'api_key_env = "{key_env(account)}"', ""]
+    path = folder / "nugen.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+@pytest.fixture
+def sim():
+    state = SimulatorState(seed=31, accounts=3, models=4, start=T0)
+    with serve(state) as server:
+        yield state, server
+
+
+def setup_world(request, engine: str, folder: Path, sim) -> tuple:
+    state, server = sim
+    folder.mkdir(parents=True, exist_ok=True)
+    path = write_config(folder, server.base_url, state, fresh_warehouse_url(request, engine, folder))
+    return path, load_config(path, environ=environ_for(state))
+
+
+def cli(path: Path, state: SimulatorState, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    env = {**os.environ, **environ_for(state), **(extra_env or {})}
+    return subprocess.Popen([sys.executable, str(HARNESS), *args, "--config", str(path)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=90)
+    return proc.returncode, out, err
+
+
+def assert_one_copy_each(config) -> None:
+    with open_configured_warehouse(config) as wh:
+        for spec in schemas.ALL_TABLES:
+            pk = ", ".join(spec.primary_key)
+            (total, distinct), = wh.fetch_all(f"select count(*), count(distinct ({pk})) from nugen.{spec.name}")
+            assert total == distinct, spec.name
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_same_slot_n_times_is_one_slot(engine, sim, request, tmp_path) -> None:
+    state, _ = sim
+    _, config = setup_world(request, engine, tmp_path, sim)
+    state.set_time(SLOTS[0] + FETCH_OFFSET)
+    run_snapshot(config, snapshot_at=SLOTS[0])
+    once_wh, once_pq = config_dump(config), parquet_dump(config.storage_root)
+    assert once_wh["model_snapshots"] and once_pq
+    for _ in range(4):
+        assert run_snapshot(config, snapshot_at=SLOTS[0]).exit_code == 0
+    assert config_dump(config) == once_wh
+    assert parquet_dump(config.storage_root) == once_pq
+    assert_one_copy_each(config)
+    # the raw archive keeps every answer (append-only): five runs, five answers per account
+    assert len(list((config.storage_root / "raw" / "account_id=acct-0001").rglob("*.raw.gz"))) == 5
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_two_processes_on_the_same_slot_at_once(engine, sim, request, tmp_path) -> None:
+    state, _ = sim
+    _, reference = setup_world(request, engine, tmp_path / "reference", sim)
+    state.set_time(SLOTS[1] + FETCH_OFFSET)
+    run_snapshot(reference, snapshot_at=SLOTS[1])
+
+    path, config = setup_world(request, engine, tmp_path / "racing", sim)
+    state.latency_ms = 150  # both runs are in flight together
+    args = ("run", "--at", SLOTS[1].isoformat(), "--force-slot", "--quiet")
+    procs = [cli(path, state, *args), cli(path, state, *args)]
+    results = [finish(p) for p in procs]
+    state.latency_ms = 0
+    for code, _, err in results:
+        assert code == 0, err
+        assert "Traceback" not in err
+    assert config_dump(config) == config_dump(reference)
+    assert parquet_dump(config.storage_root) == parquet_dump(reference.storage_root)
+    assert_one_copy_each(config)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_backfill_racing_a_live_run(engine, sim, request, tmp_path) -> None:
+    state, _ = sim
+    path, config = setup_world(request, engine, tmp_path, sim)
+    for slot in SLOTS:
+        state.set_time(slot + FETCH_OFFSET)
+        run_snapshot(config, snapshot_at=slot)
+    before_wh, before_pq = config_dump(config), parquet_dump(config.storage_root)
+
+    state.latency_ms = 100
+    day = SLOTS[0].date().isoformat()
+    backfill = cli(path, state, "backfill", "--from", day, "--to", (SLOTS[-1].date()).isoformat(), "--quiet")
+    live = cli(path, state, "run", "--at", SLOTS[-1].isoformat(), "--force-slot", "--quiet")
+    results = [finish(backfill), finish(live)]
+    state.latency_ms = 0
+    for code, _, err in results:
+        assert code == 0, err
+        assert "Traceback" not in err
+    assert config_dump(config) == before_wh
+    assert parquet_dump(config.storage_root) == before_pq
+    assert_one_copy_each(config)
+
+
+def test_duckdb_second_writer_waits_then_proceeds(sim, request, tmp_path) -> None:
+    state, _ = sim
+    path, config = setup_world(request, "duckdb", tmp_path, sim)
+    state.set_time(SLOTS[0] + FETCH_OFFSET)
+    db_file = config.warehouse.url.removeprefix("duckdb:///")
+    holder = duckdb.connect(db_file)          # another process's writer, as far as the CLI can tell
+    release = threading.Timer(1.0, holder.close)
+    release.start()
+    try:
+        code, _, err = finish(cli(path, state, "run", "--at", SLOTS[0].isoformat(), "--force-slot", "--quiet"))
+    finally:
+        release.cancel()
+        holder.close()
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert config_dump(config)["model_snapshots"]
+
+
+@pytest.mark.parametrize("command", [["run", "--at", SLOTS[0].isoformat(), "--force-slot"], ["migrate"],
+                                     ["backfill", "--from", "2026-03-01", "--to", "2026-03-01"]])
+def test_duckdb_second_writer_gets_warehouse_busy_not_a_traceback(command, sim, request, tmp_path) -> None:
+    state, _ = sim
+    path, config = setup_world(request, "duckdb", tmp_path, sim)
+    holder = duckdb.connect(config.warehouse.url.removeprefix("duckdb:///"))
+    try:
+        code, out, err = finish(cli(path, state, *command, extra_env={"NUGEN_TEST_DUCKDB_BUSY_S": "1"}))
+    finally:
+        holder.close()
+    assert code == 1
+    assert "Traceback" not in err and "Traceback" not in out
+    assert "nugen-etl: warehouse busy:" in err and "locked by another process" in err
+    assert state.request_count() == 0, "a run that cannot write does not fetch"

@@ -1,0 +1,445 @@
+"""The Airflow DAGs, for real: DagBag, parse cost, and ``dag.test()`` end to end against the simulator.
+
+Airflow runs in child processes (tests/airflow_harness.py) with a SQLite metadata DB in a temp
+AIRFLOW_HOME; the simulator runs here, so its request counts are read directly. Connections and the
+accounts Variable are given as AIRFLOW_CONN_* / AIRFLOW_VAR_* environment variables.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from nugen_etl.airflow.quality import check_slot
+from nugen_etl.airflow.runs import run_slot
+from nugen_etl.airflow.settings import DagSettings
+from nugen_etl.airflow.sources import build_config
+from nugen_etl.config import parse_config
+from nugen_etl.pipeline import run_snapshot
+from nugen_etl.raw_archive import write_raw_answer
+from nugen_etl.records import RawAnswer
+from nugen_etl.simulator import Fault, SimulatorState, serve
+from nugen_etl.slots import floor_slot
+from nugen_etl.warehouse import open_warehouse
+
+from .airflow_helpers import (DAGS, REPO, AirflowProcess, base_env, conn_env_name, http_connection,
+                              init_airflow_home, postgres_connection)
+
+pytest.importorskip("airflow.sdk", reason="the DAG tests need apache-airflow (pip install -e '.[test]')")
+
+DAG_ID = "nugen_aligned_models"
+REBUILD_ID = "nugen_aligned_models_rebuild"
+HOUR = timedelta(hours=1)
+REJECTED = "acct-bad"
+ACCOUNTS = ["acct-0001", "acct-0002", "acct-0003", REJECTED, "acct-0004"]   # batches of 2: the bad key
+FLAKY = "acct-0002"                                                           # shares a batch with 0003
+MAX_ATTEMPTS = 2
+PARSE_BUDGET_S = 0.100
+TABLES = {"model_snapshots": "account_id, model_id, snapshot_at",
+          "model_metrics": "account_id, model_id, snapshot_at, metric",
+          "evaluations": "account_id, evaluation_id",
+          "account_runs": "account_id, snapshot_at"}
+
+
+# --- the DAG files themselves -----------------------------------------------------------------
+
+DESCRIBE = """
+import json
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(collect_dags=True)
+out = {"errors": {k: str(v) for k, v in bag.import_errors.items()}, "dags": {}}
+for dag_id, dag in bag.dags.items():
+    out["dags"][dag_id] = {
+        "tasks": {t.task_id: {"retries": t.retries, "pool": t.pool,
+                              "trigger_rule": getattr(t.trigger_rule, "value", t.trigger_rule),
+                              "backoff": bool(t.retry_exponential_backoff),
+                              "outlets": sorted(a.name for a in t.outlets)} for t in dag.tasks},
+        "timetable": type(dag.timetable).__name__, "summary": getattr(dag.timetable, "expression", None),
+        "catchup": dag.catchup, "max_active_runs": dag.max_active_runs, "params": sorted(dag.params.keys()),
+    }
+print("DESCRIBE " + json.dumps(out))
+"""
+
+
+def describe_dags(tmp_path: Path, **env: str) -> dict:
+    done = subprocess.run([sys.executable, "-c", DESCRIBE], env={**base_env(tmp_path / "home"), **env},
+                          capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
+    line = next((x for x in done.stdout.splitlines() if x.startswith("DESCRIBE ")), None)
+    assert line, done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads(line[len("DESCRIBE "):])
+
+
+def test_dagbag_has_no_import_errors_and_the_expected_tasks(tmp_path: Path) -> None:
+    # No Variable, Connection, config file or metadata DB exists here: parsing must not need them.
+    got = describe_dags(tmp_path)
+    assert got["errors"] == {}
+    snap, rebuild = got["dags"][DAG_ID], got["dags"][REBUILD_ID]
+    assert set(snap["tasks"]) == {"plan", "snapshot_batch", "publish", "verdict"}
+    assert snap["timetable"] == "CronDataIntervalTimetable" and snap["summary"] == "0 * * * *"
+    assert (snap["catchup"], snap["max_active_runs"]) == (False, 1)
+    batch = snap["tasks"]["snapshot_batch"]
+    assert batch["retries"] == 3 and batch["backoff"] and batch["pool"] == "nugen_api"
+    assert snap["tasks"]["plan"]["retries"] == 3
+    assert snap["tasks"]["publish"]["outlets"] == ["nugen_model_metrics", "nugen_model_snapshots"]
+    assert snap["tasks"]["publish"]["trigger_rule"] == "all_done_min_one_success"
+    assert snap["tasks"]["verdict"]["trigger_rule"] == "one_failed"
+    assert set(rebuild["tasks"]) == {"rebuild"} and rebuild["tasks"]["rebuild"]["retries"] == 1
+    assert rebuild["params"] == ["accounts", "from", "to"]
+
+
+def test_schedule_catchup_and_retries_come_from_the_environment(tmp_path: Path) -> None:
+    got = describe_dags(tmp_path, NUGEN_SCHEDULE="*/15 * * * *", NUGEN_CATCHUP="true", NUGEN_TASK_RETRIES="5")
+    snap = got["dags"][DAG_ID]
+    assert snap["summary"] == "*/15 * * * *" and snap["catchup"] is True
+    assert snap["tasks"]["snapshot_batch"]["retries"] == 5
+
+
+PARSE_COST = """
+import importlib.util, sys, time
+t0 = time.perf_counter()
+from airflow.sdk import dag, task
+t1 = time.perf_counter()
+before = set(sys.modules)
+spec = importlib.util.spec_from_file_location("dag_under_test", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+t2 = time.perf_counter()
+heavy = sorted(m for m in ("nugen_etl", "pandas", "pyarrow", "duckdb", "httpx", "psycopg")
+               if m in sys.modules and m not in before)
+print("COST", t1 - t0, t2 - t1, ",".join(heavy))
+"""
+
+
+@pytest.mark.parametrize("dag_file", ["nugen_aligned_models.py", "nugen_aligned_models_rebuild.py"])
+def test_parse_cost_over_a_bare_airflow_sdk_import_is_under_budget(tmp_path: Path, dag_file: str) -> None:
+    env = base_env(tmp_path / "home")
+    extra, heavy = [], set()
+    for _ in range(5):
+        done = subprocess.run([sys.executable, "-c", PARSE_COST, str(DAGS / dag_file)], env=env,
+                              capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
+        line = next((x for x in done.stdout.splitlines() if x.startswith("COST ")), None)
+        assert line, done.stdout[-2000:] + done.stderr[-2000:]
+        _, bare, cost, loaded = line.split(" ")
+        extra.append(float(cost))
+        heavy |= set(filter(None, loaded.split(",")))
+    assert heavy == set(), f"{dag_file} imports {heavy} at parse time"
+    median = statistics.median(extra)
+    print(f"{dag_file}: parse cost over `from airflow.sdk import dag, task`: median {median * 1000:.1f} ms "
+          f"(runs: {', '.join(f'{x * 1000:.1f}' for x in extra)})")
+    assert median < PARSE_BUDGET_S
+
+
+def test_core_package_imports_and_runs_without_airflow() -> None:
+    script = """
+import importlib, pkgutil, sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == "airflow" or name.startswith("airflow."):
+            raise ImportError("airflow is blocked in this test")
+sys.meta_path.insert(0, Block())
+import nugen_etl
+names = [m.name for m in pkgutil.walk_packages(nugen_etl.__path__, "nugen_etl.") if m.name != "nugen_etl.__main__"]
+for name in names:
+    importlib.import_module(name)
+from nugen_etl.cli import main
+try:
+    main(["--version"])
+except SystemExit as exc:
+    assert exc.code == 0
+assert not any(m == "airflow" or m.startswith("airflow.") for m in sys.modules)
+print("IMPORTED", len(names))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=str(REPO))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert int(done.stdout.split("IMPORTED ")[1]) > 15
+
+
+def test_airflow_extra_brings_airflow_3() -> None:
+    import tomllib
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(r.replace(" ", "").startswith("apache-airflow>=3") for r in extras["airflow"])
+    assert "nugen_etl.airflow" in tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+
+
+# --- task-side library, without Airflow running --------------------------------------------------
+
+def conn(**kw):
+    return SimpleNamespace(**{"conn_type": "http", "host": None, "schema": None, "login": None, "password": None,
+                              "port": None, "extra_dejson": {}, **kw})
+
+
+def test_build_config_reads_accounts_keys_and_warehouse_from_variable_and_connections(tmp_path: Path) -> None:
+    conns = {"nugen_acct_0001": conn(host="http://sim:8080", password="k1"),      # shell-safe spelling
+             "nugen_x.y": conn(password="k2"),                                    # exact spelling
+             "nugen_default": conn(host="eu.api.nugen.in", conn_type="https", password="kd"),
+             "nugen_warehouse": conn(conn_type="postgres", host="db", port=5433, login="etl", password="pw",
+                                     schema="wh", extra_dejson={"sslmode": "require"})}
+    variables = {"nugen_accounts": json.dumps(["acct-0001", "x.y", "z"])}
+    config = build_config(DagSettings(storage_root=str(tmp_path)), get_variable=variables.get,
+                          get_connection=conns.get, environ={})
+    keys = {a.id: (a.api_key.reveal(), a.base_url) for a in config.accounts}
+    assert keys == {"acct-0001": ("k1", "http://sim:8080"), "x.y": ("k2", None), "z": ("kd", "https://eu.api.nugen.in")}
+    assert config.warehouse.url == "postgresql://etl@db:5433/wh?sslmode=require"
+    assert config.warehouse.password.reveal() == "pw" and "pw" not in repr(config)
+    assert config.storage_root == tmp_path
+
+
+def test_build_config_falls_back_to_the_toml_file_and_duckdb(tmp_path: Path) -> None:
+    toml = tmp_path / "nugen.toml"
+    toml.write_text('[storage]\nroot = "data"\n[[accounts]]\nid = "acme"\napi_key_env = "ACME_KEY"\n')
+    config = build_config(DagSettings(config_path=toml), get_variable=lambda k: None,
+                          get_connection=lambda c: None, environ={"ACME_KEY": "from-env"})
+    assert [(a.id, a.api_key.reveal()) for a in config.accounts] == [("acme", "from-env")]
+    assert config.storage_root == tmp_path / "data"
+    assert config.warehouse.url == f"duckdb:///{tmp_path / 'data' / 'warehouse.duckdb'}"
+
+
+def test_a_run_without_data_interval_gets_a_deterministic_slot() -> None:
+    queued = datetime(2026, 3, 1, 10, 47, 12, tzinfo=UTC)
+    context = {"data_interval_end": None, "logical_date": None, "dag_run": SimpleNamespace(run_after=queued)}
+    assert run_slot(context, HOUR) == run_slot(context, HOUR) == datetime(2026, 3, 1, 10, tzinfo=UTC)
+    assert run_slot({"data_interval_end": queued}, timedelta(minutes=15)) == datetime(2026, 3, 1, 10, 45, tzinfo=UTC)
+
+
+# --- dag.test() end to end --------------------------------------------------------------------------
+
+def dump(url: str) -> dict[str, list[tuple]]:
+    with open_warehouse(url) as wh:
+        return {t: wh.fetch_all(f"select * from nugen.{t} order by {pk}") for t, pk in TABLES.items()}
+
+
+def runs_of(url: str, slot: datetime) -> dict[str, tuple]:
+    with open_warehouse(url) as wh:
+        rows = wh.fetch_all("select account_id, outcome, model_count, attempts from nugen.account_runs "
+                            "where snapshot_at = ?", [slot])
+    return {a: (o, n, att) for a, o, n, att in rows}
+
+
+def rows_of(url: str, slot: datetime) -> dict[str, int]:
+    with open_warehouse(url) as wh:
+        rows = wh.fetch_all("select account_id, count(*) from nugen.model_snapshots where snapshot_at = ? "
+                            "group by account_id", [slot])
+    return {a: n for a, n in rows}
+
+
+def files(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(root.glob("model_*/**/*.parquet"))}
+
+
+def counts(state: SimulatorState) -> dict[str | None, int]:
+    return {a: state.request_count(a) for a in [*state.account_ids, None]}
+
+
+def bad_answer(slot: datetime) -> RawAnswer:
+    """An archived answer whose values break the data-quality rules (accuracy 1.5, usage -3)."""
+    body = {"domain_aligned_models": [{"id": "aligned-model-dq", "alignment_id": "alignment-dq", "name": "dq",
+                                       "usage_count": -3, "performance_metrics": {"accuracy": 1.5}}]}
+    return RawAnswer(account_id="acct-0001", snapshot_at=slot, fetched_at=slot + timedelta(minutes=1),
+                     http_status=200, body=json.dumps(body).encode(), headers={"content-type": "application/json"})
+
+
+@pytest.fixture(scope="module")
+def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """One Airflow process, one simulator, one storage root; every dag.test() run of the scenario, in order."""
+    base = tmp_path_factory.mktemp("dags")
+    root = base / "data"
+    env = init_airflow_home(base / "airflow")
+    state = SimulatorState(seed=5, accounts=4, models=3)
+    toml = base / "nugen.toml"
+    toml.write_text(f"[api]\nmax_attempts = {MAX_ATTEMPTS}\nretry_base_delay_s = 0.01\ntimeout_s = 5\n"
+                    "[storage]\nfsync = false\n")
+    import os
+
+    if os.environ.get("NUGEN_TEST_PG_URL"):
+        new_db = request.getfixturevalue("new_pg_database")
+        warehouse, rebuilt = new_db(), new_db()
+        warehouse_env = {conn_env_name("nugen_warehouse"): postgres_connection(warehouse)}
+        rebuilt_env = {conn_env_name("nugen_warehouse"): postgres_connection(rebuilt)}
+    else:
+        warehouse = f"duckdb:///{root / 'warehouse.duckdb'}"       # the default: no nugen_warehouse Connection
+        rebuilt = f"duckdb:///{base / 'rebuilt.duckdb'}"
+        toml2 = base / "rebuilt.toml"
+        toml2.write_text(toml.read_text() + f'[warehouse]\nurl = "{rebuilt}"\n')
+        warehouse_env, rebuilt_env = {}, {"NUGEN_ETL_CONFIG": str(toml2)}
+    out: dict = {"root": root, "state": state, "warehouse": warehouse, "rebuilt": rebuilt}
+    with serve(state) as server:
+        env.update({"AIRFLOW_VAR_NUGEN_ACCOUNTS": json.dumps(ACCOUNTS), "NUGEN_ETL_CONFIG": str(toml),
+                    "NUGEN_STORAGE_ROOT": str(root), "NUGEN_BATCH_SIZE": "2",
+                    "NUGEN_TASK_RETRIES": "1", "NUGEN_RETRY_DELAY_S": "1", **warehouse_env})
+        for account_id in state.account_ids:   # shell-safe ids: AIRFLOW_CONN_NUGEN_ACCT_0001
+            env[conn_env_name("nugen_" + account_id.replace("-", "_"))] = http_connection(
+                server.base_url, state.api_key(account_id))
+        env[conn_env_name("nugen_default")] = http_connection(server.base_url, "sk-sim-rejected-key")
+        proc = AirflowProcess(env, base / "airflow.log")
+        out["log"] = proc.log_path
+        try:
+            now = datetime.now(UTC)
+            slot = floor_slot(now, HOUR)
+            out["slot"] = slot
+            # 1. live, the flaky account's first try answers 503 on every attempt
+            state.inject(FLAKY, [Fault.status(503)] * MAX_ATTEMPTS)
+            out["live"], = proc.run([{"dag_id": DAG_ID, "logical_date": now}])
+            out["live_counts"], out["live_dump"], out["live_files"] = counts(state), dump(warehouse), files(root)
+            # 2. the same interval again
+            out["again"], = proc.run([{"dag_id": DAG_ID, "logical_date": now}])
+            out["again_counts"], out["again_dump"], out["again_files"] = counts(state), dump(warehouse), files(root)
+            # 3. a past interval whose answers are in the raw archive (captured earlier, elsewhere)
+            past = slot - 5 * HOUR
+            scratch = base / "scratch"
+            accounts = [{"id": a, "api_key_env": f"K{n}"} for n, a in enumerate(ACCOUNTS)]
+            keys = {f"K{n}": state.api_key(a) if a != REJECTED else "nope" for n, a in enumerate(ACCOUNTS)}
+            capture = parse_config({"api": {"base_url": server.base_url}, "storage": {"root": str(scratch),
+                                    "fsync": False}, "accounts": accounts}, base_dir=scratch, environ=keys)
+            state.set_time(past + timedelta(minutes=2))
+            out["captured"] = run_snapshot(capture, snapshot_at=past)
+            state.set_time(None)
+            shutil.copytree(scratch / "raw", root / "raw", dirs_exist_ok=True)
+            state.reset_counts()
+            out["past"], = proc.run([{"dag_id": DAG_ID, "logical_date": past}])
+            out["past_requests"] = state.request_count()
+            # 4. a past interval nobody archived
+            unobserved = slot - 9 * HOUR
+            out["unobserved"], = proc.run([{"dag_id": DAG_ID, "logical_date": unobserved}])
+            out["unobserved_requests"] = state.request_count()
+            # 5. a past interval whose archived answer breaks the data-quality rules
+            dq_slot = slot - 3 * HOUR
+            write_raw_answer(root, bad_answer(dq_slot), fsync=False)
+            out["dq"], = proc.run([{"dag_id": DAG_ID, "logical_date": dq_slot}])
+            out["dq_requests"] = state.request_count()
+            # 6. a manual run without a logical date (so without a data interval)
+            before = floor_slot(datetime.now(UTC), HOUR)
+            out["manual"], = proc.run([{"dag_id": DAG_ID, "logical_date": None}])
+            out["manual_slots"] = {before, floor_slot(datetime.now(UTC), HOUR)}
+            out["manual_counts"] = counts(state)
+            # 7. rebuild everything from the raw archive into an empty warehouse
+            out["final_dump"] = dump(warehouse)
+            days = {"from": str((slot - 9 * HOUR).date()), "to": str(datetime.now(UTC).date())}
+            out["rebuild"], = proc.run([{"dag_id": REBUILD_ID, "logical_date": None, "conf": days}], env=rebuilt_env)
+            out["rebuild_requests"] = state.request_count()
+            out["rebuilt_dump"] = dump(rebuilt)
+        finally:
+            proc.close()
+        yield SimpleNamespace(**out)
+
+
+def why(world) -> str:
+    return "\n--- airflow log (tail) ---\n" + world.log.read_text(errors="replace")[-6000:]
+
+
+def test_live_run_writes_parquet_and_warehouse_rows_for_the_slot(world) -> None:
+    state, slot = world.state, world.slot
+    assert world.live.data_interval_end == slot.isoformat(), why(world)
+    expected = {a: len(state.models_at(a, datetime.now(UTC))) for a in state.account_ids if a != state.empty_account_id}
+    assert rows_of(world.warehouse, slot) == expected, why(world)
+    runs = runs_of(world.warehouse, slot)
+    assert {a: o for a, (o, _, _) in runs.items()} == {
+        "acct-0001": "ok", "acct-0002": "ok", "acct-0003": "ok", "acct-0004": "empty", REJECTED: "auth_failed"}
+    day = slot.date()
+    for dataset in ("model_snapshots", "model_metrics"):
+        for account_id in expected:
+            path = world.root / dataset / f"snapshot_date={day}" / f"account_id={account_id}" / \
+                f"part-{slot:%Y%m%dT%H%M%SZ}.parquet"
+            assert path.exists(), why(world)
+
+
+def test_publish_emits_one_asset_event_per_dataset(world) -> None:
+    events = dict(world.live.asset_events)
+    assert set(events) == {"nugen_model_snapshots", "nugen_model_metrics"}, why(world)
+    extra = events["nugen_model_snapshots"]
+    assert extra["snapshot_at"] == world.slot.isoformat() and extra["dataset"] == "nugen_model_snapshots"
+    assert extra["outcomes"] == {"auth_failed": 1, "empty": 1, "ok": 3}
+    assert extra["rows"]["model_snapshots"] == sum(rows_of(world.warehouse, world.slot).values())
+    assert world.dq.asset_events == [], "a slot that fails its data-quality checks is not announced"
+
+
+def test_a_rejected_key_fails_only_its_own_batch(world) -> None:
+    live = world.live
+    assert live.state == "failed", why(world)
+    assert live.states("plan") == ["success"]
+    # batches: [0001, 0002] (0002 flaky, retried), [0003, acct-bad], [0004]
+    assert live.states("snapshot_batch") == ["success", "failed", "success"], why(world)
+    assert live.tries("snapshot_batch")[1] == 1, "a rejected key is not retried"
+    assert live.states("publish") == ["success"] and live.states("verdict") == ["failed"]
+    assert runs_of(world.warehouse, world.slot)["acct-0003"][0] == "ok"   # its batch-mate is written
+
+
+def test_a_retry_refetches_only_the_accounts_that_failed(world) -> None:
+    assert world.live.tries("snapshot_batch")[0] == 2, why(world)
+    got = world.live_counts
+    assert got["acct-0001"] == 1, "acct-0001 succeeded in the first try and must not be fetched again"
+    assert got[FLAKY] == MAX_ATTEMPTS + 1
+    assert runs_of(world.warehouse, world.slot)[FLAKY][0] == "ok"
+
+
+def test_a_second_run_of_the_same_interval_changes_nothing(world) -> None:
+    assert world.again.data_interval_end == world.live.data_interval_end
+    before, after = world.live_counts, world.again_counts
+    assert {a: after[a] - before[a] for a in world.state.account_ids} == dict.fromkeys(world.state.account_ids, 0)
+    assert after[None] == before[None] + 1           # only the rejected key is tried again
+    strip = lambda d: {**d, "account_runs": [r for r in d["account_runs"] if r[0] != REJECTED]}  # noqa: E731
+    assert strip(world.again_dump) == strip(world.live_dump)
+    assert world.again_files == world.live_files      # not even rewritten
+
+
+def test_a_past_interval_with_raw_data_replays_it_without_api_calls(world) -> None:
+    past = world.slot - 5 * HOUR
+    assert world.past.state == "success", why(world)
+    assert world.past.data_interval_end == past.isoformat()
+    assert world.past_requests == 0
+    captured = {r.account_id: (str(r.outcome), r.model_count) for r in world.captured.runs}
+    assert {a: (o, n) for a, (o, n, _) in runs_of(world.warehouse, past).items()} == captured
+    assert rows_of(world.warehouse, past) == {a: n for a, (o, n) in captured.items() if n}
+    assert any(world.root.glob(f"model_snapshots/snapshot_date={past.date()}/account_id=acct-0001/"
+                               f"part-{past:%Y%m%dT%H%M%SZ}.parquet"))
+
+
+def test_a_past_interval_without_raw_data_records_not_observed_without_api_calls(world) -> None:
+    slot = world.slot - 9 * HOUR
+    assert world.unobserved.state == "success", why(world)
+    assert world.unobserved_requests == 0
+    assert {a: o for a, (o, _, _) in runs_of(world.warehouse, slot).items()} == dict.fromkeys(ACCOUNTS, "not_observed")
+    assert rows_of(world.warehouse, slot) == {}
+
+
+def test_data_quality_problems_fail_publish_loudly(world) -> None:
+    dq = world.dq
+    assert world.dq_requests == 0
+    assert dq.states("snapshot_batch") == ["success"] * 3, why(world)
+    assert dq.states("publish") == ["failed"] and dq.state == "failed"
+    with open_warehouse(world.warehouse) as wh:
+        problems = {p.check for p in check_slot(wh, world.slot - 3 * HOUR)}
+    assert problems == {"accuracy_in_unit_interval", "usage_not_negative"}
+    log = world.log.read_text(errors="replace")
+    assert "accuracy_in_unit_interval" in log and "usage_not_negative" in log
+
+
+def test_a_manual_run_without_data_interval_snapshots_the_current_slot(world) -> None:
+    manual = world.manual
+    assert manual.data_interval_end is None
+    assert manual.states("plan") == ["success"] and manual.states("publish") == ["success"], why(world)
+    with open_warehouse(world.warehouse) as wh:
+        slots = {r[0] for r in wh.fetch_all("select distinct snapshot_at from nugen.account_runs "
+                                            "where account_id = 'acct-0001' and outcome = 'ok'")}
+    assert slots & world.manual_slots, "the manual run's slot is the current one, floored"
+
+
+def test_the_rebuild_dag_reproduces_the_warehouse_from_the_raw_archive(world) -> None:
+    assert world.rebuild.state == "success", why(world)
+    assert world.rebuild_requests == world.manual_counts[None] + sum(
+        world.manual_counts[a] for a in world.state.account_ids), "rebuild must not call the API"
+    final, rebuilt = world.final_dump, world.rebuilt_dump
+    observed = [r for r in final["account_runs"] if r[2] != "not_observed"]   # (account, slot, outcome, ...)
+    assert rebuilt["account_runs"] == observed
+    for table in ("model_snapshots", "model_metrics", "evaluations"):
+        assert rebuilt[table] == final[table], table
+    assert len(rebuilt["model_snapshots"]) > 0
