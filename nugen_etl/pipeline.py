@@ -103,10 +103,8 @@ def backfill(config: Config, *, first: date, last: date, accounts: Sequence[str]
             SlotWriter(storage, wh, batch_size=config.warehouse.batch_accounts, summary=summary) as writer:
         for account_id, slot, keys in list_archived_slots(storage, start=start, end=end,
                                                           account_ids=accounts or None):
-            try:
-                load = choose_replay(read_raw_answer(storage, k) for k in reversed(keys))
-            except (OSError, ValueError, KeyError, EOFError) as exc:
-                summary.record_error(account_id, f"unreadable raw archive for slot {slot.isoformat()}: {exc}")
+            load = _replay_archived(storage, account_id, slot, keys, summary)
+            if load is None:
                 continue
             writer.add(load)
             if progress:
@@ -132,11 +130,8 @@ def replay_slot(config: Config, *, snapshot_at: datetime, accounts: Sequence[str
             storage, start=snapshot_at, end=end, account_ids=account_ids)}
         for account_id in account_ids:
             if account_id in archived:
-                try:
-                    load = choose_replay(read_raw_answer(storage, k) for k in reversed(archived[account_id]))
-                except (OSError, ValueError, KeyError, EOFError) as exc:
-                    summary.record_error(account_id, f"unreadable raw archive for slot "
-                                                     f"{snapshot_at.isoformat()}: {exc}")
+                load = _replay_archived(storage, account_id, snapshot_at, archived[account_id], summary)
+                if load is None:
                     continue
             else:
                 load = SlotLoad(AccountRun(account_id=account_id, snapshot_at=snapshot_at,
@@ -159,13 +154,23 @@ def choose_replay(answers_newest_first: Iterable[RawAnswer]) -> SlotLoad:
     """The newest successful answer of a slot, else the newest answer (a failure never hides a success)."""
     newest: SlotLoad | None = None
     for raw in answers_newest_first:
-        load = answer_to_load(raw)
+        load = _load_or_failure(raw)
         if load.run.outcome in SUCCESS_OUTCOMES:
             return load
         newest = newest or load
     if newest is None:
         raise ValueError("no archived answer")
     return newest
+
+
+def _replay_archived(storage: Storage, account_id: str, slot: datetime, keys: Sequence[str],
+                     summary: RunSummary) -> SlotLoad | None:
+    """The slot's replay from its archived answers (oldest first), or None (recorded) if unreadable."""
+    try:
+        return choose_replay(read_raw_answer(storage, k) for k in reversed(keys))
+    except (OSError, ValueError, KeyError, EOFError) as exc:
+        summary.record_error(account_id, f"unreadable raw archive for slot {slot.isoformat()}: {exc}")
+        return None
 
 
 def _load_or_failure(raw: RawAnswer) -> SlotLoad:
