@@ -161,9 +161,15 @@ def run_job(name: str, args: dict[str, Any], *, timeout_s: float = 3600) -> dict
 
 @contextmanager
 def scratch_pg_database(admin_url: str, name: str) -> Iterator[str]:
-    """A new empty database on ``admin_url``'s server, dropped afterwards; yields its URL."""
+    """A new empty database on ``admin_url``'s server, dropped afterwards; yields its URL.
+
+    The name gets this process's id, so concurrent runs (a benchmark and the harness test) never
+    drop each other's database.
+    """
     import psycopg
     from urllib.parse import urlsplit, urlunsplit
+
+    name = f"{name}_{os.getpid()}"
 
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

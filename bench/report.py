@@ -30,8 +30,9 @@ def render_markdown(result: dict[str, Any]) -> str:
     for res in result["scenarios"].values():
         for r in res.get("rows", []):
             met = "" if r["met"] is None else ("yes" if r["met"] else "**no**")
+            note = " ".join(str(r["note"]).split()).replace("|", "/")
             lines.append(f"| {r['scenario']} | {r['metric']} | {_value(r['value'])} | {r['unit']} | "
-                         f"{r['target']} | {met} | {r['note']} |")
+                         f"{r['target']} | {met} | {note} |")
     if result.get("notes"):
         lines += ["", *[f"- {n}" for n in result["notes"]]]
     return "\n".join(lines) + "\n"
