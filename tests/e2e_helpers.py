@@ -86,3 +86,28 @@ def expected_status_changes(series: dict[str, list[tuple]]) -> set[tuple]:
             if (s0, d0) != (s1, d1):
                 changes.add((key, slot, s0, s1, d0, d1))
     return changes
+
+
+def write_toml_config(folder: Path, base_url: str, accounts: list[str], *, api: dict[str, Any] | None = None,
+                      storage: dict[str, Any] | None = None, warehouse: dict[str, Any] | None = None) -> Path:
+    """Write ``folder/nugen.toml`` as a user would (the CLI reads it); keys come from ``key_env``."""
+    def table(name: str, values: dict[str, Any]) -> list[str]:
+        return [f"[{name}]", *(f"{k} = {_toml_value(v)}" for k, v in values.items()), ""]
+
+    lines = table("api", {"base_url": base_url, "timeout_s": 5, **(api or {})})
+    lines += table("storage", {"root": "data", "fsync": False, **(storage or {})})
+    if warehouse:
+        lines += table("warehouse", warehouse)
+    for account in accounts:
+        lines += ["[[accounts]]", f'id = "{account}"', f'api_key_env = "{key_env(account)}"', ""]
+    path = folder / "nugen.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -13,7 +13,7 @@ from nugen_etl.errors import ConfigError
 from nugen_etl.simulator import SimulatorState, serve
 from nugen_etl.slots import floor_slot
 
-from .e2e_helpers import REJECTED, environ_for, key_env
+from .e2e_helpers import REJECTED, environ_for, key_env, write_toml_config
 
 
 @pytest.fixture
@@ -24,13 +24,7 @@ def sim():
 
 
 def write_config(tmp_path: Path, base_url: str, accounts: list[str]) -> Path:
-    lines = ["[api]", f'base_url = "{base_url}"', "max_attempts = 1", "timeout_s = 5", "",
-             "[storage]", 'root = "data"', "fsync = false", ""]
-    for account in accounts:
-        lines += ["[[accounts]]", f'id = "{account}"', f'api_key_env = "{key_env(account)}"', ""]
-    path = tmp_path / "nugen.toml"
-    path.write_text("\n".join(lines))
-    return path
+    return write_toml_config(tmp_path, base_url, accounts, api={"max_attempts": 1})
 
 
 def set_keys(monkeypatch: pytest.MonkeyPatch, state: SimulatorState) -> dict[str, str]:

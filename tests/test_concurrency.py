@@ -20,7 +20,7 @@ from nugen_etl.pipeline import open_configured_warehouse, run_snapshot
 from nugen_etl.simulator import SimulatorState, serve
 
 from .conftest import ENGINES, fresh_warehouse_url
-from .e2e_helpers import FETCH_OFFSET, T0, environ_for, key_env
+from .e2e_helpers import FETCH_OFFSET, T0, environ_for, write_toml_config
 from .state_helpers import config_dump, parquet_dump
 
 HARNESS = Path(__file__).with_name("crash_harness.py")
@@ -28,15 +28,9 @@ SLOTS = [T0 + timedelta(hours=h) for h in range(3)]
 
 
 def write_config(folder: Path, base_url: str, state: SimulatorState, warehouse_url: str) -> Path:
-    lines = ["[api]", f'base_url = "{base_url}"', "max_concurrency = 2", "max_attempts = 2",
-             "retry_base_delay_s = 0.01", "timeout_s = 5", "",
-             "[storage]", 'root = "data"', "fsync = false", "",
-             "[warehouse]", f'url = "{warehouse_url}"', "batch_accounts = 2", ""]
-    for account in state.account_ids:
-        lines += ["[[accounts]]", f'id = "{account}"', f'api_key_env = "{key_env(account)}"', ""]
-    path = folder / "nugen.toml"
-    path.write_text("\n".join(lines))
-    return path
+    return write_toml_config(folder, base_url, state.account_ids,
+                             api={"max_concurrency": 2, "max_attempts": 2, "retry_base_delay_s": 0.01},
+                             warehouse={"url": warehouse_url, "batch_accounts": 2})
 
 
 @pytest.fixture

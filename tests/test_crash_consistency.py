@@ -32,7 +32,7 @@ from nugen_etl.raw_archive import list_archived_slots, read_raw_answer
 from nugen_etl.simulator import SimulatorState, serve
 
 from .conftest import ENGINES, fresh_warehouse_url
-from .e2e_helpers import T0, environ_for, key_env
+from .e2e_helpers import T0, environ_for, write_toml_config
 from .state_helpers import config_dump
 
 HARNESS = Path(__file__).with_name("crash_harness.py")
@@ -50,14 +50,9 @@ POINTS = {"duckdb": FILE_POINTS + WAREHOUSE_POINTS,
           "postgresql": ["raw-after-rename:3", "parquet-after-rename:3"] + WAREHOUSE_POINTS}
 
 def write_config(folder: Path, base_url: str, state: SimulatorState, warehouse_url: str) -> Path:
-    lines = ["[api]", f'base_url = "{base_url}"', "max_concurrency = 1", "max_attempts = 1", "timeout_s = 5", "",
-             "[storage]", f'root = "{folder / "data"}"', "fsync = true", "",
-             "[warehouse]", f'url = "{warehouse_url}"', "batch_accounts = 2", ""]
-    for account in state.account_ids:
-        lines += ["[[accounts]]", f'id = "{account}"', f'api_key_env = "{key_env(account)}"', ""]
-    path = folder / "nugen.toml"
-    path.write_text("\n".join(lines))
-    return path
+    return write_toml_config(folder, base_url, state.account_ids, api={"max_concurrency": 1, "max_attempts": 1},
+                             storage={"root": str(folder / "data"), "fsync": True},
+                             warehouse={"url": warehouse_url, "batch_accounts": 2})
 
 
 def warehouse_state(config: Config, accounts: list[str]) -> dict[str, dict[str, list[tuple]]]:

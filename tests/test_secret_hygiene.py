@@ -31,7 +31,7 @@ from nugen_etl.simulator.faults import detail_body
 from nugen_etl.warehouse import open_warehouse
 
 from .conftest import ENGINES, with_database
-from .e2e_helpers import FETCH_OFFSET, REJECTED, T0, environ_for, key_env
+from .e2e_helpers import FETCH_OFFSET, REJECTED, T0, environ_for, write_toml_config
 from .state_helpers import warehouse_dump
 
 PASSWORD_ENV = "NUGEN_TEST_WH_PASSWORD"
@@ -69,15 +69,10 @@ def pg_role(pg_admin_url: str) -> Iterator[tuple[str, str]]:
 
 def write_config(folder: Path, base_url: str, accounts: list[str], warehouse: str, *,
                  password_env: bool = False) -> Path:
-    lines = ["[api]", f'base_url = "{base_url}"', "max_attempts = 2", "retry_base_delay_s = 0.01",
-             "timeout_s = 2", "deadline_s = 1.5", "",
-             "[storage]", 'root = "data"', "fsync = false", "",
-             "[warehouse]", f'url = "{warehouse}"'] + ([f'password_env = "{PASSWORD_ENV}"'] if password_env else []) + [""]
-    for account in accounts:
-        lines += ["[[accounts]]", f'id = "{account}"', f'api_key_env = "{key_env(account)}"', ""]
-    path = folder / "nugen.toml"
-    path.write_text("\n".join(lines))
-    return path
+    return write_toml_config(
+        folder, base_url, accounts,
+        api={"max_attempts": 2, "retry_base_delay_s": 0.01, "timeout_s": 2, "deadline_s": 1.5},
+        warehouse={"url": warehouse, **({"password_env": PASSWORD_ENV} if password_env else {})})
 
 
 class Transcript:
