@@ -101,3 +101,44 @@ def test_a_transform_failure_in_a_group_costs_only_its_slot(tmp_path: Path, monk
     failed = [g.run for g in got if g.run.outcome == "failed" and "transform failed" in (g.run.error or "")]
     assert [(r.account_id, r.snapshot_at) for r in failed] == [bad]
     assert sum(1 for g in got if g.tables is not None) >= len(items) - 4
+
+
+def _live_answers() -> list[RawAnswer]:
+    state = SimulatorState(4, 6, models=5, start=T0)
+    slot = T0 + timedelta(hours=1)
+    raws = [RawAnswer(account_id=a, snapshot_at=slot, fetched_at=slot + timedelta(minutes=3), http_status=200,
+                      body=state.body_at(a, slot + timedelta(minutes=3))) for a in state.account_ids]
+    raws.append(RawAnswer(account_id="acct-hostile", snapshot_at=slot, fetched_at=slot, http_status=200,
+                          body=HOSTILE_BODY))
+    raws.append(RawAnswer(account_id="acct-down", snapshot_at=slot, fetched_at=slot, http_status=None,
+                          body=b"", error="timed out"))
+    return raws
+
+
+def test_answers_completed_together_load_as_one_by_one() -> None:
+    raws = _live_answers()
+    got = pipeline._loads_of(raws)
+    want = [pipeline._load_or_failure(raw) for raw in raws]
+    assert [g.run for g in got] == [w.run for w in want]
+    for g, w in zip(got, want):
+        assert (g.tables is None) == (w.tables is None)
+        if w.tables is not None:
+            assert all(g.tables[k].equals(w.tables[k]) for k in w.tables)
+
+
+def test_a_transform_failure_among_answers_completed_together_costs_only_its_account(monkeypatch) -> None:
+    raws = _live_answers()
+    real = pipeline.flatten_models
+
+    def flaky(models, *, account_id, snapshot_at, fetched_at):
+        if account_id == "acct-hostile":
+            raise RuntimeError("boom")
+        return real(models, account_id=account_id, snapshot_at=snapshot_at, fetched_at=fetched_at)
+
+    monkeypatch.setattr(pipeline, "flatten_models", flaky)
+    monkeypatch.setattr(pipeline, "flatten_answers", lambda answers: [flaky(m, account_id=a, snapshot_at=s, fetched_at=f)
+                                                                      for m, a, s, f in answers])
+    got = {load.run.account_id: load.run for load in pipeline._loads_of(raws)}
+    assert got["acct-hostile"].outcome == "failed" and "transform failed: RuntimeError: boom" in got["acct-hostile"].error
+    assert got["acct-down"].outcome == "failed" and got["acct-down"].error == "timed out"
+    assert sum(r.outcome in ("ok", "empty") for r in got.values()) == len(raws) - 2
