@@ -66,3 +66,59 @@ def test_the_same_slot_twice_ends_with_the_second_version(tmp_path: Path) -> Non
         for load in second:
             path = slot_file_path(tmp_path, MODEL_SNAPSHOTS, load.run.account_id, T0)
             assert pq.read_table(path).column("model_id").to_pylist() == ["only-one"]
+
+
+class _BusyWarehouse:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def load(self, loads) -> None:
+        self.calls += 1
+        from nugen_etl.errors import WarehouseBusy
+        raise WarehouseBusy("locked")
+
+
+def test_a_busy_warehouse_stops_the_writer(tmp_path: Path) -> None:
+    import pytest
+
+    from nugen_etl.errors import WarehouseBusy
+
+    state = SimulatorState(5, 8, models=2, start=T0)
+    wh = _BusyWarehouse()
+    with pytest.raises(WarehouseBusy):
+        with SlotWriter(LocalStorage(tmp_path, fsync=False), wh, batch_size=2,  # type: ignore[arg-type]
+                        summary=RunSummary("run", T0)) as writer:
+            for load in _loads(state, T0):
+                writer.add(load)
+    assert wh.calls == 1, "no batch is loaded after the warehouse said it is busy"
+
+
+def test_batches_are_loaded_in_order_one_at_a_time(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    state = SimulatorState(5, 9, models=2, start=T0)
+
+    class Recording:
+        def __init__(self) -> None:
+            self.batches: list[list[str]] = []
+            self.active = 0
+            self.lock = threading.Lock()
+
+        def load(self, loads) -> None:
+            with self.lock:
+                self.active += 1
+                assert self.active == 1
+            time.sleep(0.02)
+            self.batches.append([load.run.account_id for load in loads])
+            with self.lock:
+                self.active -= 1
+
+    wh = Recording()
+    loads = _loads(state, T0)
+    with SlotWriter(LocalStorage(tmp_path, fsync=False), wh, batch_size=3,  # type: ignore[arg-type]
+                    summary=RunSummary("run", T0)) as writer:
+        for load in loads:
+            writer.add(load)
+    assert [a for batch in wh.batches for a in batch] == [load.run.account_id for load in loads]
+    assert [len(b) for b in wh.batches] == [3, 3, 2]
