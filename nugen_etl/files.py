@@ -14,10 +14,14 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], *, fsync: bool =
 
     The temporary name starts with a dot and ends in ``.tmp`` so dataset globs never match it.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
-        with open(tmp, "wb") as fh:
+        fh = open(tmp, "xb")
+    except FileNotFoundError:  # the folder is new (creating it first costs a syscall per write)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(tmp, "xb")
+    try:
+        with fh:
             write(fh)
             fh.flush()
             if fsync:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 from .errors import WarehouseBusy, WarehouseError
@@ -14,35 +16,74 @@ from .warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
+PARQUET_WRITERS = 4  # threads writing slot files: encoding, write and fsync release the GIL
+
 
 class SlotWriter:
     """Parquet first (atomic per file), then the warehouse in batches of ``batch_size`` accounts.
 
+    A slot's Parquet files are written by a small thread pool while the caller goes on (the
+    encoding, the write and the fsyncs release the GIL; on the calling thread they serialised
+    a fan-out behind the disk). A batch goes to the warehouse only once every Parquet write of
+    its slots has finished; a slot whose write failed is reported and left out of it, as before.
     A batch is one transaction; if it fails, its accounts are retried one by one so a bad
     account cannot take its batch-mates down with it.
+
+    Batches are loaded by one background thread, in order and one at a time, while the caller
+    builds the next batch (the warehouse drivers release the GIL): at most two batches are held.
+    An error that must stop the run (``WarehouseBusy``, anything unexpected) is raised to the
+    caller at its next ``add``/``flush`` or when the writer closes.
     """
 
     def __init__(self, storage: Storage | Path, warehouse: Warehouse, *, batch_size: int, fsync: bool = True,
                  summary: RunSummary) -> None:
         self._storage, self._warehouse = as_storage(storage, fsync=fsync), warehouse
         self._batch_size, self._summary = batch_size, summary
-        self._batch: list[SlotLoad] = []
+        self._batch: list[tuple[SlotLoad, Future[object] | None]] = []
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: dict[tuple[str, datetime], Future[object]] = {}  # newest write per slot
+        self._loader: ThreadPoolExecutor | None = None
+        self._loading: Future[None] | None = None  # the batch being loaded
 
     def add(self, load: SlotLoad) -> None:
+        if self._loading is not None and self._loading.done():
+            self._loading.result()  # a failed load stops the run as soon as it is known
         self._summary.record(load.run)
+        future: Future[object] | None = None
         if load.tables is not None:
-            try:
-                write_slot_parquet(self._storage, load.tables, account_id=load.run.account_id,
-                                   snapshot_at=load.run.snapshot_at)
-            except OSError as exc:
-                self._summary.record_error(load.run.account_id, f"parquet write failed: {exc}")
-                return
-        self._batch.append(load)
+            key = (load.run.account_id, load.run.snapshot_at)
+            earlier = self._pending.get(key)
+            if earlier is not None:  # the same slot twice: its files are written in order
+                earlier.exception()
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=PARQUET_WRITERS, thread_name_prefix="nugen-parquet")
+            future = self._pool.submit(write_slot_parquet, self._storage, load.tables,
+                                       account_id=load.run.account_id, snapshot_at=load.run.snapshot_at)
+            self._pending[key] = future
+        self._batch.append((load, future))
         if len(self._batch) >= self._batch_size:
             self.flush()
 
-    def flush(self) -> None:
+    def flush(self, *, wait: bool = False) -> None:
+        """Hand the batch to the loader thread (after the previous batch is loaded); with ``wait``,
+        return only once it is loaded."""
+        self._wait_loaded()
         batch, self._batch = self._batch, []
+        self._pending.clear()
+        if batch:
+            if self._loader is None:
+                self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nugen-load")
+            self._loading = self._loader.submit(self._load, batch)
+        if wait:
+            self._wait_loaded()
+
+    def _wait_loaded(self) -> None:
+        loading, self._loading = self._loading, None
+        if loading is not None:
+            loading.result()
+
+    def _load(self, written: list[tuple[SlotLoad, Future[object] | None]]) -> None:
+        batch = self._written(written)
         if not batch:
             return
         try:
@@ -63,13 +104,40 @@ class SlotWriter:
             except WarehouseError as exc:
                 self._fail(load, exc)
 
+    def _written(self, batch: list[tuple[SlotLoad, Future[object] | None]]) -> list[SlotLoad]:
+        """The batch's loads whose Parquet files are written (waits for them); failures reported."""
+        ready = []
+        for load, future in batch:
+            exc = future.exception() if future is not None else None
+            if exc is None:
+                ready.append(load)
+            elif isinstance(exc, OSError):
+                self._summary.record_error(load.run.account_id, f"parquet write failed: {exc}")
+            else:
+                raise exc
+        return ready
+
     def _fail(self, load: SlotLoad, exc: Exception) -> None:
         log.error("account %s: warehouse load failed: %s", load.run.account_id, exc)
         self._summary.record_error(load.run.account_id, f"warehouse load failed: {exc}")
+
+    def close(self) -> None:
+        """Wait for the load and the Parquet writes still running (unflushed slots are not loaded)."""
+        try:
+            if self._loader is not None:
+                self._loader.shutdown(wait=True)
+                self._loader = None
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
 
     def __enter__(self) -> SlotWriter:
         return self
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
-        if exc_type is None:
-            self.flush()
+        try:
+            if exc_type is None:
+                self.flush(wait=True)
+        finally:
+            self.close()

@@ -1,6 +1,6 @@
 """Hive-partitioned Parquet datasets: one file per (table, account, slot), replaced atomically.
 
-Key: ``<table>/snapshot_date=YYYY-MM-DD/account_id=ID/part-<slot>.parquet`` (zstd) under the
+Key: ``<table>/snapshot_date=YYYY-MM-DD/account_id=ID/part-<slot>.parquet`` (snappy) under the
 storage root (a local folder or ``s3://bucket/prefix``). The partition columns live in the path,
 not in the file, as hive readers expect. Each file is built in memory and stored in one atomic
 write (a rename locally, a single PUT on S3).
@@ -46,12 +46,22 @@ def file_schema(spec: TableSpec) -> pa.Schema:
 _FILE_SCHEMAS: dict[int, tuple[TableSpec, pa.Schema]] = {}
 
 
+# Column statistics (min/max in each column chunk) are written for the columns readers filter
+# slot files by -- identity and time; the partition columns are in the path. On the measure
+# columns they cost ~10 us per column per file and would only prune within a single slot.
+STATISTICS_COLUMNS = ["snapshot_at", "fetched_at", "model_id", "model_key", "metric", "status",
+                      "deployment_status"]
+
+
 def to_parquet_bytes(table: pa.Table) -> bytes:
-    """A complete zstd Parquet file of ``table`` (pure)."""
+    """A complete snappy Parquet file of ``table`` (pure)."""
     sink = pa.BufferOutputStream()
-    # No dictionary pages: a slot file is small, zstd already folds its repeats, and per-column
-    # dictionary pages cost ~1 ms per file (and bytes) for nothing.
-    pq.write_table(table, sink, compression="zstd", use_dictionary=False)
+    # Snappy, no dictionary pages: a slot file is small (a few dozen rows). zstd sets up a
+    # compression context per column chunk, ~25 us each, 1.9 ms for a 20-row 45-column file
+    # against 0.65 ms with snappy, for about the same size at 20 rows (+30 % at 200). Dictionary
+    # pages cost ~1 ms per file for nothing at these sizes.
+    pq.write_table(table, sink, compression="snappy", use_dictionary=False,
+                   write_statistics=[n for n in STATISTICS_COLUMNS if n in table.schema.names])
     return sink.getvalue().to_pybytes()
 
 
@@ -73,6 +83,10 @@ def write_slot_parquet(root: Storage | Path, tables: dict[str, pa.Table], *, acc
         if table.num_rows == 0:
             storage.delete(key)
             continue
-        storage.write_bytes_atomic(key, to_parquet_bytes(table.select(file_schema(spec).names).cast(file_schema(spec))))
+        schema = file_schema(spec)
+        table = table.select(schema.names)
+        if not table.schema.equals(schema, check_metadata=True):
+            table = table.cast(schema)
+        storage.write_bytes_atomic(key, to_parquet_bytes(table))
         written.append(key)
     return [root / k for k in written] if isinstance(root, Path) else written

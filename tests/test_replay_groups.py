@@ -1,0 +1,144 @@
+"""The grouped replay (many archived slots flattened per call) gives exactly the slot-by-slot replay:
+same loads in the same order, same tables, same errors -- with newer failures over older successes,
+unreadable objects, transform failures and ``not_observed`` slots mixed into one group."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from nugen_etl import pipeline
+from nugen_etl.raw_archive import list_archived_slots, write_raw_answer
+from nugen_etl.records import RawAnswer
+from nugen_etl.simulator import SimulatorState
+from nugen_etl.storage import LocalStorage
+from nugen_etl.summary import RunSummary
+from tests.test_hostile_input import BODY as HOSTILE_BODY
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def _archive(root: Path) -> None:
+    state = SimulatorState(3, 3, models=6, start=T0)
+    for a_index, account_id in enumerate(state.account_ids):
+        for hour in range(6):
+            slot = T0 + timedelta(hours=hour)
+            fetched = slot + timedelta(minutes=3)
+
+            def put(body: bytes, status: int | None = 200, later: int = 0, error: str | None = None) -> None:
+                write_raw_answer(root, RawAnswer(account_id=account_id, snapshot_at=slot,
+                                                 fetched_at=fetched + timedelta(seconds=later),
+                                                 http_status=status, body=body, error=error), fsync=False)
+
+            put(state.body_at(account_id, fetched))
+            if hour == 1:    # a newer failure never hides the older success
+                put(b"", status=None, later=5, error="timed out")
+            if hour == 3 and a_index == 0:
+                put(HOSTILE_BODY, later=7)
+            if hour == 4 and a_index == 1:   # an unreadable newest object
+                put(b"x", later=9)
+                newest = sorted((root / "raw" / f"account_id={account_id}").rglob("*.raw.gz"))[-1]
+                newest.write_bytes(b"not gzip")
+            if hour == 5 and a_index == 2:
+                put(json.dumps({"domain_aligned_models": "nope"}).encode(), later=2)
+
+
+def _loads(storage, items, summary, grouped: bool):
+    if grouped:
+        return list(pipeline._replay_all(storage, items, summary))
+    out = []
+    for account_id, slot, keys in items:
+        if keys is None:
+            out.append(next(pipeline._replay_all(storage, [(account_id, slot, None)], RunSummary("x", None))))
+            continue
+        load = pipeline._replay_archived(storage, account_id, slot, keys, summary)
+        if load is not None:
+            out.append(load)
+    return out
+
+
+@pytest.mark.parametrize("group", [1, 4, 48])
+def test_grouped_replay_equals_slot_by_slot(tmp_path: Path, monkeypatch, group: int) -> None:
+    _archive(tmp_path)
+    storage = LocalStorage(tmp_path, fsync=False)
+    items = list(list_archived_slots(storage, start=T0, end=T0 + timedelta(days=1)))
+    items.insert(3, ("acct-missing", T0, None))
+    monkeypatch.setattr(pipeline, "REPLAY_GROUP", group)
+    want_summary, got_summary = RunSummary("backfill", None), RunSummary("backfill", None)
+    want = _loads(storage, items, want_summary, grouped=False)
+    got = _loads(storage, items, got_summary, grouped=True)
+    assert [g.run for g in got] == [w.run for w in want]
+    assert got_summary.errors == want_summary.errors and want_summary.errors
+    for g, w in zip(got, want):
+        assert (g.tables is None) == (w.tables is None)
+        if w.tables is not None:
+            assert g.tables.keys() == w.tables.keys()
+            assert all(g.tables[k].equals(w.tables[k]) for k in w.tables)
+    assert any(w.run.quarantined_count for w in want) and any(w.tables is None for w in want)
+
+
+def test_a_transform_failure_in_a_group_costs_only_its_slot(tmp_path: Path, monkeypatch) -> None:
+    _archive(tmp_path)
+    storage = LocalStorage(tmp_path, fsync=False)
+    items = list(list_archived_slots(storage, start=T0, end=T0 + timedelta(days=1)))
+    bad = items[2][0], items[2][1]
+    real = pipeline.flatten_models
+
+    def flaky(models, *, account_id, snapshot_at, fetched_at):
+        if (account_id, snapshot_at) == bad:
+            raise RuntimeError("boom")
+        return real(models, account_id=account_id, snapshot_at=snapshot_at, fetched_at=fetched_at)
+
+    def batch(answers):
+        return [flaky(m, account_id=a, snapshot_at=s, fetched_at=f) for m, a, s, f in answers]
+
+    monkeypatch.setattr(pipeline, "flatten_models", flaky)
+    monkeypatch.setattr(pipeline, "flatten_answers", batch)
+    got = list(pipeline._replay_all(storage, items, RunSummary("backfill", None)))
+    failed = [g.run for g in got if g.run.outcome == "failed" and "transform failed" in (g.run.error or "")]
+    assert [(r.account_id, r.snapshot_at) for r in failed] == [bad]
+    assert sum(1 for g in got if g.tables is not None) >= len(items) - 4
+
+
+def _live_answers() -> list[RawAnswer]:
+    state = SimulatorState(4, 6, models=5, start=T0)
+    slot = T0 + timedelta(hours=1)
+    raws = [RawAnswer(account_id=a, snapshot_at=slot, fetched_at=slot + timedelta(minutes=3), http_status=200,
+                      body=state.body_at(a, slot + timedelta(minutes=3))) for a in state.account_ids]
+    raws.append(RawAnswer(account_id="acct-hostile", snapshot_at=slot, fetched_at=slot, http_status=200,
+                          body=HOSTILE_BODY))
+    raws.append(RawAnswer(account_id="acct-down", snapshot_at=slot, fetched_at=slot, http_status=None,
+                          body=b"", error="timed out"))
+    return raws
+
+
+def test_answers_completed_together_load_as_one_by_one() -> None:
+    raws = _live_answers()
+    got = pipeline._loads_of(raws)
+    want = [pipeline._load_or_failure(raw) for raw in raws]
+    assert [g.run for g in got] == [w.run for w in want]
+    for g, w in zip(got, want):
+        assert (g.tables is None) == (w.tables is None)
+        if w.tables is not None:
+            assert all(g.tables[k].equals(w.tables[k]) for k in w.tables)
+
+
+def test_a_transform_failure_among_answers_completed_together_costs_only_its_account(monkeypatch) -> None:
+    raws = _live_answers()
+    real = pipeline.flatten_models
+
+    def flaky(models, *, account_id, snapshot_at, fetched_at):
+        if account_id == "acct-hostile":
+            raise RuntimeError("boom")
+        return real(models, account_id=account_id, snapshot_at=snapshot_at, fetched_at=fetched_at)
+
+    monkeypatch.setattr(pipeline, "flatten_models", flaky)
+    monkeypatch.setattr(pipeline, "flatten_answers", lambda answers: [flaky(m, account_id=a, snapshot_at=s, fetched_at=f)
+                                                                      for m, a, s, f in answers])
+    got = {load.run.account_id: load.run for load in pipeline._loads_of(raws)}
+    assert got["acct-hostile"].outcome == "failed" and "transform failed: RuntimeError: boom" in got["acct-hostile"].error
+    assert got["acct-down"].outcome == "failed" and got["acct-down"].error == "timed out"
+    assert sum(r.outcome in ("ok", "empty") for r in got.values()) == len(raws) - 2
