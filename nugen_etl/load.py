@@ -28,11 +28,6 @@ class SlotWriter:
     its slots has finished; a slot whose write failed is reported and left out of it, as before.
     A batch is one transaction; if it fails, its accounts are retried one by one so a bad
     account cannot take its batch-mates down with it.
-
-    Batches are loaded by one background thread, in order and one at a time, while the caller
-    builds the next batch (the warehouse drivers release the GIL): at most two batches are held.
-    An error that must stop the run (``WarehouseBusy``, anything unexpected) is raised to the
-    caller at its next ``add``/``flush`` or when the writer closes.
     """
 
     def __init__(self, storage: Storage | Path, warehouse: Warehouse, *, batch_size: int, fsync: bool = True,
@@ -42,12 +37,8 @@ class SlotWriter:
         self._batch: list[tuple[SlotLoad, Future[object] | None]] = []
         self._pool: ThreadPoolExecutor | None = None
         self._pending: dict[tuple[str, datetime], Future[object]] = {}  # newest write per slot
-        self._loader: ThreadPoolExecutor | None = None
-        self._loading: Future[None] | None = None  # the batch being loaded
 
     def add(self, load: SlotLoad) -> None:
-        if self._loading is not None and self._loading.done():
-            self._loading.result()  # a failed load stops the run as soon as it is known
         self._summary.record(load.run)
         future: Future[object] | None = None
         if load.tables is not None:
@@ -64,26 +55,10 @@ class SlotWriter:
         if len(self._batch) >= self._batch_size:
             self.flush()
 
-    def flush(self, *, wait: bool = False) -> None:
-        """Hand the batch to the loader thread (after the previous batch is loaded); with ``wait``,
-        return only once it is loaded."""
-        self._wait_loaded()
-        batch, self._batch = self._batch, []
+    def flush(self) -> None:
+        batch = self._written(self._batch)
+        self._batch = []
         self._pending.clear()
-        if batch:
-            if self._loader is None:
-                self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nugen-load")
-            self._loading = self._loader.submit(self._load, batch)
-        if wait:
-            self._wait_loaded()
-
-    def _wait_loaded(self) -> None:
-        loading, self._loading = self._loading, None
-        if loading is not None:
-            loading.result()
-
-    def _load(self, written: list[tuple[SlotLoad, Future[object] | None]]) -> None:
-        batch = self._written(written)
         if not batch:
             return
         try:
@@ -122,15 +97,10 @@ class SlotWriter:
         self._summary.record_error(load.run.account_id, f"warehouse load failed: {exc}")
 
     def close(self) -> None:
-        """Wait for the load and the Parquet writes still running (unflushed slots are not loaded)."""
-        try:
-            if self._loader is not None:
-                self._loader.shutdown(wait=True)
-                self._loader = None
-        finally:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
-                self._pool = None
+        """Wait for the Parquet writes still running (their slots are not loaded)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def __enter__(self) -> SlotWriter:
         return self
@@ -138,6 +108,6 @@ class SlotWriter:
     def __exit__(self, exc_type: object, *rest: object) -> None:
         try:
             if exc_type is None:
-                self.flush(wait=True)
+                self.flush()
         finally:
             self.close()
