@@ -22,7 +22,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.sizes import Sizes
 from nugen_etl.config import Config, parse_config
 from nugen_etl.simulator import SimulatorState
 
