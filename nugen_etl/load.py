@@ -86,7 +86,8 @@ class SlotWriter:
             exc = future.exception() if future is not None else None
             if exc is None:
                 ready.append(load)
-            elif isinstance(exc, OSError):
+            elif isinstance(exc, Exception):  # one slot's bad write must not stop the others
+                log.error("account %s: parquet write failed: %s", load.run.account_id, exc)
                 self._summary.record_error(load.run.account_id, f"parquet write failed: {exc}")
             else:
                 raise exc

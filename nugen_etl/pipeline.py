@@ -24,6 +24,7 @@ from .warehouse import Warehouse, open_warehouse
 log = logging.getLogger(__name__)
 
 Progress = Callable[[AccountRun], None]
+_UNREADABLE = (OSError, ValueError, KeyError, EOFError)  # what a damaged archived answer raises
 
 
 def answer_to_load(raw: RawAnswer) -> SlotLoad:
@@ -171,15 +172,12 @@ def _replay_archived(storage: Storage, account_id: str, slot: datetime, keys: Se
     """The slot's replay from its archived answers (oldest first), or None (recorded) if unreadable."""
     try:
         return choose_replay(read_raw_answer(storage, k) for k in reversed(keys))
-    except (OSError, ValueError, KeyError, EOFError) as exc:
+    except _UNREADABLE as exc:
         summary.record_error(account_id, f"unreadable raw archive for slot {slot.isoformat()}: {exc}")
         return None
 
 
 REPLAY_GROUP = 48  # archived slots flattened per call in a replay (the per-call cost dominates small slots)
-
-_UNREADABLE = (OSError, ValueError, KeyError, EOFError)
-
 
 def _replay_all(storage: Storage, items: Iterable[tuple[str, datetime, Sequence[str] | None]],
                 summary: RunSummary) -> Iterator[SlotLoad]:

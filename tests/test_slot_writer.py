@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from nugen_etl.load import SlotWriter
 from nugen_etl.parquet_sink import slot_file_path
@@ -24,10 +25,16 @@ T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 class FailingStorage(LocalStorage):
+    error: Exception = OSError("disk full")
+
     def write_bytes_atomic(self, key: str, data: bytes) -> None:
         if "account_id=acct-0002" in key:
-            raise OSError("disk full")
+            raise self.error
         super().write_bytes_atomic(key, data)
+
+
+class BuggyStorage(FailingStorage):
+    error = RuntimeError("unexpected bug")
 
 
 def _loads(state: SimulatorState, slot: datetime, body: bytes | None = None):
@@ -36,17 +43,18 @@ def _loads(state: SimulatorState, slot: datetime, body: bytes | None = None):
             for a in state.account_ids[:-1]]
 
 
-def test_failed_parquet_write_keeps_the_slot_out_and_the_rest_loads(tmp_path: Path) -> None:
+@pytest.mark.parametrize("storage_type", [FailingStorage, BuggyStorage])
+def test_failed_parquet_write_keeps_the_slot_out_and_the_rest_loads(tmp_path: Path, storage_type) -> None:
     state = SimulatorState(5, 6, models=4, start=T0)
     summary = RunSummary("run", T0)
     with open_warehouse(f"duckdb:///{tmp_path / 'w.duckdb'}") as wh:
         wh.migrate()
-        with SlotWriter(FailingStorage(tmp_path, fsync=False), wh, batch_size=2, summary=summary) as writer:
+        with SlotWriter(storage_type(tmp_path, fsync=False), wh, batch_size=2, summary=summary) as writer:
             for load in _loads(state, T0):
                 writer.add(load)
         loaded = {r[0] for r in wh.fetch_all("select account_id from nugen.account_runs")}
     assert "acct-0002" in state.account_ids
-    assert summary.errors == {"acct-0002": "parquet write failed: disk full"}
+    assert summary.errors == {"acct-0002": f"parquet write failed: {storage_type.error}"}
     assert loaded == set(state.account_ids[:-1]) - {"acct-0002"}
     for a in loaded:
         assert slot_file_path(tmp_path, MODEL_SNAPSHOTS, a, T0).exists()
