@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nugen_etl import pipeline
+from nugen_etl import replay, transform
 from nugen_etl.raw_archive import list_archived_slots, write_raw_answer
 from nugen_etl.records import RawAnswer
 from nugen_etl.simulator import SimulatorState
@@ -48,13 +48,13 @@ def _archive(root: Path) -> None:
 
 def _loads(storage, items, summary, grouped: bool):
     if grouped:
-        return list(pipeline._replay_all(storage, items, summary))
+        return list(replay.replay_items(storage, items, summary))
     out = []
     for account_id, slot, keys in items:
         if keys is None:
-            out.append(next(pipeline._replay_all(storage, [(account_id, slot, None)], RunSummary("x", None))))
+            out.append(next(replay.replay_items(storage, [(account_id, slot, None)], RunSummary("x", None))))
             continue
-        load = pipeline._replay_archived(storage, account_id, slot, keys, summary)
+        load = replay.replay_archived(storage, account_id, slot, keys, summary)
         if load is not None:
             out.append(load)
     return out
@@ -66,7 +66,7 @@ def test_grouped_replay_equals_slot_by_slot(tmp_path: Path, monkeypatch, group: 
     storage = LocalStorage(tmp_path, fsync=False)
     items = list(list_archived_slots(storage, start=T0, end=T0 + timedelta(days=1)))
     items.insert(3, ("acct-missing", T0, None))
-    monkeypatch.setattr(pipeline, "REPLAY_GROUP", group)
+    monkeypatch.setattr(replay, "REPLAY_GROUP", group)
     want_summary, got_summary = RunSummary("backfill", None), RunSummary("backfill", None)
     want = _loads(storage, items, want_summary, grouped=False)
     got = _loads(storage, items, got_summary, grouped=True)
@@ -85,7 +85,7 @@ def test_a_transform_failure_in_a_group_costs_only_its_slot(tmp_path: Path, monk
     storage = LocalStorage(tmp_path, fsync=False)
     items = list(list_archived_slots(storage, start=T0, end=T0 + timedelta(days=1)))
     bad = items[2][0], items[2][1]
-    real = pipeline.flatten_models
+    real = transform.flatten_models
 
     def flaky(models, *, account_id, snapshot_at, fetched_at):
         if (account_id, snapshot_at) == bad:
@@ -95,9 +95,9 @@ def test_a_transform_failure_in_a_group_costs_only_its_slot(tmp_path: Path, monk
     def batch(answers):
         return [flaky(m, account_id=a, snapshot_at=s, fetched_at=f) for m, a, s, f in answers]
 
-    monkeypatch.setattr(pipeline, "flatten_models", flaky)
-    monkeypatch.setattr(pipeline, "flatten_answers", batch)
-    got = list(pipeline._replay_all(storage, items, RunSummary("backfill", None)))
+    monkeypatch.setattr(transform, "flatten_models", flaky)
+    monkeypatch.setattr(replay, "flatten_answers", batch)
+    got = list(replay.replay_items(storage, items, RunSummary("backfill", None)))
     failed = [g.run for g in got if g.run.outcome == "failed" and "transform failed" in (g.run.error or "")]
     assert [(r.account_id, r.snapshot_at) for r in failed] == [bad]
     assert sum(1 for g in got if g.tables is not None) >= len(items) - 4
@@ -117,8 +117,8 @@ def _live_answers() -> list[RawAnswer]:
 
 def test_answers_completed_together_load_as_one_by_one() -> None:
     raws = _live_answers()
-    got = pipeline._loads_of(raws)
-    want = [pipeline._load_or_failure(raw) for raw in raws]
+    got = transform.loads_of(raws)
+    want = [transform.load_or_failure(raw) for raw in raws]
     assert [g.run for g in got] == [w.run for w in want]
     for g, w in zip(got, want):
         assert (g.tables is None) == (w.tables is None)
@@ -128,17 +128,17 @@ def test_answers_completed_together_load_as_one_by_one() -> None:
 
 def test_a_transform_failure_among_answers_completed_together_costs_only_its_account(monkeypatch) -> None:
     raws = _live_answers()
-    real = pipeline.flatten_models
+    real = transform.flatten_models
 
     def flaky(models, *, account_id, snapshot_at, fetched_at):
         if account_id == "acct-hostile":
             raise RuntimeError("boom")
         return real(models, account_id=account_id, snapshot_at=snapshot_at, fetched_at=fetched_at)
 
-    monkeypatch.setattr(pipeline, "flatten_models", flaky)
-    monkeypatch.setattr(pipeline, "flatten_answers", lambda answers: [flaky(m, account_id=a, snapshot_at=s, fetched_at=f)
+    monkeypatch.setattr(transform, "flatten_models", flaky)
+    monkeypatch.setattr(transform, "flatten_answers", lambda answers: [flaky(m, account_id=a, snapshot_at=s, fetched_at=f)
                                                                       for m, a, s, f in answers])
-    got = {load.run.account_id: load.run for load in pipeline._loads_of(raws)}
+    got = {load.run.account_id: load.run for load in transform.loads_of(raws)}
     assert got["acct-hostile"].outcome == "failed" and "transform failed: RuntimeError: boom" in got["acct-hostile"].error
     assert got["acct-down"].outcome == "failed" and got["acct-down"].error == "timed out"
     assert sum(r.outcome in ("ok", "empty") for r in got.values()) == len(raws) - 2
