@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -187,3 +188,21 @@ def test_concurrent_keep_alive_clients(state: SimulatorState) -> None:
             codes = list(pool.map(lambda n: get(c, state, state.account_ids[n % 4]).status_code, range(480)))
     assert codes == [200] * 480
     assert state.request_count() == 480
+
+
+def test_answers_are_sent_without_nagle_delay(state: SimulatorState, monkeypatch) -> None:
+    """Headers and body go out in two writes; with Nagle on, the body waits ~40 ms for the
+    client's delayed ACK of the headers, which would add 40 ms to every simulated answer."""
+    from nugen_etl.simulator import server as server_module
+
+    seen: list[int] = []
+    handle = server_module._Handler.handle
+
+    def recording_handle(self) -> None:
+        seen.append(self.connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        handle(self)
+
+    monkeypatch.setattr(server_module._Handler, "handle", recording_handle)
+    with serve(state) as server, httpx.Client(base_url=server.base_url, timeout=5) as c:
+        assert get(c, state).status_code == 200
+    assert seen and all(seen)
