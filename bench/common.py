@@ -145,6 +145,23 @@ def make_config(root: Path, state: SimulatorState, *, base_url: str = "http://12
     return parse_config(data, base_dir=root, environ={key_env(a): state.api_key(a) for a in ids})
 
 
+def fetch_only(config: Config, base_url: str) -> tuple[float, list[Any]]:
+    """Every configured account fetched ``max_concurrency`` at a time and nothing else: (wall s, answers)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from nugen_etl.pipeline import build_client
+
+    client = build_client(config, base_url)
+    try:
+        started = time.perf_counter()
+        with ThreadPoolExecutor(config.api.max_concurrency) as pool:
+            raws = list(pool.map(lambda a: client.fetch_account(a.id, a.api_key.reveal(), snapshot_at=T0),
+                                 config.accounts))
+        return time.perf_counter() - started, raws
+    finally:
+        client.close()
+
+
 # --- jobs in fresh subprocesses ------------------------------------------------------------------
 
 def run_job(name: str, args: dict[str, Any], *, timeout_s: float = 3600) -> dict[str, Any]:

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import shutil
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bench.baseline import run_baseline
-from bench.common import T0, Context, make_config, median, row, simulator
+from bench.common import T0, Context, fetch_only, make_config, median, row, simulator
 from bench.sizes import Sizes
-from nugen_etl.pipeline import answer_to_load, build_client, open_configured_warehouse, run_snapshot
+from nugen_etl.pipeline import answer_to_load, open_configured_warehouse, run_snapshot
 from nugen_etl.raw_archive import write_raw_answer
 from nugen_etl.parquet_sink import write_slot_parquet
 from nugen_etl.storage import open_storage
@@ -73,16 +72,8 @@ def _stages(ctx: Context, sim: Any, rep: int) -> dict[str, float]:
     root = ctx.work / f"stages-{rep}"
     config = make_config(root, sim.state, base_url=sim.base_url)
     storage = open_storage(config)
-    client = build_client(config, sim.base_url)
     times: dict[str, float] = {}
-    try:
-        t = time.perf_counter()
-        with ThreadPoolExecutor(config.api.max_concurrency) as pool:
-            raws = list(pool.map(lambda a: client.fetch_account(a.id, a.api_key.reveal(), snapshot_at=T0),
-                                 config.accounts))
-        times["fetch"] = time.perf_counter() - t
-    finally:
-        client.close()
+    times["fetch"], raws = fetch_only(config, sim.base_url)
     t = time.perf_counter()
     for raw in raws:
         write_raw_answer(storage, raw)
