@@ -27,7 +27,8 @@ Progress = Callable[[AccountRun], None]
 
 def open_configured_warehouse(config: Config) -> Warehouse:
     password = config.warehouse.password.reveal() if config.warehouse.password else None
-    return open_warehouse(config.warehouse.url, password=password)
+    return open_warehouse(config.warehouse.url, password=password,
+                          duckdb_memory_limit=config.warehouse.duckdb_memory_limit)
 
 
 def build_client(config: Config, base_url: str) -> ApiClient:

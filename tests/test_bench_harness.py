@@ -27,6 +27,7 @@ def test_quick_harness_on_tiny_sizes_writes_json_and_markdown(tmp_path):
         assert res["rows"], name
     s = result["scenarios"]
     assert s["fanout"]["outcomes"] == {"ok": TINY.fanout_accounts}
+    assert len(s["fanout"]["fetch_alone_s"]) == TINY.reps and all(w > 0 for w in s["fanout"]["fetch_alone_s"])
     assert s["throughput"]["records"] == TINY.tp_accounts * TINY.tp_models
     assert s["throughput"]["baseline"][0]["records"] == TINY.tp_baseline_accounts * TINY.tp_models
     rebuild_rows = 24 * TINY.rb_days * TINY.rb_accounts * TINY.rb_models
@@ -35,6 +36,7 @@ def test_quick_harness_on_tiny_sizes_writes_json_and_markdown(tmp_path):
     for res in engines.values():
         assert res["rows"] == res["warehouse_rows"] == rebuild_rows
         assert res["errors"] == 0 and res["peak_rss_mib"] > 0
+    assert s["rebuild"]["read_parse_rows"] == rebuild_rows and s["rebuild"]["read_parse_rows_per_s"] > 0
     for res in s["flat_cost"]["engines"].values():
         assert res["history_rows"] == TINY.fc_history_rows
     assert s["memory"]["runs"][str(TINY.mem_large)][0]["records"] == TINY.mem_large * TINY.mem_models

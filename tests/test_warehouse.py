@@ -681,3 +681,21 @@ def test_pg_password_never_shown(pg_url: str) -> None:
     with open_warehouse(f"postgresql://{user}:s3cret-pw@{rest}", password="other-s3cret") as wh:
         assert wh.engine == "postgresql"  # trust auth ignores the password; it must still stay hidden
         assert "s3cret" not in repr(wh) and "s3cret" not in wh.url and "***" in wh.url
+
+
+def test_duckdb_memory_limit_from_the_config_reaches_the_connection(tmp_path: Path) -> None:
+    from nugen_etl.config import DUCKDB_MEMORY_LIMIT, parse_config
+    from nugen_etl.pipeline import open_configured_warehouse
+
+    def configured_limit(extra: str) -> str:
+        data = {"storage": {"root": str(tmp_path)}, "accounts": [{"id": "a", "api_key_env": "K"}],
+                "warehouse": {"url": f"duckdb:///{tmp_path / 'w.duckdb'}", **(
+                    {"duckdb_memory_limit": extra} if extra else {})}}
+        with open_configured_warehouse(parse_config(data, base_dir=tmp_path, environ={"K": "x"})) as wh:
+            (value,), = wh.fetch_all("SELECT current_setting('memory_limit')")
+        return value
+
+    assert configured_limit("300MB") == f"{300e6 / 2**20:.1f} MiB"   # DuckDB reports MB in MiB
+    default_mb = int(DUCKDB_MEMORY_LIMIT.removesuffix("MB"))
+    assert configured_limit("") == f"{default_mb * 1e6 / 2**20:.1f} MiB"  # the default cap
+    assert configured_limit("none") not in (configured_limit("300MB"), configured_limit(""))

@@ -13,10 +13,11 @@ from nugen_etl.warehouse.base import Warehouse, mask_url
 __all__ = ["Warehouse", "open_warehouse"]
 
 
-def open_warehouse(url: str, *, password: str | None = None) -> Warehouse:
+def open_warehouse(url: str, *, password: str | None = None, duckdb_memory_limit: str | None = None) -> Warehouse:
     """Open the warehouse named by ``url`` (not migrated: call ``migrate()``).
 
-    ``duckdb:///relative/file.duckdb``, ``duckdb:////absolute/file.duckdb``, ``duckdb:///:memory:``;
+    ``duckdb:///relative/file.duckdb``, ``duckdb:////absolute/file.duckdb``, ``duckdb:///:memory:``
+    (``duckdb_memory_limit``: DuckDB's ``memory_limit`` for this connection, e.g. "256MB");
     ``postgresql://user@host:port/db`` (or ``postgres://``), with ``password`` overriding the URL's
     (otherwise libpq's ``PGPASSWORD`` / ``.pgpass`` apply). Another scheme raises ``ConfigError``.
     """
@@ -33,7 +34,7 @@ def open_warehouse(url: str, *, password: str | None = None) -> Warehouse:
             raise ConfigError(f"warehouse url {url!r} names no file; "
                               "use duckdb:///relative/path.duckdb, duckdb:////abs/path.duckdb "
                               "or duckdb:///:memory:")
-        return DuckDBWarehouse(path, url=url)
+        return DuckDBWarehouse(path, url=url, memory_limit=duckdb_memory_limit)
     if scheme in ("postgresql", "postgres"):
         try:
             from nugen_etl.warehouse.postgres import PostgresWarehouse

@@ -17,7 +17,8 @@ _BUSY_DELAYS_S = (0.25, 0.5, 1.0, 2.0, 2.0, 2.0, 2.0)  # ~10 s before giving up
 
 
 class DuckDBWarehouse(Warehouse):
-    """``nugen.*`` in a DuckDB file (or ``:memory:``), session time zone UTC.
+    """``nugen.*`` in a DuckDB file (or ``:memory:``), session time zone UTC, DuckDB's memory capped at
+    ``memory_limit`` when given (beyond it DuckDB evicts cached blocks and spills to ``<file>.tmp``).
 
     DuckDB lets one process open a file for writing; if another holds it, opening retries for
     about ``busy_timeout_s`` seconds and then raises ``WarehouseBusy``.
@@ -25,12 +26,14 @@ class DuckDBWarehouse(Warehouse):
 
     engine = "duckdb"
 
-    def __init__(self, path: str, *, url: str | None = None, busy_timeout_s: float = 10.0) -> None:
+    def __init__(self, path: str, *, url: str | None = None, busy_timeout_s: float = 10.0,
+                 memory_limit: str | None = None) -> None:
         super().__init__(url or f"duckdb:///{path}")
         self.path = path
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._con: duckdb.DuckDBPyConnection | None = _connect(path, busy_timeout_s)
+        config = {"memory_limit": memory_limit} if memory_limit else {}
+        self._con: duckdb.DuckDBPyConnection | None = _connect(path, busy_timeout_s, config)
         self._con.execute("SET TimeZone = 'UTC'")
 
     @property
@@ -85,12 +88,12 @@ class DuckDBWarehouse(Warehouse):
             self._con = None
 
 
-def _connect(path: str, busy_timeout_s: float) -> duckdb.DuckDBPyConnection:
+def _connect(path: str, busy_timeout_s: float, config: dict[str, str]) -> duckdb.DuckDBPyConnection:
     deadline = time.monotonic() + busy_timeout_s
     delays = iter(_BUSY_DELAYS_S)
     while True:
         try:
-            return duckdb.connect(path)
+            return duckdb.connect(path, config=config)
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower():
                 raise WarehouseError(f"cannot open DuckDB warehouse {path}: {exc}") from exc
