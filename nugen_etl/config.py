@@ -68,11 +68,6 @@ class AccountConfig:
     base_url: str | None = None         # per-account override of api.base_url
 
 
-# DuckDB's default memory limit is 80 % of RAM and it caches table data up to it: a 1.44 M-row
-# rebuild peaked at 736 MiB, at 542 MiB with "256MB" and the same speed. No cap by default: DuckDB
-# keeps the primary-key indexes in memory and they must fit under it (filling a 10 M-row
-# model_snapshots failed with "Out of Memory" at 256MB).
-DUCKDB_MEMORY_LIMIT: str | None = None
 _MEMORY_SIZE_RE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
 
 
@@ -82,7 +77,7 @@ class WarehouseConfig:
     password_env: str | None = None
     password: Secret | None = None
     batch_accounts: int = 200           # accounts per warehouse transaction
-    duckdb_memory_limit: str | None = DUCKDB_MEMORY_LIMIT  # DuckDB's memory cap (None: DuckDB's default)
+    duckdb_memory_limit: str | None = None  # DuckDB's memory cap (None: DuckDB's default, 80 % of RAM)
 
     def __repr__(self) -> str:  # a password written into the URL is masked like the Secret
         return (f"WarehouseConfig(url={mask_url(self.url)!r}, password_env={self.password_env!r}, "
@@ -274,9 +269,14 @@ def _parse_warehouse(t: Mapping[str, Any], base_dir: Path, root: Path | None,
 
 
 def _duckdb_memory_limit(t: Mapping[str, Any], scheme: str) -> str | None:
-    """``warehouse.duckdb_memory_limit``: a size such as "512MB" or "2GiB"; "none" (the default) keeps DuckDB's."""
+    """``warehouse.duckdb_memory_limit``: a size such as "512MB" or "2GiB"; "none" (the default) keeps DuckDB's.
+
+    DuckDB caches table data up to its limit (a 1.44 M-row rebuild peaked at 736 MiB, at 542 MiB under
+    "256MB" at the same speed). No cap by default: DuckDB keeps the primary-key indexes in memory and
+    they must fit under it (filling a 10 M-row model_snapshots failed with "Out of Memory" at 256MB).
+    """
     if "duckdb_memory_limit" not in t:
-        return DUCKDB_MEMORY_LIMIT if scheme == "duckdb" else None
+        return None
     if scheme != "duckdb":
         raise ConfigError("warehouse.duckdb_memory_limit: only applies to a duckdb:/// warehouse")
     value = t["duckdb_memory_limit"]

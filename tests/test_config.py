@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nugen_etl.config import DEFAULT_BASE_URL, DUCKDB_MEMORY_LIMIT, Secret, load_config
+from nugen_etl.config import DEFAULT_BASE_URL, Secret, load_config
 from nugen_etl.errors import ConfigError
 
 GOOD = """
@@ -53,7 +53,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert cfg.storage_root == (tmp_path / "cfg" / "nugen-data").resolve()
     assert cfg.warehouse.url.endswith("/cfg/nugen-data/warehouse.duckdb")
     assert cfg.granularity.total_seconds() == 3600
-    assert cfg.warehouse.duckdb_memory_limit == DUCKDB_MEMORY_LIMIT
+    assert cfg.warehouse.duckdb_memory_limit is None  # DuckDB's own default
 
 
 @pytest.mark.parametrize("line, expected", [

@@ -684,7 +684,7 @@ def test_pg_password_never_shown(pg_url: str) -> None:
 
 
 def test_duckdb_memory_limit_from_the_config_reaches_the_connection(tmp_path: Path) -> None:
-    from nugen_etl.config import DUCKDB_MEMORY_LIMIT, parse_config
+    from nugen_etl.config import parse_config
     from nugen_etl.pipeline import open_configured_warehouse
 
     def configured_limit(extra: str) -> str:
@@ -696,5 +696,4 @@ def test_duckdb_memory_limit_from_the_config_reaches_the_connection(tmp_path: Pa
         return value
 
     assert configured_limit("300MB") == f"{300e6 / 2**20:.1f} MiB"   # DuckDB reports MB in MiB
-    assert DUCKDB_MEMORY_LIMIT is None
     assert configured_limit("") == configured_limit("none") != configured_limit("300MB")  # DuckDB's own
