@@ -36,7 +36,7 @@ def choose_replay(answers_newest_first: Iterable[RawAnswer]) -> SlotLoad:
 
 
 def replay_archived(storage: Storage, account_id: str, slot: datetime, keys: Sequence[str],
-                     summary: RunSummary) -> SlotLoad | None:
+                    summary: RunSummary) -> SlotLoad | None:
     """The slot's replay from its archived answers (oldest first), or None (recorded) if unreadable."""
     try:
         return choose_replay(read_raw_answer(storage, k) for k in reversed(keys))
@@ -47,8 +47,8 @@ def replay_archived(storage: Storage, account_id: str, slot: datetime, keys: Seq
 
 REPLAY_GROUP = 48  # archived slots flattened per call in a replay (the per-call cost dominates small slots)
 
-def replay_items(storage: Storage, items: Iterable[Item],
-                summary: RunSummary) -> Iterator[SlotLoad]:
+
+def replay_items(storage: Storage, items: Iterable[Item], summary: RunSummary) -> Iterator[SlotLoad]:
     """The replay of each (account, slot, archived keys or None) in order, as ``replay_archived``
     gives it slot by slot (None keys: ``not_observed``), but flattened ``REPLAY_GROUP`` slots at a time.
 
@@ -66,8 +66,7 @@ def replay_items(storage: Storage, items: Iterable[Item],
         yield from _replay_group(storage, group, summary)
 
 
-def _replay_group(storage: Storage, group: list[Item],
-                  summary: RunSummary) -> Iterator[SlotLoad]:
+def _replay_group(storage: Storage, group: list[Item], summary: RunSummary) -> Iterator[SlotLoad]:
     # Per item: a finished SlotLoad, an error message (unreadable), None (take the slot-by-slot
     # path) or the index of its answer in ``to_flatten``.
     outcomes: list[SlotLoad | str | int | None] = []

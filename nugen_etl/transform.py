@@ -62,6 +62,7 @@ def loads_of(raws: Sequence[RawAnswer]) -> list[SlotLoad]:
 
 
 def load_or_failure(raw: RawAnswer) -> SlotLoad:
+    """``answer_to_load(raw)``, or this account's ``failed`` run if the transform raised."""
     try:
         return answer_to_load(raw)
     except Exception as exc:  # a transform bug must cost one account, not the run
