@@ -3,12 +3,12 @@ PostgreSQL database (each in a fresh process, for its peak memory)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
-from typing import Any
-
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from bench.archive import ensure_archive
 from bench.common import T0, Context, median, row, run_job, scratch_pg_database
@@ -51,6 +51,11 @@ def run(sizes: Sizes, ctx: Context) -> dict[str, Any]:
                         round(rate), "rows/s", target=f">= {TARGETS[engine]:,}", met=rate >= TARGETS[engine],
                         note=f"{res['wall_s']:.1f} s, peak RSS {res['peak_rss_mib']:.0f} MiB, "
                              f"warehouse rows {res['warehouse_rows']:,}"))
+        cores = os.cpu_count() or 1
+        per_row_us, budget_us = res["cpu_s"] / res["rows"] * 1e6, cores / TARGETS[engine] * 1e6
+        rows.append(row("3 rebuild", f"CPU per row, backfill -> {engine} (all threads of the pipeline)",
+                        round(per_row_us, 1), "us", note=f"the target leaves {budget_us:.1f} us per row on "
+                        f"{cores} cores" + (" (less: the server shares them)" if engine == "postgresql" else "")))
     floor = [_read_and_parse(archive, days) for _ in range(sizes.reps)]
     rate = median([models / wall for wall, models in floor])
     results["read_parse_rows_per_s"], results["read_parse_rows"] = rate, floor[0][1]

@@ -28,6 +28,9 @@ def test_quick_harness_on_tiny_sizes_writes_json_and_markdown(tmp_path):
     s = result["scenarios"]
     assert s["fanout"]["outcomes"] == {"ok": TINY.fanout_accounts}
     assert len(s["fanout"]["fetch_alone_s"]) == TINY.reps and all(w > 0 for w in s["fanout"]["fetch_alone_s"])
+    assert len(s["fanout"]["cpu_s"]) == TINY.reps and all(c > 0 for c in s["fanout"]["cpu_s"])
+    assert s["fanout"]["cpu_budget_s"] == pytest.approx(
+        (os.cpu_count() or 1) * 1.3 * s["fanout"]["limit_s"])
     assert s["throughput"]["records"] == TINY.tp_accounts * TINY.tp_models
     assert s["throughput"]["baseline"][0]["records"] == TINY.tp_baseline_accounts * TINY.tp_models
     rebuild_rows = 24 * TINY.rb_days * TINY.rb_accounts * TINY.rb_models
@@ -35,10 +38,12 @@ def test_quick_harness_on_tiny_sizes_writes_json_and_markdown(tmp_path):
     assert set(engines) == ({"duckdb", "postgresql"} if pg_url else {"duckdb"})
     for res in engines.values():
         assert res["rows"] == res["warehouse_rows"] == rebuild_rows
-        assert res["errors"] == 0 and res["peak_rss_mib"] > 0
+        assert res["errors"] == 0 and res["peak_rss_mib"] > 0 and res["cpu_s"] > 0
     assert s["rebuild"]["read_parse_rows"] == rebuild_rows and s["rebuild"]["read_parse_rows_per_s"] > 0
     for res in s["flat_cost"]["engines"].values():
         assert res["history_rows"] == TINY.fc_history_rows
     assert s["memory"]["runs"][str(TINY.mem_large)][0]["records"] == TINY.mem_large * TINY.mem_models
     table = (tmp_path / "out" / "latest.md").read_text()
     assert "| 1 fan-out |" in table and "| 3 rebuild |" in table
+    assert "| 1 fan-out | pipeline CPU / CPU the target leaves" in table
+    assert all(f"| 3 rebuild | CPU per row, backfill -> {engine}" in table for engine in engines)
