@@ -17,13 +17,14 @@ from nugen_etl.simulator import SimulatorState
 
 
 def snapshot(args: dict[str, Any]) -> dict[str, Any]:
-    """One ``run_snapshot`` over the first ``accounts`` simulator accounts."""
+    """One ``run_snapshot`` over the first ``accounts`` simulator accounts (into ``warehouse_url`` when
+    given, else a DuckDB file under ``root``)."""
     from nugen_etl.pipeline import run_snapshot
 
     state = SimulatorState(SEED, args["total_accounts"], models=args["models"], start=T0)
     ids = state.account_ids[:args["accounts"]]
     config = make_config(Path(args["root"]), state, base_url=args["base_url"], account_ids=ids,
-                         fsync=args.get("fsync", True))
+                         warehouse_url=args.get("warehouse_url"), fsync=args.get("fsync", True))
     rss_before = peak_rss_mib()
     started = time.perf_counter()
     summary = run_snapshot(config, snapshot_at=T0)

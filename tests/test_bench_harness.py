@@ -42,8 +42,12 @@ def test_quick_harness_on_tiny_sizes_writes_json_and_markdown(tmp_path):
     assert s["rebuild"]["read_parse_rows"] == rebuild_rows and s["rebuild"]["read_parse_rows_per_s"] > 0
     for res in s["flat_cost"]["engines"].values():
         assert res["history_rows"] == TINY.fc_history_rows
-    assert s["memory"]["runs"][str(TINY.mem_large)][0]["records"] == TINY.mem_large * TINY.mem_models
+    assert set(s["memory"]["engines"]) == ({"duckdb", "postgresql"} if pg_url else {"duckdb"})
+    for res in s["memory"]["engines"].values():
+        for n in (TINY.mem_small, TINY.mem_large):
+            assert [r["records"] for r in res["runs"][str(n)]] == [n * TINY.mem_models] * TINY.reps
     table = (tmp_path / "out" / "latest.md").read_text()
     assert "| 1 fan-out |" in table and "| 3 rebuild |" in table
     assert "| 1 fan-out | pipeline CPU / CPU the target leaves" in table
     assert all(f"| 3 rebuild | CPU per row, backfill -> {engine}" in table for engine in engines)
+    assert all(f"| 5 memory | {engine}: peak RSS" in table for engine in s["memory"]["engines"])
