@@ -588,6 +588,26 @@ def test_pg_concurrent_migrate(pg_url: str) -> None:
 
 
 @pytest.mark.postgres
+def test_pg_copy_sent_in_slices_keeps_every_row_and_value(pg_url: str, monkeypatch) -> None:
+    from nugen_etl.warehouse import postgres
+
+    monkeypatch.setattr(postgres, "COPY_CHUNK_ROWS", 2)
+    slice_rows: list[int] = []
+    write_csv = postgres.pa_csv.write_csv
+    monkeypatch.setattr(postgres.pa_csv, "write_csv",
+                        lambda data, *args, **kw: (slice_rows.append(data.num_rows), write_csv(data, *args, **kw))[1])
+    models = [{"model_id": f"m-{i}", "name": s, "creator": s[::-1], "usage_count": i}
+              for i, s in enumerate(HOSTILE)]
+    with open_warehouse(pg_url) as wh:
+        wh.migrate()
+        wh.load([ok_slot("acme", at(1), models)])
+        stored = wh.fetch_all("SELECT model_id, name, creator, usage_count, alignment_id IS NULL "
+                              "FROM nugen.model_snapshots ORDER BY usage_count")
+    assert stored == [(m["model_id"], m["name"], m["creator"], m["usage_count"], True) for m in models]
+    assert max(slice_rows) == 2 and sum(n == 2 for n in slice_rows) >= len(models) // 2
+
+
+@pytest.mark.postgres
 def test_pg_concurrent_loads_of_one_slot_leave_one_copy(pg_url: str) -> None:
     with open_warehouse(pg_url) as wh:
         wh.migrate()

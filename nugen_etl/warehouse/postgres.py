@@ -26,6 +26,7 @@ _PG_TYPES = {
     pa.float64(): "float8", pa.bool_(): "bool",
 }
 _CSV_OPTIONS = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
+COPY_CHUNK_ROWS = 1024  # rows of CSV per COPY write
 # A "?" placeholder outside quoted literals/identifiers, or a literal "%" to escape.
 _QMARK_TOKENS = re.compile(r"""('(?:[^']|'')*'|"(?:[^"]|"")*")|(\?)|(%)""")
 
@@ -120,7 +121,8 @@ class PostgresWarehouse(Warehouse):
 
 
 def _copy_staging(cur: psycopg.Cursor, name: str, table: pa.Table) -> None:
-    """Create temporary table ``name`` shaped like ``table`` and COPY the rows in.
+    """Create temporary table ``name`` shaped like ``table`` and COPY the rows in, ``COPY_CHUNK_ROWS``
+    rows of CSV at a time (a 200-account batch's CSV held whole cost ~35 MiB of peak memory).
 
     The COPY text is CSV written by Arrow (C++, no Python object per value): every string is
     quoted and NULL is the unquoted empty field, so NULL and '' stay apart; doubles are written
@@ -134,10 +136,11 @@ def _copy_staging(cur: psycopg.Cursor, name: str, table: pa.Table) -> None:
         return
     if all(pc.all(pc.is_finite(column)).as_py() is not False
            for column in table.columns if pa.types.is_floating(column.type)):
-        sink = pa.BufferOutputStream()
-        pa_csv.write_csv(table, sink, write_options=_CSV_OPTIONS)
         with cur.copy(f"COPY {name} FROM STDIN (FORMAT CSV)") as copy:
-            copy.write(sink.getvalue().to_pybytes())
+            for batch in table.to_batches(max_chunksize=COPY_CHUNK_ROWS):
+                sink = pa.BufferOutputStream()
+                pa_csv.write_csv(batch, sink, write_options=_CSV_OPTIONS)
+                copy.write(memoryview(sink.getvalue()))
         return
     with cur.copy(f"COPY {name} FROM STDIN (FORMAT BINARY)") as copy:
         copy.set_types(types)
