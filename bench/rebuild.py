@@ -29,6 +29,7 @@ def run(sizes: Sizes, ctx: Context) -> dict[str, Any]:
     results: dict[str, Any] = {"days": days, "accounts": n, "models": m, "archive": str(archive),
                                "archive_ready_s": gen_s, "engines": {}}
     rows = []
+    cores = os.cpu_count() or 1
     engines = ["duckdb"] + (["postgresql"] if ctx.pg_url else [])
     if not ctx.pg_url:
         ctx.notes.append("rebuild: PostgreSQL skipped (no --pg-url / NUGEN_BENCH_PG_URL / NUGEN_TEST_PG_URL)")
@@ -51,7 +52,6 @@ def run(sizes: Sizes, ctx: Context) -> dict[str, Any]:
                         round(rate), "rows/s", target=f">= {TARGETS[engine]:,}", met=rate >= TARGETS[engine],
                         note=f"{res['wall_s']:.1f} s, peak RSS {res['peak_rss_mib']:.0f} MiB, "
                              f"warehouse rows {res['warehouse_rows']:,}"))
-        cores = os.cpu_count() or 1
         per_row_us, budget_us = res["cpu_s"] / res["rows"] * 1e6, cores / TARGETS[engine] * 1e6
         rows.append(row("3 rebuild", f"CPU per row, backfill -> {engine} (all threads of the pipeline)",
                         round(per_row_us, 1), "us", note=f"the target leaves {budget_us:.1f} us per row on "

@@ -594,8 +594,12 @@ def test_pg_copy_sent_in_slices_keeps_every_row_and_value(pg_url: str, monkeypat
     monkeypatch.setattr(postgres, "COPY_CHUNK_ROWS", 2)
     slice_rows: list[int] = []
     write_csv = postgres.pa_csv.write_csv
-    monkeypatch.setattr(postgres.pa_csv, "write_csv",
-                        lambda data, *args, **kw: (slice_rows.append(data.num_rows), write_csv(data, *args, **kw))[1])
+
+    def counting_write_csv(data, *args, **kwargs):
+        slice_rows.append(data.num_rows)
+        return write_csv(data, *args, **kwargs)
+
+    monkeypatch.setattr(postgres.pa_csv, "write_csv", counting_write_csv)
     models = [{"model_id": f"m-{i}", "name": s, "creator": s[::-1], "usage_count": i}
               for i, s in enumerate(HOSTILE)]
     with open_warehouse(pg_url) as wh:
