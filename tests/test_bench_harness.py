@@ -40,6 +40,8 @@ def test_quick_harness_on_tiny_sizes_writes_json_and_markdown(tmp_path):
         assert res["rows"] == res["warehouse_rows"] == rebuild_rows
         assert res["errors"] == 0 and res["peak_rss_mib"] > 0 and res["cpu_s"] > 0
     assert s["rebuild"]["read_parse_rows"] == rebuild_rows and s["rebuild"]["read_parse_rows_per_s"] > 0
+    encoded = s["rebuild"]["transform_encode"]
+    assert encoded["rows"] == rebuild_rows and 0 < encoded["parquet_s"] < encoded["wall_s"]
     for res in s["flat_cost"]["engines"].values():
         assert res["history_rows"] == TINY.fc_history_rows
     assert set(s["memory"]["engines"]) == ({"duckdb", "postgresql"} if pg_url else {"duckdb"})
@@ -50,4 +52,5 @@ def test_quick_harness_on_tiny_sizes_writes_json_and_markdown(tmp_path):
     assert "| 1 fan-out |" in table and "| 3 rebuild |" in table
     assert "| 1 fan-out | pipeline CPU / CPU the target leaves" in table
     assert all(f"| 3 rebuild | CPU per row, backfill -> {engine}" in table for engine in engines)
+    assert "| 3 rebuild | replay + flatten + encoding the slot Parquet files in memory" in table
     assert all(f"| 5 memory | {engine}: peak RSS" in table for engine in s["memory"]["engines"])
