@@ -542,6 +542,13 @@ def test_duckdb_busy_file_raises_warehouse_busy(tmp_path: Path) -> None:
         assert wh.migrate()
 
 
+def test_duckdb_never_prints_a_progress_bar(tmp_path: Path) -> None:
+    # DuckDB's own default prints it on statements over 2 s (seen under `python -m bench`); a scheduled
+    # job's log must not fill with terminal bars.
+    with open_warehouse(f"duckdb:///{tmp_path / 'quiet.duckdb'}") as wh:
+        assert wh.fetch_all("SELECT current_setting('enable_progress_bar_print')") == [(False,)]
+
+
 def test_duckdb_session_is_utc(tmp_path: Path) -> None:
     with open_warehouse(f"duckdb:///{tmp_path / 'tz.duckdb'}") as wh:
         wh.migrate()

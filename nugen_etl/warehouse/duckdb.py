@@ -35,6 +35,8 @@ class DuckDBWarehouse(Warehouse):
         config = {"memory_limit": memory_limit} if memory_limit else {}
         self._con: duckdb.DuckDBPyConnection | None = _connect(path, busy_timeout_s, config)
         self._con.execute("SET TimeZone = 'UTC'")
+        # A scheduled job's log is no terminal: DuckDB's progress bar would print into it on long statements.
+        self._con.execute("SET enable_progress_bar_print = false")
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
