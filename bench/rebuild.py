@@ -14,7 +14,7 @@ from bench.archive import ensure_archive
 from bench.common import T0, Context, median, row, run_job, scratch_pg_database
 from bench.sizes import Sizes
 from nugen_etl.classify import classify_answer
-from nugen_etl.parquet_sink import PARQUET_TABLES, file_schema, to_parquet_bytes
+from nugen_etl.parquet_sink import PARQUET_TABLES, slot_file_bytes
 from nugen_etl.raw_archive import list_archived_slots, read_raw_answer
 from nugen_etl.replay import replay_items
 from nugen_etl.storage import LocalStorage
@@ -99,6 +99,6 @@ def _transform_and_encode(archive: Path, days: int) -> tuple[float, float, int]:
         models += load.run.model_count
         encode_started = time.perf_counter()
         for spec in PARQUET_TABLES:
-            to_parquet_bytes(load.tables[spec.name].select(file_schema(spec).names))
+            slot_file_bytes(spec, load.tables[spec.name])
         parquet_s += time.perf_counter() - encode_started
     return time.perf_counter() - started, parquet_s, models

@@ -65,6 +65,15 @@ def to_parquet_bytes(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
+def slot_file_bytes(spec: TableSpec, table: pa.Table) -> bytes:
+    """``table`` as ``spec``'s slot file: the file schema (no partition columns), encoded (pure)."""
+    schema = file_schema(spec)
+    table = table.select(schema.names)
+    if not table.schema.equals(schema, check_metadata=True):
+        table = table.cast(schema)
+    return to_parquet_bytes(table)
+
+
 @overload
 def write_slot_parquet(root: Path, tables: dict[str, pa.Table], *, account_id: str,
                        snapshot_at: datetime, fsync: bool = True) -> list[Path]: ...
@@ -83,10 +92,6 @@ def write_slot_parquet(root: Storage | Path, tables: dict[str, pa.Table], *, acc
         if table.num_rows == 0:
             storage.delete(key)
             continue
-        schema = file_schema(spec)
-        table = table.select(schema.names)
-        if not table.schema.equals(schema, check_metadata=True):
-            table = table.cast(schema)
-        storage.write_bytes_atomic(key, to_parquet_bytes(table))
+        storage.write_bytes_atomic(key, slot_file_bytes(spec, table))
         written.append(key)
     return [root / k for k in written] if isinstance(root, Path) else written
