@@ -137,7 +137,8 @@ def key_env(account_id: str) -> str:
 
 def make_config(root: Path, state: SimulatorState, *, base_url: str = "http://127.0.0.1:9",
                 account_ids: Sequence[str] | None = None, warehouse_url: str | None = None,
-                max_concurrency: int = 32, fsync: bool = True, batch_accounts: int = 200) -> Config:
+                max_concurrency: int = 32, fsync: bool = True, batch_accounts: int = 200,
+                duckdb_memory_limit: str | None = None) -> Config:
     """A Config of ``account_ids`` (default all of the simulator's but its empty one) against ``base_url``."""
     ids = list(state.account_ids[:-1] if account_ids is None else account_ids)
     data = {
@@ -145,7 +146,8 @@ def make_config(root: Path, state: SimulatorState, *, base_url: str = "http://12
                 "retry_base_delay_s": 0.01, "deadline_s": 120},
         "storage": {"root": str(root), "fsync": fsync},
         "warehouse": {"url": warehouse_url or f"duckdb:///{root / 'warehouse.duckdb'}",
-                      "batch_accounts": batch_accounts},
+                      "batch_accounts": batch_accounts,
+                      **({"duckdb_memory_limit": duckdb_memory_limit} if duckdb_memory_limit else {})},
         "accounts": [{"id": a, "api_key_env": key_env(a)} for a in ids],
     }
     return parse_config(data, base_dir=root, environ={key_env(a): state.api_key(a) for a in ids})

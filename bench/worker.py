@@ -18,19 +18,21 @@ from nugen_etl.simulator import SimulatorState
 
 def snapshot(args: dict[str, Any]) -> dict[str, Any]:
     """One ``run_snapshot`` over the first ``accounts`` simulator accounts (into ``warehouse_url`` when
-    given, else a DuckDB file under ``root``)."""
+    given, else a DuckDB file under ``root``), with the optional ``warehouse`` settings of ``args``."""
     from nugen_etl.pipeline import run_snapshot
 
     state = SimulatorState(SEED, args["total_accounts"], models=args["models"], start=T0)
     ids = state.account_ids[:args["accounts"]]
     config = make_config(Path(args["root"]), state, base_url=args["base_url"], account_ids=ids,
-                         warehouse_url=args.get("warehouse_url"), fsync=args.get("fsync", True))
+                         warehouse_url=args.get("warehouse_url"), fsync=args.get("fsync", True),
+                         **args.get("warehouse", {}))
     rss_before = peak_rss_mib()
     started = time.perf_counter()
     summary = run_snapshot(config, snapshot_at=T0)
     return {"wall_s": time.perf_counter() - started, "records": sum(r.model_count for r in summary.runs),
             "outcomes": dict(summary.outcomes), "peak_rss_mib": peak_rss_mib(),
-            "rss_before_run_mib": rss_before}
+            "rss_before_run_mib": rss_before, "duckdb_memory_limit": config.warehouse.duckdb_memory_limit,
+            "batch_accounts": config.warehouse.batch_accounts}
 
 
 def rebuild(args: dict[str, Any]) -> dict[str, Any]:
