@@ -1,7 +1,7 @@
 """Scenario 5, memory: peak RSS of a run over few accounts versus many of the same size, each in a fresh
 process (the run must stream accounts through rather than hold every answer). Into DuckDB (the
 default, in-process warehouse) and, with a PostgreSQL server, into PostgreSQL (out of process), so
-the table separates the pipeline's memory from the embedded engine's. A third row runs DuckDB under a
+the table separates the pipeline's memory from the embedded engine's. One more row runs DuckDB under a
 tight opt-in cap (``CAPPED``), which shows how much of DuckDB's peak is memory it would give up."""
 
 from __future__ import annotations
