@@ -137,16 +137,17 @@ def key_env(account_id: str) -> str:
 
 def make_config(root: Path, state: SimulatorState, *, base_url: str = "http://127.0.0.1:9",
                 account_ids: Sequence[str] | None = None, warehouse_url: str | None = None,
-                max_concurrency: int = 32, fsync: bool = True, batch_accounts: int = 200,
+                max_concurrency: int = 32, fsync: bool = True, batch_accounts: int | None = None,
                 duckdb_memory_limit: str | None = None) -> Config:
-    """A Config of ``account_ids`` (default all of the simulator's but its empty one) against ``base_url``."""
+    """A Config of ``account_ids`` (default all of the simulator's but its empty one) against ``base_url``;
+    ``batch_accounts`` and ``duckdb_memory_limit`` are the pipeline's defaults unless given."""
     ids = list(state.account_ids[:-1] if account_ids is None else account_ids)
     data = {
         "api": {"base_url": base_url, "timeout_s": 60, "max_concurrency": max_concurrency, "max_attempts": 2,
                 "retry_base_delay_s": 0.01, "deadline_s": 120},
         "storage": {"root": str(root), "fsync": fsync},
         "warehouse": {"url": warehouse_url or f"duckdb:///{root / 'warehouse.duckdb'}",
-                      "batch_accounts": batch_accounts,
+                      **({"batch_accounts": batch_accounts} if batch_accounts else {}),
                       **({"duckdb_memory_limit": duckdb_memory_limit} if duckdb_memory_limit else {})},
         "accounts": [{"id": a, "api_key_env": key_env(a)} for a in ids],
     }

@@ -36,14 +36,16 @@ def snapshot(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def rebuild(args: dict[str, Any]) -> dict[str, Any]:
-    """``backfill`` of the whole archive (symlinked in as ``raw/``) into ``warehouse_url``."""
+    """``backfill`` of the whole archive (symlinked in as ``raw/``) into ``warehouse_url``, with the optional
+    ``warehouse`` settings of ``args``."""
     from nugen_etl.pipeline import backfill, open_configured_warehouse
 
     root = Path(args["root"])
     root.mkdir(parents=True, exist_ok=True)
     (root / "raw").symlink_to(Path(args["archive"]) / "raw", target_is_directory=True)
     state = SimulatorState(SEED, args["accounts"] + 1, models=args["models"], start=T0)
-    config = make_config(root, state, warehouse_url=args["warehouse_url"], fsync=args.get("fsync", True))
+    config = make_config(root, state, warehouse_url=args["warehouse_url"], fsync=args.get("fsync", True),
+                         **args.get("warehouse", {}))
     first = T0.date()
     last = first + timedelta(days=args["days"] - 1)
     with open_configured_warehouse(config) as wh:

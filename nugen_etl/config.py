@@ -76,8 +76,8 @@ class WarehouseConfig:
     url: str
     password_env: str | None = None
     password: Secret | None = None
-    batch_accounts: int = 200           # accounts per warehouse transaction
-    duckdb_memory_limit: str | None = None  # DuckDB's memory cap (None: DuckDB's default, 80 % of RAM)
+    batch_accounts: int = 100           # accounts per warehouse transaction
+    duckdb_memory_limit: str | None = "auto"  # "auto" (a budget per load), a size, or None (DuckDB's 80 % of RAM)
 
     def __repr__(self) -> str:  # a password written into the URL is masked like the Secret
         return (f"WarehouseConfig(url={mask_url(self.url)!r}, password_env={self.password_env!r}, "
@@ -263,28 +263,29 @@ def _parse_warehouse(t: Mapping[str, Any], base_dir: Path, root: Path | None,
         if not environ.get(password_env):
             raise ConfigError(f"warehouse.password_env: environment variable {password_env} is not set")
         password = Secret(environ[password_env])
-    batch = int(_number(t, "batch_accounts", "warehouse", 200, minimum=1, integer=True))
+    batch = int(_number(t, "batch_accounts", "warehouse", 100, minimum=1, integer=True))
     return WarehouseConfig(url=url, password_env=password_env, password=password, batch_accounts=batch,
                            duckdb_memory_limit=_duckdb_memory_limit(t, scheme))
 
 
 def _duckdb_memory_limit(t: Mapping[str, Any], scheme: str) -> str | None:
-    """``warehouse.duckdb_memory_limit``: a size such as "512MB" or "2GiB"; "none" (the default) keeps DuckDB's.
+    """``warehouse.duckdb_memory_limit``: "auto" (the default), a size such as "512MB", or "none".
 
-    DuckDB caches table data up to its limit (a 1.44 M-row rebuild peaked at 736 MiB, at 542 MiB under
-    "256MB" at the same speed). No cap by default: DuckDB keeps the primary-key indexes in memory and
-    they must fit under it (filling a 10 M-row model_snapshots failed with "Out of Memory" at 256MB).
+    "auto" caps each load at the index memory it needs plus a headroom and lifts the cap after it
+    (``DuckDBWarehouse``); a size caps the whole connection, which fails loads once the primary-key
+    indexes outgrow it; "none" keeps DuckDB's default, 80 % of RAM, under which the process's
+    memory grows with the warehouse it caches. Not applicable (None) to PostgreSQL.
     """
     if "duckdb_memory_limit" not in t:
-        return None
+        return "auto" if scheme == "duckdb" else None
     if scheme != "duckdb":
         raise ConfigError("warehouse.duckdb_memory_limit: only applies to a duckdb:/// warehouse")
     value = t["duckdb_memory_limit"]
-    if isinstance(value, str) and value.strip().lower() == "none":
-        return None
+    if isinstance(value, str) and value.strip().lower() in ("none", "auto"):
+        return None if value.strip().lower() == "none" else "auto"
     if not isinstance(value, str) or not _MEMORY_SIZE_RE.fullmatch(value.strip()):
-        raise ConfigError(f"warehouse.duckdb_memory_limit: expected a size such as \"256MB\" or \"2GiB\" "
-                          f"(or \"none\"), got {value!r}")
+        raise ConfigError(f"warehouse.duckdb_memory_limit: expected \"auto\", a size such as \"256MB\" or "
+                          f"\"2GiB\", or \"none\", got {value!r}")
     return value.strip()
 
 

@@ -14,6 +14,7 @@ from .load import SlotWriter
 from .raw_archive import list_archived_slots, write_raw_answer
 from .records import AccountRun, RawAnswer
 from .replay import Item, choose_replay, replay_items
+from .runtime import use_system_allocator_for_arrow
 from .slots import day_bounds, utcnow
 from .storage import Storage, open_storage
 from .summary import RunSummary
@@ -51,6 +52,7 @@ def run_snapshot(config: Config, *, snapshot_at: datetime, accounts: Sequence[Ac
     accounts already recorded ok/empty for the slot are not fetched again. ``storage`` defaults
     to the configured one (``open_storage``).
     """
+    use_system_allocator_for_arrow()
     accounts = tuple(accounts if accounts is not None else config.accounts)
     storage = open_storage(config) if storage is None else storage
     summary = RunSummary(command="run", snapshot_at=snapshot_at)
@@ -83,6 +85,7 @@ def backfill(config: Config, *, first: date, last: date, accounts: Sequence[str]
 
     Per slot the newest successful answer wins; a slot that only ever failed is replayed as failed.
     """
+    use_system_allocator_for_arrow()
     start, end = day_bounds(first, last)
     summary = RunSummary(command="backfill", snapshot_at=None)
     storage = open_storage(config) if storage is None else storage
@@ -101,6 +104,7 @@ def replay_slot(config: Config, *, snapshot_at: datetime, accounts: Sequence[str
     An account with no archived answer for the slot is recorded ``not_observed``: the API only
     knows the present, so a past slot is never filled with today's state.
     """
+    use_system_allocator_for_arrow()
     account_ids = list(accounts) if accounts is not None else [a.id for a in config.accounts]
     summary = RunSummary(command="replay", snapshot_at=snapshot_at)
     end = snapshot_at + timedelta(microseconds=1)

@@ -13,6 +13,7 @@ import pytest
 bench_runner = pytest.importorskip("bench.runner")
 from bench import memory  # noqa: E402
 from bench.sizes import TINY  # noqa: E402
+from nugen_etl.config import WarehouseConfig  # noqa: E402
 
 
 def test_quick_harness_on_tiny_sizes_writes_json_and_markdown(tmp_path):
@@ -46,18 +47,20 @@ def test_quick_harness_on_tiny_sizes_writes_json_and_markdown(tmp_path):
     for res in s["flat_cost"]["engines"].values():
         assert res["history_rows"] == TINY.fc_history_rows
     assert set(s["memory"]["engines"]) == ({"duckdb", "postgresql"} if pg_url else {"duckdb"})
-    for res in (*s["memory"]["engines"].values(), s["memory"]["capped"]):
+    for res in (*s["memory"]["engines"].values(), s["memory"]["unbudgeted"]):
         for n in (TINY.mem_small, TINY.mem_large):
             assert [r["records"] for r in res["runs"][str(n)]] == [n * TINY.mem_models] * TINY.reps
-    capped_runs = [r for runs in s["memory"]["capped"]["runs"].values() for r in runs]
-    assert {(r["duckdb_memory_limit"], r["batch_accounts"]) for r in capped_runs} == {
-        (memory.CAPPED["duckdb_memory_limit"], memory.CAPPED["batch_accounts"])}
-    assert all(r["duckdb_memory_limit"] is None for r in s["memory"]["engines"]["duckdb"]["runs"][str(TINY.mem_large)])
+    unbudgeted_runs = [r for runs in s["memory"]["unbudgeted"]["runs"].values() for r in runs]
+    assert {(r["duckdb_memory_limit"], r["batch_accounts"]) for r in unbudgeted_runs} == {
+        (None, memory.UNBUDGETED["batch_accounts"])}  # "none": DuckDB's own limit
+    defaults = WarehouseConfig(url="duckdb:///w.duckdb")
+    assert {(r["duckdb_memory_limit"], r["batch_accounts"]) for r in s["memory"]["engines"]["duckdb"]["runs"][
+        str(TINY.mem_large)]} == {(defaults.duckdb_memory_limit, defaults.batch_accounts)}
     table = (tmp_path / "out" / "latest.md").read_text()
     assert "| 1 fan-out |" in table and "| 3 rebuild |" in table
     assert "| 1 fan-out | pipeline CPU / CPU the target leaves" in table
     assert all(f"| 3 rebuild | CPU per row, backfill -> {engine}" in table for engine in engines)
     assert "| 3 rebuild | replay + flatten + encoding the slot Parquet files in memory" in table
     assert all(f"| 5 memory | {engine}: peak RSS" in table for engine in s["memory"]["engines"])
-    settings = ", ".join(f"{k} {v}" for k, v in memory.CAPPED.items())
-    assert f"| 5 memory | duckdb under an opt-in cap ({settings}): peak RSS" in table
+    settings = ", ".join(f"{k} {v}" for k, v in memory.UNBUDGETED.items())
+    assert f"| 5 memory | duckdb without the per-load budget ({settings}): peak RSS" in table

@@ -53,12 +53,14 @@ def test_defaults(tmp_path: Path) -> None:
     assert cfg.storage_root == (tmp_path / "cfg" / "nugen-data").resolve()
     assert cfg.warehouse.url.endswith("/cfg/nugen-data/warehouse.duckdb")
     assert cfg.granularity.total_seconds() == 3600
-    assert cfg.warehouse.duckdb_memory_limit is None  # DuckDB's own default
+    assert cfg.warehouse.duckdb_memory_limit == "auto"  # a budget per load (DuckDBWarehouse)
+    assert cfg.warehouse.batch_accounts == 100
 
 
 @pytest.mark.parametrize("line, expected", [
     ('duckdb_memory_limit = "2GiB"', "2GiB"), ('duckdb_memory_limit = "512 MB"', "512 MB"),
-    ('duckdb_memory_limit = "none"', None), ('url = "postgresql://etl@db:5432/nugen"', None),
+    ('duckdb_memory_limit = "none"', None), ('duckdb_memory_limit = "Auto"', "auto"),
+    ('url = "postgresql://etl@db:5432/nugen"', None),
 ])
 def test_duckdb_memory_limit(tmp_path: Path, line: str, expected: str | None) -> None:
     cfg = load_config(write(tmp_path, f'[warehouse]\n{line}\n[[accounts]]\nid = "a"\napi_key_env = "K"\n'),
@@ -88,7 +90,7 @@ def test_bad_account_ids_are_rejected_naming_the_field(tmp_path: Path, bad_id: o
     ('[schedule]\ngranularity = "7h"\n[[accounts]]\nid = "a"\napi_key_env = "K"\n', "schedule.granularity"),
     ('[warehouse]\npassword_env = "NOPE"\n[[accounts]]\nid = "a"\napi_key_env = "K"\n', "NOPE is not set"),
     ('[warehouse]\nduckdb_memory_limit = "lots"\n[[accounts]]\nid = "a"\napi_key_env = "K"\n',
-     "duckdb_memory_limit: expected a size"),
+     "duckdb_memory_limit: expected \"auto\", a size"),
     ('[warehouse]\nurl = "postgresql://u@h/db"\nduckdb_memory_limit = "1GB"\n[[accounts]]\nid = "a"\n'
      'api_key_env = "K"\n', "only applies to a duckdb"),
     ("", "at least one"),

@@ -7,6 +7,7 @@ the end. PostgreSQL needs ``NUGEN_TEST_PG_URL`` (see conftest.py).
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import threading
@@ -542,6 +543,66 @@ def test_duckdb_busy_file_raises_warehouse_busy(tmp_path: Path) -> None:
         assert wh.migrate()
 
 
+def _staged_bytes(loads: Sequence[SlotLoad]) -> int:
+    from nugen_etl.warehouse.base import stage_batch
+
+    return sum(table.nbytes for table in stage_batch(loads).tables.values())
+
+
+def _wide_loads(n: int) -> list[SlotLoad]:
+    wide = [{**m, "name": m["name"] * 200_000} for m in models_abc()]  # ~600 KB of names per slot
+    return [ok_slot(f"wide-{i}", at(2), wide) for i in range(n)]
+
+
+def test_duckdb_auto_budget_is_the_measured_index_memory_plus_the_batch_headroom(tmp_path: Path) -> None:
+    from nugen_etl.warehouse.base import stage_batch
+    from nugen_etl.warehouse.duckdb import HEADROOM_MIN, DuckDBWarehouse
+
+    small, large = [ok_slot("acme", at(1), models_abc())], _wide_loads(20)
+    assert 4 * _staged_bytes(small) < HEADROOM_MIN < 4 * _staged_bytes(large)
+    with DuckDBWarehouse(str(tmp_path / "w.duckdb")) as wh:
+        wh.migrate()
+        uncapped = wh.fetch_all("SELECT current_setting('memory_limit')")
+        assert wh.load_budget(stage_batch(small)) is None  # the first load runs uncapped and measures
+        wh.load(small)
+        budget_small, budget_large = wh.load_budget(stage_batch(small)), wh.load_budget(stage_batch(large))
+        assert budget_small is not None and budget_large is not None and budget_small >= HEADROOM_MIN
+        assert budget_large - budget_small == 4 * _staged_bytes(large) - HEADROOM_MIN  # same index memory
+        wh.load(large)
+        assert wh.fetch_all("SELECT current_setting('memory_limit')") == uncapped  # lifted after the load
+        assert wh.fetch_all("SELECT count(*), sum(length(name)) FROM nugen.model_snapshots") == [
+            (3 + 20 * 3, sum(len(m["name"]) for m in models_abc()) + sum(
+                len(name) for load in large for name in load.tables["model_snapshots"]["name"].to_pylist()))]
+
+
+def test_duckdb_load_that_outgrows_its_budget_runs_again_with_twice_the_headroom_then_uncapped(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from nugen_etl.warehouse.base import StagedBatch, stage_batch
+    from nugen_etl.warehouse.duckdb import DuckDBWarehouse
+
+    class TightBudget(DuckDBWarehouse):
+        def load_budget(self, batch: StagedBatch) -> int | None:
+            return 64 * 1024  # less than one of DuckDB's 256 KiB blocks: every capped attempt fails
+
+    loads = [ok_slot("acme", at(1), models_abc()), ok_slot("globex", at(1), models_abc(2))]
+    with TightBudget(str(tmp_path / "w.duckdb"), headroom_min=2**20) as wh:
+        wh.migrate()
+        uncapped = wh.fetch_all("SELECT current_setting('memory_limit')")
+        with caplog.at_level(logging.INFO, logger="nugen_etl.warehouse.duckdb"):
+            wh.load(loads)
+        assert [(r.levelname, r.getMessage().rsplit("); ", 1)[-1]) for r in caplog.records] == [
+            ("INFO", "loading it again with twice the headroom"), ("WARNING", "loading it without the cap")]
+        assert all("needed more than its 0 MiB budget for the batch of 2 account(s) (Out of Memory" in r.getMessage()
+                   for r in caplog.records)
+        assert wh.fetch_all("SELECT account_id, sum(usage_count) FROM nugen.model_snapshots "
+                            "GROUP BY account_id ORDER BY account_id") == [("acme", 3), ("globex", 6)]
+        assert wh.fetch_all("SELECT current_setting('memory_limit')") == uncapped
+        small, large = stage_batch(loads), stage_batch(_wide_loads(1))
+        assert 4 * _staged_bytes(loads) < 2**20 < 4 * _staged_bytes(_wide_loads(1))
+        grown = DuckDBWarehouse.load_budget(wh, large) - DuckDBWarehouse.load_budget(wh, small)
+        assert grown == 4 * (4 * _staged_bytes(_wide_loads(1)) - 2**20)  # the headroom doubled twice
+
+
 def test_duckdb_never_prints_a_progress_bar(tmp_path: Path) -> None:
     # DuckDB's own default prints it on statements over 2 s (seen under `python -m bench`); a scheduled
     # job's log must not fill with terminal bars.
@@ -727,4 +788,5 @@ def test_duckdb_memory_limit_from_the_config_reaches_the_connection(tmp_path: Pa
         return value
 
     assert configured_limit("300MB") == f"{300e6 / 2**20:.1f} MiB"   # DuckDB reports MB in MiB
-    assert configured_limit("") == configured_limit("none") != configured_limit("300MB")  # DuckDB's own
+    # "auto" (the default) caps loads only, so between them the connection has DuckDB's own limit
+    assert configured_limit("") == configured_limit("auto") == configured_limit("none") != configured_limit("300MB")

@@ -13,11 +13,12 @@ from nugen_etl.warehouse.base import Warehouse, mask_url
 __all__ = ["Warehouse", "open_warehouse"]
 
 
-def open_warehouse(url: str, *, password: str | None = None, duckdb_memory_limit: str | None = None) -> Warehouse:
+def open_warehouse(url: str, *, password: str | None = None, duckdb_memory_limit: str | None = "auto") -> Warehouse:
     """Open the warehouse named by ``url`` (not migrated: call ``migrate()``).
 
     ``duckdb:///relative/file.duckdb``, ``duckdb:////absolute/file.duckdb``, ``duckdb:///:memory:``
-    (``duckdb_memory_limit``: DuckDB's ``memory_limit`` for this connection, e.g. "256MB");
+    (``duckdb_memory_limit``: "auto", a budget per load, or a size such as "256MB" for DuckDB's
+    ``memory_limit`` on this connection, or None for DuckDB's default; see ``DuckDBWarehouse``);
     ``postgresql://user@host:port/db`` (or ``postgres://``), with ``password`` overriding the URL's
     (otherwise libpq's ``PGPASSWORD`` / ``.pgpass`` apply). Another scheme raises ``ConfigError``.
     """

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,12 +15,29 @@ from nugen_etl.errors import WarehouseBusy, WarehouseError
 from nugen_etl.warehouse import migrations
 from nugen_etl.warehouse.base import StagedBatch, Warehouse, load_statements
 
+log = logging.getLogger(__name__)
+
 _BUSY_DELAYS_S = (0.25, 0.5, 1.0, 2.0, 2.0, 2.0, 2.0)  # ~10 s before giving up
+AUTO_MEMORY = "auto"
+_MiB = 1 << 20
+HEADROOM_MIN = 32 * _MiB       # a load's budget over the index memory loads have held...
+_HEADROOM_PER_STAGED_BYTE = 4  # ...or 4x its staged Arrow bytes, whichever is more
 
 
 class DuckDBWarehouse(Warehouse):
-    """``nugen.*`` in a DuckDB file (or ``:memory:``), session time zone UTC, DuckDB's memory capped at
-    ``memory_limit`` when given (beyond it DuckDB evicts cached blocks and spills to ``<file>.tmp``).
+    """``nugen.*`` in a DuckDB file (or ``:memory:``), session time zone UTC.
+
+    ``memory_limit``: a size caps DuckDB's memory for the connection (beyond it DuckDB evicts cached
+    blocks and spills to ``<file>.tmp``); ``None`` leaves DuckDB's default (80 % of RAM);
+    ``"auto"`` (the default) budgets each load instead. Left alone, DuckDB keeps every block a
+    load or a checkpoint touched cached, so a process's memory grows with the warehouse. Under
+    ``"auto"`` the connection's first load runs uncapped and measures the memory of the primary-key
+    indexes before its commit (they load lazily and grow with the history). Every later load, its
+    commit and checkpoint included, runs under a cap of the most index memory measured so far plus
+    a headroom of 4x the batch's staged bytes (at least ``headroom_min``, 32 MiB); the cap is
+    lifted when the load ends. A load that runs out of memory under its budget is rolled back and
+    run again with twice the headroom (which stays doubled for the connection: on a warehouse with
+    history the commit's checkpoint needs it), and if that fails too, without the cap.
 
     DuckDB lets one process open a file for writing; if another holds it, opening retries for
     about ``busy_timeout_s`` seconds and then raises ``WarehouseBusy``.
@@ -27,12 +46,15 @@ class DuckDBWarehouse(Warehouse):
     engine = "duckdb"
 
     def __init__(self, path: str, *, url: str | None = None, busy_timeout_s: float = 10.0,
-                 memory_limit: str | None = None) -> None:
+                 memory_limit: str | None = AUTO_MEMORY, headroom_min: int = HEADROOM_MIN) -> None:
         super().__init__(url or f"duckdb:///{path}")
         self.path = path
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        config = {"memory_limit": memory_limit} if memory_limit else {}
+        self._budgeted = memory_limit == AUTO_MEMORY
+        self._index_bytes: int | None = None  # the most primary-key index memory a load has held
+        self._headroom_min, self._headroom_scale = headroom_min, 1
+        config = {"memory_limit": memory_limit} if memory_limit and not self._budgeted else {}
         self._con: duckdb.DuckDBPyConnection | None = _connect(path, busy_timeout_s, config)
         self._con.execute("SET TimeZone = 'UTC'")
         # A scheduled job's log is no terminal: DuckDB's progress bar would print into it on long statements.
@@ -66,20 +88,54 @@ class DuckDBWarehouse(Warehouse):
         return done
 
     def _load_staged(self, batch: StagedBatch) -> None:
+        for attempt in range(2):  # under the budget, then with twice its headroom, then uncapped
+            budget = self.load_budget(batch)
+            if budget is None:
+                break
+            try:
+                self._transaction(batch, memory_limit=budget)
+                return
+            except duckdb.Error as exc:
+                if not _out_of_memory(exc):
+                    raise
+                self._headroom_scale *= 2
+                log.log(logging.INFO if attempt == 0 else logging.WARNING,
+                        "DuckDB needed more than its %d MiB budget for the batch of %d account(s) (%s); "
+                        "loading it %s", budget // _MiB, len(batch.account_ids), str(exc).splitlines()[0],
+                        "again with twice the headroom" if attempt == 0 else "without the cap")
+        self._transaction(batch)
+
+    def load_budget(self, batch: StagedBatch) -> int | None:
+        """The memory cap, in bytes, that a load of ``batch`` would run under now (None: uncapped)."""
+        if not self._budgeted or self._index_bytes is None:
+            return None
+        staged = sum(table.nbytes for table in batch.tables.values())
+        headroom = max(self._headroom_min, _HEADROOM_PER_STAGED_BYTE * staged)
+        return self._index_bytes + self._headroom_scale * headroom
+
+    def _transaction(self, batch: StagedBatch, *, memory_limit: int | None = None) -> None:
         con = self.con
-        con.begin()
         try:
-            for name, table in batch.tables.items():
-                con.register(name, table)
-            for statement in load_statements():
-                con.execute(statement)
-            con.commit()
-        except BaseException:
-            con.rollback()
-            raise
+            if memory_limit is not None:
+                con.execute(f"SET memory_limit = '{int(memory_limit)}B'")
+            con.begin()
+            try:
+                for name, table in batch.tables.items():
+                    con.register(name, table)
+                for statement in load_statements():
+                    con.execute(statement)
+                if self._budgeted:
+                    self._index_bytes = max(self._index_bytes or 0, _index_bytes(con))
+                con.commit()
+            except BaseException:
+                _rollback(con)
+                raise
+            finally:
+                for name in batch.tables:
+                    con.unregister(name)
         finally:
-            for name in batch.tables:
-                con.unregister(name)
+            if memory_limit is not None:
+                con.execute("RESET memory_limit")
 
     def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         return self.con.execute(sql, list(params)).fetchall()
@@ -88,6 +144,28 @@ class DuckDBWarehouse(Warehouse):
         if self._con is not None:
             self._con.close()
             self._con = None
+
+
+def _index_bytes(con: duckdb.DuckDBPyConnection) -> int:
+    (used,), = con.execute("SELECT memory_usage_bytes FROM duckdb_memory() WHERE tag = 'ART_INDEX'").fetchall()
+    return int(used)
+
+
+_OUT_OF_MEMORY = re.compile(r"out of memory|failed to pin block|could not allocate|failed to allocate", re.IGNORECASE)
+
+
+def _out_of_memory(exc: duckdb.Error) -> bool:
+    """DuckDB ran out of memory; inside COMMIT that comes as a TransactionException ("Failed to commit: ...")."""
+    return isinstance(exc, duckdb.OutOfMemoryException) or (
+        isinstance(exc, duckdb.TransactionException) and _OUT_OF_MEMORY.search(str(exc)) is not None)
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back the open transaction, if a failed statement or commit left one."""
+    try:
+        con.rollback()
+    except duckdb.TransactionException:
+        pass
 
 
 def _connect(path: str, busy_timeout_s: float, config: dict[str, str]) -> duckdb.DuckDBPyConnection:

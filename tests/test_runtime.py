@@ -1,0 +1,42 @@
+"""The pipeline's entry points let Arrow allocate with the C library's malloc, unless the user chose a pool
+with ARROW_DEFAULT_MEMORY_POOL (each case in a fresh interpreter: the pool is process-wide)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = """
+import sys
+from datetime import date
+from pathlib import Path
+
+import pyarrow as pa
+
+from nugen_etl.config import parse_config
+from nugen_etl.pipeline import backfill
+
+root = Path(sys.argv[1])
+before = pa.default_memory_pool().backend_name
+config = parse_config({"storage": {"root": str(root)}, "accounts": [{"id": "a", "api_key_env": "K"}]},
+                      base_dir=root, environ={"K": "x"})
+backfill(config, first=date(2026, 1, 1), last=date(2026, 1, 1))
+print(before, pa.default_memory_pool().backend_name)
+"""
+
+
+@pytest.mark.parametrize("chosen", [None, "mimalloc"])
+def test_entry_points_use_the_system_allocator_unless_a_pool_is_chosen(tmp_path: Path, chosen: str | None) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    if chosen:
+        env["ARROW_DEFAULT_MEMORY_POOL"] = chosen
+    out = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    if chosen:
+        assert out == [chosen, chosen]
+    else:
+        assert out[0] != "system" and out[1] == "system"   # pyarrow's own default is not malloc
