@@ -179,6 +179,8 @@ def test_unknown_scheme_is_a_config_error() -> None:
 
 
 def test_duckdb_relative_and_memory_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nugen_etl.warehouse.base import stage_batch
+
     monkeypatch.chdir(tmp_path)
     with open_warehouse("duckdb:///./data/wh.duckdb") as wh:
         assert wh.engine == "duckdb"
@@ -187,6 +189,10 @@ def test_duckdb_relative_and_memory_urls(tmp_path: Path, monkeypatch: pytest.Mon
     with open_warehouse("duckdb:///:memory:") as wh:
         assert wh.migrate()
         assert wh.fetch_all("SELECT current_setting('TimeZone')") == [("UTC",)]
+        load = ok_slot("acme", at(1), models_abc())
+        wh.load([load])
+        assert wh.load_budget(stage_batch([load])) is None  # no file to evict to: never capped
+    assert not (tmp_path / ".tmp").exists()
 
 
 def test_password_is_masked() -> None:

@@ -37,7 +37,8 @@ class DuckDBWarehouse(Warehouse):
     a headroom of 4x the batch's staged bytes (at least ``headroom_min``, 32 MiB); the cap is
     lifted when the load ends. A load that runs out of memory under its budget is rolled back and
     run again with twice the headroom (which stays doubled for the connection: on a warehouse with
-    history the commit's checkpoint needs it), and if that fails too, without the cap.
+    history the commit's checkpoint needs it), and if that fails too, without the cap. An in-memory
+    database has no file to evict its blocks to, so ``"auto"`` leaves it uncapped.
 
     DuckDB lets one process open a file for writing; if another holds it, opening retries for
     about ``busy_timeout_s`` seconds and then raises ``WarehouseBusy``.
@@ -51,10 +52,10 @@ class DuckDBWarehouse(Warehouse):
         self.path = path
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._budgeted = memory_limit == AUTO_MEMORY
+        self._budgeted = memory_limit == AUTO_MEMORY and path != ":memory:"  # in memory, nothing to evict to
         self._index_bytes: int | None = None  # the most primary-key index memory a load has held
         self._headroom_min, self._headroom_scale = headroom_min, 1
-        config = {"memory_limit": memory_limit} if memory_limit and not self._budgeted else {}
+        config = {"memory_limit": memory_limit} if memory_limit and memory_limit != AUTO_MEMORY else {}
         self._con: duckdb.DuckDBPyConnection | None = _connect(path, busy_timeout_s, config)
         self._con.execute("SET TimeZone = 'UTC'")
         # A scheduled job's log is no terminal: DuckDB's progress bar would print into it on long statements.
