@@ -271,8 +271,8 @@ def _parse_warehouse(t: Mapping[str, Any], base_dir: Path, root: Path | None,
 def _duckdb_memory_limit(t: Mapping[str, Any], scheme: str) -> str | None:
     """``warehouse.duckdb_memory_limit``: "auto" (the default), a size such as "512MB", or "none".
 
-    "auto" caps each load at the index memory it needs plus a headroom and lifts the cap after it
-    (``DuckDBWarehouse``); a size caps the whole connection, which fails loads once the primary-key
+    "auto" caps each load after a connection's first at the index memory loads have needed plus a
+    headroom, and lifts the cap after it (``DuckDBWarehouse``); a size caps the whole connection, which fails loads once the primary-key
     indexes outgrow it; "none" keeps DuckDB's default, 80 % of RAM, under which the process's
     memory grows with the warehouse it caches. Not applicable (None) to PostgreSQL.
     """
