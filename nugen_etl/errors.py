@@ -7,6 +7,7 @@
      +-- PayloadError         an answer that is not the documented shape
      +-- WarehouseError       the warehouse refused a load or a migration
           +-- WarehouseBusy   another process holds the (DuckDB) warehouse
+          +-- WarehouseUnavailable  the connection was lost and could not be opened again
 
 Messages carry context (account id, HTTP status, attempt) and never a secret.
 """
@@ -45,3 +46,7 @@ class WarehouseError(NugenEtlError):
 
 class WarehouseBusy(WarehouseError):
     """Another process holds the warehouse's write lock."""
+
+
+class WarehouseUnavailable(WarehouseError):
+    """The warehouse connection was lost and reconnecting failed; the next load tries again."""

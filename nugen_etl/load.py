@@ -7,7 +7,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
-from .errors import WarehouseBusy, WarehouseError
+from .errors import WarehouseBusy, WarehouseError, WarehouseUnavailable
 from .parquet_sink import write_slot_parquet
 from .records import SlotLoad
 from .storage import Storage, as_storage
@@ -27,7 +27,9 @@ class SlotWriter:
     a fan-out behind the disk). A batch goes to the warehouse only once every Parquet write of
     its slots has finished; a slot whose write failed is reported and left out of it, as before.
     A batch is one transaction; if it fails, its accounts are retried one by one so a bad
-    account cannot take its batch-mates down with it.
+    account cannot take its batch-mates down with it. If the warehouse is unreachable, the batch's
+    accounts fail together (their Parquet files and raw answers stay, for a backfill) and the
+    next batch tries again.
     """
 
     def __init__(self, storage: Storage | Path, warehouse: Warehouse, *, batch_size: int, fsync: bool = True,
@@ -66,16 +68,22 @@ class SlotWriter:
             return
         except WarehouseBusy:
             raise
+        except WarehouseUnavailable as exc:  # one by one, each account would only wait to reconnect
+            self._fail_all(batch, exc)
+            return
         except WarehouseError as exc:
             if len(batch) == 1:
                 self._fail(batch[0], exc)
                 return
             log.warning("warehouse batch of %d accounts failed (%s); retrying one by one", len(batch), exc)
-        for load in batch:
+        for i, load in enumerate(batch):
             try:
                 self._warehouse.load([load])
             except WarehouseBusy:
                 raise
+            except WarehouseUnavailable as exc:
+                self._fail_all(batch[i:], exc)
+                return
             except WarehouseError as exc:
                 self._fail(load, exc)
 
@@ -96,6 +104,11 @@ class SlotWriter:
     def _fail(self, load: SlotLoad, exc: Exception) -> None:
         log.error("account %s: warehouse load failed: %s", load.run.account_id, exc)
         self._summary.record_error(load.run.account_id, f"warehouse load failed: {exc}")
+
+    def _fail_all(self, loads: list[SlotLoad], exc: WarehouseUnavailable) -> None:
+        log.error("warehouse load of %d account(s) failed: %s", len(loads), exc)
+        for load in loads:
+            self._summary.record_error(load.run.account_id, f"warehouse load failed: {exc}")
 
     def close(self) -> None:
         """Wait for the Parquet writes still running (their slots are not loaded)."""

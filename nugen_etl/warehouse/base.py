@@ -10,6 +10,7 @@ Identifiers come from ``nugen_etl.schemas`` only; values are never formatted int
 from __future__ import annotations
 
 import hashlib
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ DATA_TABLES = {spec.name: spec for spec in (*schemas.SLOT_TABLES, schemas.EVALUA
 SLOT_KEYS_SCHEMA = pa.schema([("account_id", pa.string()), ("snapshot_at", schemas.TS)])
 _SUCCESS = tuple(sorted(o.value for o in SUCCESS_OUTCOMES))
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+log = logging.getLogger(__name__)
 
 
 class Warehouse(ABC):
@@ -62,12 +65,18 @@ class Warehouse(ABC):
         quarantined_records are replaced; evaluations are upserted (newest ``last_seen_at`` wins,
         first/last seen widen). Every load upserts its ``account_runs`` row, except that a failure
         never overwrites a recorded success. Raises ``WarehouseError`` naming the batch's accounts.
+
+        If the connection is lost during the load (PostgreSQL restarted or ended the session; DuckDB
+        invalidated the database after a fatal error), it is opened again and the batch loaded once
+        more: a slot's load replaces the slot, so loading it twice is safe even when the lost
+        commit did land. If it cannot be opened again, ``WarehouseUnavailable`` is raised and the
+        next load tries again.
         """
         if not loads:
             return
         batch = stage_batch(loads)
         try:
-            self._load_staged(batch)
+            self._load_reconnecting(batch)
         except WarehouseError:
             raise
         except Exception as exc:  # the driver's error, re-raised with the batch's context
@@ -75,8 +84,28 @@ class Warehouse(ABC):
                 f"{self.engine} warehouse refused the load of account(s) {', '.join(batch.account_ids)}: "
                 f"{type(exc).__name__}: {exc}") from exc
 
+    def _load_reconnecting(self, batch: StagedBatch) -> None:
+        try:
+            self._load_staged(batch)
+        except Exception as exc:
+            if not self._connection_lost(exc):
+                raise
+            log.warning("%s warehouse %s lost its connection during the load of %d account(s) (%s: %s); "
+                        "reconnecting and loading the batch again", self.engine, self.url,
+                        len(batch.account_ids), type(exc).__name__, " ".join(str(exc).split()))
+            self._reconnect()
+            self._load_staged(batch)
+
     @abstractmethod
     def _load_staged(self, batch: StagedBatch) -> None: ...
+
+    @abstractmethod
+    def _connection_lost(self, exc: Exception) -> bool:
+        """Whether ``exc`` means the connection is gone and only a new one can go on."""
+
+    @abstractmethod
+    def _reconnect(self) -> None:
+        """Drop the lost connection and open a new one; ``WarehouseUnavailable`` if that fails."""
 
     @abstractmethod
     def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:

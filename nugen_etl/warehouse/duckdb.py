@@ -11,7 +11,7 @@ from typing import Any
 
 import duckdb
 
-from nugen_etl.errors import WarehouseBusy, WarehouseError
+from nugen_etl.errors import WarehouseBusy, WarehouseError, WarehouseUnavailable
 from nugen_etl.warehouse import migrations
 from nugen_etl.warehouse.base import StagedBatch, Warehouse, load_statements
 
@@ -41,7 +41,8 @@ class DuckDBWarehouse(Warehouse):
     database has no file to evict its blocks to, so ``"auto"`` leaves it uncapped.
 
     DuckDB lets one process open a file for writing; if another holds it, opening retries for
-    about ``busy_timeout_s`` seconds and then raises ``WarehouseBusy``.
+    about ``busy_timeout_s`` seconds and then raises ``WarehouseBusy``. After a fatal error DuckDB
+    invalidates the database for the process; the next load reopens the file (see ``Warehouse.load``).
     """
 
     engine = "duckdb"
@@ -55,11 +56,16 @@ class DuckDBWarehouse(Warehouse):
         self._budgeted = memory_limit == AUTO_MEMORY and path != ":memory:"  # in memory, nothing to evict to
         self._index_bytes: int | None = None  # the most primary-key index memory a load has held
         self._headroom_min, self._headroom_scale = headroom_min, 1
-        config = {"memory_limit": memory_limit} if memory_limit and memory_limit != AUTO_MEMORY else {}
-        self._con: duckdb.DuckDBPyConnection | None = _connect(path, busy_timeout_s, config)
-        self._con.execute("SET TimeZone = 'UTC'")
+        self._busy_timeout_s = busy_timeout_s
+        self._config = {"memory_limit": memory_limit} if memory_limit and memory_limit != AUTO_MEMORY else {}
+        self._con: duckdb.DuckDBPyConnection | None = self._open()
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        con = _connect(self.path, self._busy_timeout_s, self._config)
+        con.execute("SET TimeZone = 'UTC'")
         # A scheduled job's log is no terminal: DuckDB's progress bar would print into it on long statements.
-        self._con.execute("SET enable_progress_bar_print = false")
+        con.execute("SET enable_progress_bar_print = false")
+        return con
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
@@ -137,6 +143,25 @@ class DuckDBWarehouse(Warehouse):
         finally:
             if memory_limit is not None:
                 con.execute("RESET memory_limit")
+
+    def _connection_lost(self, exc: Exception) -> bool:
+        # FatalException: DuckDB invalidated the database (e.g. a checkpoint's write failed) and refuses
+        # every statement until it is reopened. ConnectionException: a reopen after that failed.
+        return isinstance(exc, (duckdb.FatalException, duckdb.ConnectionException))
+
+    def _reconnect(self) -> None:
+        lost = self.con
+        try:
+            lost.close()  # first: while a connection is open, connecting again reuses the invalid database
+        except duckdb.Error:
+            pass
+        self._index_bytes = None  # the new database instance loads its indexes afresh
+        try:
+            self._con = self._open()
+        except WarehouseBusy:
+            raise
+        except (WarehouseError, duckdb.Error) as exc:
+            raise WarehouseUnavailable(f"cannot reopen DuckDB warehouse {self.url} after a fatal error: {exc}") from exc
 
     def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         return self.con.execute(sql, list(params)).fetchall()

@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 from psycopg import errors as pg_errors
 
-from nugen_etl.errors import WarehouseError
+from nugen_etl.errors import WarehouseError, WarehouseUnavailable
 from nugen_etl.warehouse import migrations
 from nugen_etl.warehouse.base import StagedBatch, Warehouse, load_statements, lock_key
 
@@ -45,12 +45,18 @@ class PostgresWarehouse(Warehouse):
         extra: dict[str, Any] = {"connect_timeout": connect_timeout_s, "application_name": "nugen-etl"}
         if password is not None:
             extra["password"] = password
-        try:
-            self._conn: psycopg.Connection | None = psycopg.connect(url, autocommit=True, **extra)
-            self._conn.execute("SET TIME ZONE 'UTC'")
-        except psycopg.Error as exc:
-            raise WarehouseError(f"cannot connect to PostgreSQL warehouse {self.url}: "
-                                 f"{_redact(str(exc), password, urlsplit(url).password)}") from None
+
+        def connect() -> psycopg.Connection:  # a closure, so the password is in no attribute or repr
+            try:
+                conn = psycopg.connect(url, autocommit=True, **extra)
+                conn.execute("SET TIME ZONE 'UTC'")
+                return conn
+            except psycopg.Error as exc:
+                raise WarehouseError(f"cannot connect to PostgreSQL warehouse {self.url}: "
+                                     f"{_redact(str(exc), password, urlsplit(url).password)}") from None
+
+        self._connect = connect
+        self._conn: psycopg.Connection | None = connect()
 
     @property
     def conn(self) -> psycopg.Connection:
@@ -104,6 +110,19 @@ class PostgresWarehouse(Warehouse):
             cur.execute("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%s::bigint[]) AS k", [keys])
             for statement in load_statements():
                 cur.execute(statement)
+
+    def _connection_lost(self, exc: Exception) -> bool:
+        # The server ended the session (restart, failover, pg_terminate_backend) or the network
+        # dropped it: psycopg marks the connection closed. A query error leaves it open.
+        return isinstance(exc, psycopg.OperationalError) and self._conn is not None and self._conn.closed
+
+    def _reconnect(self) -> None:
+        try:
+            conn = self._connect()
+        except WarehouseError as exc:
+            raise WarehouseUnavailable(f"lost the connection and cannot reconnect: {exc}") from None
+        self.conn.close()
+        self._conn = conn
 
     def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         """Run a read query; ``?`` placeholders are translated to psycopg's ``%s``."""
