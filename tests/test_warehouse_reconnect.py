@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import resource
 import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -98,6 +100,41 @@ def test_duckdb_load_that_stays_without_disk_fails_and_the_next_one_recovers(
         assert any(LOST in r.getMessage() for r in caplog.records)
         wh.load([later])  # without the reopen, DuckDB would refuse it: "database has been invalidated"
         assert wh.fetch_all(USAGE_SQL) == usage_of(first, later)
+
+
+def test_duckdb_taken_by_another_process_after_a_fatal_error_is_unavailable_not_busy(tmp_path: Path) -> None:
+    path = tmp_path / "w.duckdb"
+    holder: list[subprocess.Popen[str]] = []
+
+    class TakenBeforeReopen(SpaceFreedBeforeReopen):
+        def _reconnect(self) -> None:  # another writer opens the file in the moment it is closed
+            if holder:
+                return super()._reconnect()
+            self.con.close()
+            _lift_file_size_limit()
+            holder.append(subprocess.Popen(
+                [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+                                       "print('ready', flush=True); time.sleep(30)", str(path)],
+                stdout=subprocess.PIPE, text=True))
+            assert holder[0].stdout is not None and holder[0].stdout.readline().strip() == "ready"
+            return super()._reconnect()
+
+    first, later = ok_slot("acme", at(1), models_abc()), ok_slot("globex", at(3), models_abc(4))
+    try:
+        with TakenBeforeReopen(str(path), busy_timeout_s=0.5) as wh:
+            wh.migrate()
+            wh.load([first])
+            _checkpoint_every_commit(wh)
+            with disk_full_past(4096), pytest.raises(WarehouseUnavailable, match="locked by another process"):
+                wh.load([ok_slot("acme", at(2), models_abc(2))])  # a run goes on archiving; WarehouseBusy would end it
+            holder[0].kill()
+            holder[0].wait()
+            wh.load([later])  # ConnectionException: the next load reopens the file
+            assert wh.fetch_all(USAGE_SQL) == usage_of(first, later)
+    finally:
+        for process in holder:
+            process.kill()
+            process.wait()
 
 
 # --- PostgreSQL -------------------------------------------------------------------------------

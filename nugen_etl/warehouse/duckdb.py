@@ -158,9 +158,7 @@ class DuckDBWarehouse(Warehouse):
         self._index_bytes = None  # the new database instance loads its indexes afresh
         try:
             self._con = self._open()
-        except WarehouseBusy:
-            raise
-        except (WarehouseError, duckdb.Error) as exc:
+        except (WarehouseError, duckdb.Error) as exc:  # busy too: the run goes on archiving, later loads retry
             raise WarehouseUnavailable(f"cannot reopen DuckDB warehouse {self.url} after a fatal error: {exc}") from exc
 
     def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
