@@ -106,7 +106,8 @@ class SlotWriter:
         self._summary.record_error(load.run.account_id, f"warehouse load failed: {exc}")
 
     def _fail_all(self, loads: list[SlotLoad], exc: WarehouseUnavailable) -> None:
-        log.error("warehouse load of %d account(s) failed: %s", len(loads), exc)
+        log.error("warehouse load of %d account(s) failed: %s (their raw answers are archived: "
+                  "`nugen-etl backfill` loads them once the warehouse is back)", len(loads), exc)
         for load in loads:
             self._summary.record_error(load.run.account_id, f"warehouse load failed: {exc}")
 
