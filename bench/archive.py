@@ -7,6 +7,7 @@ Each (account, hourly slot) gets the simulator's exact 200 body for that hour, a
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
@@ -31,7 +32,9 @@ def ensure_archive(cache: Path, days: int, accounts: int, models: int) -> Path:
     shutil.rmtree(root, ignore_errors=True)
     (root / "raw").mkdir(parents=True)
     ids = SimulatorState(SEED, accounts + 1, models=models, start=T0).account_ids[:accounts]
-    with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    # spawned, not forked: an earlier scenario may have started delta-rs' runtime in this process
+    with ProcessPoolExecutor(max_workers=os.cpu_count() or 1,
+                             mp_context=multiprocessing.get_context("spawn")) as pool:
         list(pool.map(_write_account, [(str(root), a, days, accounts, models) for a in ids]))
     (root / ".complete").touch()
     return root

@@ -7,6 +7,7 @@ would take the GIL from the pipeline it is serving, and the numbers would measur
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import platform
@@ -40,6 +41,8 @@ class Context:
     cache: Path
     notes: list[str] = field(default_factory=list)
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True)
+    # What one scenario leaves for a later one of the same run (the rebuilt 30-day lake for the lake scan).
+    shared: dict[str, Any] = field(default_factory=dict)
 
 
 def median(values: Sequence[float]) -> float:
@@ -66,10 +69,15 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: KiB on most systems
 
 
-def cpu_seconds() -> float:
-    """CPU time (user + system, every thread) this process has used so far."""
+def cpu_seconds(*, children: bool = False) -> float:
+    """CPU time (user + system, every thread) this process has used so far; with ``children``, plus that
+    of its child processes that have ended and been waited for (a backfill's replay workers)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    total = usage.ru_utime + usage.ru_stime
+    if children:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        total += usage.ru_utime + usage.ru_stime
+    return total
 
 
 def machine() -> dict[str, Any]:
@@ -88,9 +96,18 @@ def machine() -> dict[str, Any]:
         mem_kib = 0
     import duckdb
     import pyarrow
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_kib / 2**20, 1),
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_kib / 2**20, 1), "load_avg": load_avg(),
             "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
-            "pyarrow": pyarrow.__version__, "duckdb": duckdb.__version__}
+            "pyarrow": pyarrow.__version__, "duckdb": duckdb.__version__,
+            "deltalake": importlib.metadata.version("deltalake")}  # not imported: no delta-rs runtime here
+
+
+def load_avg() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages: other work on the machine shows up in every figure."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
 
 
 # --- the simulator in its own process ------------------------------------------------------------

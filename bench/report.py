@@ -15,6 +15,14 @@ def _value(v: Any) -> str:
     return str(v)
 
 
+def _load(result: dict[str, Any]) -> str:
+    start, end = result["machine"].get("load_avg"), result.get("load_avg_at_end")
+    if not start:
+        return ""
+    return (f"; load average (1/5/15 min) {' / '.join(map(str, start))} at the start"
+            + (f", {' / '.join(map(str, end))} at the end" if end else ""))
+
+
 def render_markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
     lines = [
@@ -22,7 +30,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         f"{result['started_at']}, {result['duration_s'] / 60:.1f} min",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['os']}; Python {m['python']}, "
-        f"pyarrow {m['pyarrow']}, DuckDB {m['duckdb']}",
+        f"pyarrow {m['pyarrow']}, DuckDB {m['duckdb']}"
+        + (f", deltalake {m['deltalake']}" if m.get("deltalake") else "") + _load(result),
         "",
         "| scenario | metric | value | unit | target | met | note |",
         "|---|---|---:|---|---|---|---|",

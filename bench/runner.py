@@ -16,14 +16,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import dag_parse, fanout, flat_cost, memory, rebuild, throughput
-from bench.common import ROOT, Context, machine, row
+from bench import dag_parse, fanout, flat_cost, lake, memory, rebuild, throughput
+from bench.common import ROOT, Context, load_avg, machine, row
 from bench.report import render_markdown
 from bench.sizes import Sizes
 
 SCENARIOS: dict[str, Callable[[Sizes, Context], dict[str, Any]]] = {
     "fanout": fanout.run, "throughput": throughput.run, "rebuild": rebuild.run,
     "flat_cost": flat_cost.run, "memory": memory.run, "dag_parse": dag_parse.run,
+    "lake": lake.run,  # after rebuild: it scans the lake the rebuild wrote
 }
 
 
@@ -62,6 +63,7 @@ def run_suite(sizes: Sizes, *, scenarios: Sequence[str] = tuple(SCENARIOS), out:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result["duration_s"] = time.perf_counter() - started
+    result["load_avg_at_end"] = load_avg()
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "latest.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
@@ -86,7 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "then $NUGEN_TEST_PG_URL); without one the PostgreSQL parts are skipped")
     p.add_argument("--cache", type=Path, default=None, help="where generated inputs are kept between runs")
     p.add_argument("--rebuild-days", type=int, default=None,
-                   help="days of hourly slots the rebuild replays (the issue's size is 30; default 3, quick 2)")
+                   help="days of hourly slots the rebuild replays and the lake scan reads (default 30, the "
+                        "issue's size; quick 2)")
     a = p.parse_args(argv)
     # A terminated run still stops its simulator subprocess and removes its scratch folder.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

@@ -19,11 +19,9 @@ class Sizes:
     tp_accounts: int = 1000
     tp_models: int = 200
     tp_baseline_accounts: int = 5   # the row-wise baseline runs at a few hundred rows/s: measured on a sample
-    # 3 rebuild: the size is 30 days (1.44 M rows, `--rebuild-days 30`); the default full run
-    # replays 3 days (144,000 rows, 7,200 slots) to keep `make bench` near 20 minutes on 2 cores.
-    # The replay streams slot by slot at a constant cost per slot, so rows/s does not depend on the
-    # number of days (scenario 4 shows the load does not slow down as the tables grow).
-    rb_days: int = 3
+    # 3 rebuild: the size, 30 days of hourly slots (1.44 M rows, 72,000 archived answers);
+    # scenario 7 scans the lake this rebuild wrote.
+    rb_days: int = 30
     rb_accounts: int = 100
     rb_models: int = 20
     # 4 flat cost
@@ -37,6 +35,11 @@ class Sizes:
     mem_models: int = 50
     # 6 DAG parse
     dag_reps: int = 5
+    # 7 lake: a live day (hourly slots) written in the batches a live run makes, then compacted
+    lake_accounts: int = 100
+    lake_models: int = 50
+    lake_slots: int = 24
+    lake_batch: int = 100           # accounts per batch: the default warehouse.batch_accounts
 
 
 FULL = Sizes("full", reps=3)
@@ -45,5 +48,6 @@ QUICK = Sizes("quick", reps=2, fanout_accounts=200, fanout_models=20, tp_account
 TINY = replace(QUICK, name="tiny", reps=1, fanout_accounts=8, fanout_models=4, fanout_latency_ms=20,
                fanout_concurrency=4, tp_accounts=4, tp_models=6, tp_baseline_accounts=2, rb_days=1,
                rb_accounts=3, rb_models=4, fc_history_rows=5_000, fc_accounts=3, fc_models=4, fc_reps=1,
-               mem_small=2, mem_large=6, mem_models=4, dag_reps=1)
+               mem_small=2, mem_large=6, mem_models=4, dag_reps=1, lake_accounts=6, lake_models=4,
+               lake_slots=2, lake_batch=4)
 BY_NAME = {s.name: s for s in (FULL, QUICK, TINY)}

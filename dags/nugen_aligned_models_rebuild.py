@@ -1,4 +1,4 @@
-"""nugen_aligned_models_rebuild: rebuild Parquet and the warehouse for [from, to] from the raw archive.
+"""nugen_aligned_models_rebuild: rebuild the Delta lake and the warehouse for [from, to] from the raw archive.
 
 Manual only; the same code as ``nugen-etl backfill``: per slot the newest successful archived
 answer wins, and the API is never called. ``accounts`` empty means every configured account.
@@ -31,9 +31,11 @@ from airflow.sdk import Param, dag, task
 def nugen_aligned_models_rebuild():
     @task
     def rebuild(params: dict | None = None) -> dict:
+        from airflow.sdk import get_current_context
+
         from nugen_etl.airflow import tasks
 
-        return tasks.rebuild(params or {})
+        return tasks.rebuild(params or {}, get_current_context())
 
     rebuild()
 

@@ -1,3 +1,3 @@
-"""nugen-etl: history of the Nugen 'List Aligned Models' API as Parquet and a BI-ready warehouse."""
+"""nugen-etl: history of the Nugen "List Aligned Models" API as Delta Lake tables and a BI-ready warehouse."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

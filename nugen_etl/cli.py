@@ -63,13 +63,26 @@ def build_parser() -> argparse.ArgumentParser:
     _output_args(run)
     run.set_defaults(handler=cmd_run)
 
-    bf = sub.add_parser("backfill", help="rebuild Parquet and warehouse rows from the raw archive (no API calls)")
+    bf = sub.add_parser("backfill", help="rebuild lake and warehouse rows from the raw archive (no API calls)")
     _config_arg(bf)
     bf.add_argument("--from", dest="first", required=True, metavar="DATE", help="first UTC day, YYYY-MM-DD")
     bf.add_argument("--to", dest="last", required=True, metavar="DATE", help="last UTC day (inclusive)")
     bf.add_argument("--account", action="append", metavar="ID", help="only this account (repeatable)")
     _output_args(bf)
     bf.set_defaults(handler=cmd_backfill)
+
+    cp = sub.add_parser("compact", help="compact closed days of the Delta lake, then vacuum old files")
+    _config_arg(cp)
+    cp.add_argument("--day", metavar="DATE", help="compact this UTC day only (default: every closed day "
+                                                  "not compacted since it last changed)")
+    cp.add_argument("--json", action="store_true", help="print a machine-readable report on stdout")
+    cp.set_defaults(handler=cmd_compact)
+
+    up = sub.add_parser("upgrade-lake", help="move nugen-etl 0.1's per-slot Parquet folders aside and "
+                                             "rebuild the Delta lake from the raw archive")
+    _config_arg(up)
+    _output_args(up)
+    up.set_defaults(handler=cmd_upgrade_lake)
 
     mig = sub.add_parser("migrate", help="create or upgrade the warehouse tables and views")
     _config_arg(mig)
@@ -134,6 +147,40 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     accounts = [a.id for a in config.select_accounts(args.account)]
     reporter = Reporter(None, quiet=args.quiet)
     summary = backfill(config, first=first, last=last, accounts=accounts, progress=reporter.account_done)
+    return reporter.finish(summary, as_json=args.json)
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    from .pipeline import compact
+
+    config = load_config(args.config)
+    day = parse_day(args.day, "--day") if args.day else None
+    report = compact(config, day=day)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        for each in report.days:
+            key = each.isoformat()
+            print(f"compacted {key}: data files {report.files_before[key]} -> {report.files_after[key]}")
+        if not report.days:
+            print("no closed day needs compaction")
+        print(f"vacuum (retention {config.vacuum_retention_hours:g} h): files deleted {report.vacuumed}")
+    return 0
+
+
+def cmd_upgrade_lake(args: argparse.Namespace) -> int:
+    from .pipeline import upgrade_lake
+
+    config = load_config(args.config)
+    reporter = Reporter(None, quiet=args.quiet)
+    moved, summary = upgrade_lake(config, progress=reporter.account_done)
+    if not args.quiet:
+        where = ", ".join(f"{config.storage_url}/legacy-parquet/{m}" for m in moved) or "nothing to move"
+        print(f"nugen-etl upgrade-lake: old per-slot Parquet folders moved: {where}", file=sys.stderr)
+    if summary is None:
+        if not args.quiet:
+            print("nugen-etl upgrade-lake: the raw archive is empty; nothing to rebuild", file=sys.stderr)
+        return 0
     return reporter.finish(summary, as_json=args.json)
 
 

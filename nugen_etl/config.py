@@ -18,7 +18,7 @@ ACCOUNT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 DEFAULT_BASE_URL = "https://api.nugen.in"
 WAREHOUSE_SCHEMES = ("duckdb", "postgresql", "postgres")
-STORAGE_KEYS = ("root", "fsync", "endpoint_url", "region")
+STORAGE_KEYS = ("root", "fsync", "endpoint_url", "region", "vacuum_retention_hours", "target_file_mb")
 S3_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 S3_REGION_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,49}")
 _URL_SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -114,10 +114,12 @@ class Config:
     fsync: bool = True
     source: Path | None = field(default=None, compare=False)
     s3: S3Config | None = None          # set when storage.root is s3://...; open with storage.open_storage
+    vacuum_retention_hours: float = 168.0  # lake files a version of the last 7 days needs are kept
+    target_file_mb: int = 128           # compaction's target data file size
 
     @property
     def storage_url(self) -> str:
-        """Where the raw archive and Parquet datasets live, for messages: a folder or an s3:// URL."""
+        """Where the raw archive and the Delta lake live, for messages: a folder or an s3:// URL."""
         return self.s3.url if self.s3 is not None else str(self.storage_root)
 
     def select_accounts(self, ids: list[str] | None) -> tuple[AccountConfig, ...]:
@@ -181,12 +183,15 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, environ: Mapping[st
     storage = _table(data, "storage")
     root, s3 = _parse_storage(storage, base_dir)
     fsync = _bool(storage, "fsync", "storage", True)
+    retention = _number(storage, "vacuum_retention_hours", "storage", 168.0, minimum=0)
+    target_mb = int(_number(storage, "target_file_mb", "storage", 128, minimum=1, integer=True))
     schedule = _table(data, "schedule")
     granularity = parse_duration(schedule.get("granularity", "1h"), "schedule.granularity")
     warehouse = _parse_warehouse(_table(data, "warehouse"), base_dir, root, environ)
     accounts = _parse_accounts(data.get("accounts", []), environ)
     return Config(api=api, storage_root=root, warehouse=warehouse, accounts=accounts,
-                  granularity=granularity, fsync=fsync, source=source, s3=s3)
+                  granularity=granularity, fsync=fsync, source=source, s3=s3,
+                  vacuum_retention_hours=retention, target_file_mb=target_mb)
 
 
 def _parse_storage(t: Mapping[str, Any], base_dir: Path) -> tuple[Path | None, S3Config | None]:

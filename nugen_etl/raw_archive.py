@@ -114,9 +114,7 @@ def list_archived_slots(root: Storage | Path, *, start: datetime, end: datetime,
     """
     storage = as_storage(root)
     if account_ids is None:
-        folders, _ = storage.listdir(RAW_DIR)
-        accounts = [f.removeprefix("account_id=") for f in folders if f.startswith("account_id=")]
-        accounts = [a for a in accounts if _is_account_id(a)]
+        accounts = archived_accounts(storage)
     else:
         accounts = [validate_account_id(a) for a in account_ids]
     first_day, last_day = start.astimezone(UTC).date(), (end - timedelta.resolution).astimezone(UTC).date()
@@ -135,6 +133,13 @@ def list_archived_slots(root: Storage | Path, *, start: datetime, end: datetime,
         for slot in sorted(by_slot):
             keys = sorted(by_slot[slot], key=lambda k: k.rsplit("/", 1)[1])
             yield account_id, slot, [root / k for k in keys] if isinstance(root, Path) else keys
+
+
+def archived_accounts(root: Storage | Path) -> list[str]:
+    """The accounts the raw archive holds a folder for (valid ids only), sorted."""
+    folders, _ = as_storage(root).listdir(RAW_DIR)
+    accounts = [f.removeprefix("account_id=") for f in folders if f.startswith("account_id=")]
+    return [a for a in accounts if _is_account_id(a)]
 
 
 def _day_within(folder: str, first: date, last: date) -> bool:

@@ -7,8 +7,18 @@ a failure in a group is redone slot by slot, so it still costs only its own slot
 
 from __future__ import annotations
 
+import itertools
+import logging
+import multiprocessing
+import pickle
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+import pyarrow as pa
 
 from .classify import Classified, classify_answer
 from .flatten import Flattened, flatten_answers
@@ -17,6 +27,8 @@ from .records import SUCCESS_OUTCOMES, AccountRun, Outcome, RawAnswer, SlotLoad
 from .storage import Storage
 from .summary import RunSummary
 from .transform import flattened_load, load_or_failure, unsuccessful_load
+
+log = logging.getLogger(__name__)
 
 UNREADABLE = (OSError, ValueError, KeyError, EOFError)  # what a damaged archived answer raises
 Item = tuple[str, datetime, Sequence[str] | None]  # (account, slot, archived keys oldest first, or None)
@@ -128,3 +140,106 @@ def _pick_archived(storage: Storage, keys: Sequence[str]) -> SlotLoad | tuple[Ra
         raise ValueError("no archived answer")
     return newest
 
+
+
+# --- replaying whole days, in worker processes ------------------------------------------------------
+
+REPLAY_ACCOUNTS_PER_UNIT = 50  # accounts of one day replayed per unit of work: bounds a unit's memory
+
+
+@dataclass(frozen=True)
+class ReplayedUnit:
+    """The replay of some accounts' archived slots of one UTC day, packed to cross a process boundary:
+    each table's rows of every slot in one contiguous table, and where each slot's rows start.
+
+    (A slot's tables are slices of the group flattened with it; pickled as they are, every slice
+    would carry the whole group's buffers.)
+    """
+
+    day: date
+    runs: list[AccountRun]
+    tables: dict[str, pa.Table]                 # table name -> the rows of every data-bearing slot
+    offsets: dict[str, list[int]] | None         # table name -> row offsets; None: the unit has no data
+    has_data: list[bool]                         # per run: whether its load carries tables
+    errors: list[tuple[str, str]]                # (account, message) of unreadable archived answers
+
+    @classmethod
+    def pack(cls, day: date, loads: Sequence[SlotLoad], errors: list[tuple[str, str]]) -> ReplayedUnit:
+        data = [ld.tables for ld in loads if ld.tables is not None]
+        names = sorted({name for tables in data for name in tables})
+        tables, offsets = {}, {}
+        for name in names:
+            parts = [tables_[name] for tables_ in data]
+            offsets[name] = [0, *itertools.accumulate(t.num_rows for t in parts)]
+            tables[name] = pa.concat_tables(parts).combine_chunks()
+        return cls(day, [ld.run for ld in loads], tables, offsets if data else None,
+                   [ld.tables is not None for ld in loads], errors)
+
+    def loads(self) -> list[SlotLoad]:
+        out, k = [], 0
+        for run, has in zip(self.runs, self.has_data):
+            if not has:
+                out.append(SlotLoad(run))
+                continue
+            assert self.offsets is not None
+            out.append(SlotLoad(run, {name: table.slice(self.offsets[name][k],
+                                                        self.offsets[name][k + 1] - self.offsets[name][k])
+                                      for name, table in self.tables.items()}))
+            k += 1
+        return out
+
+
+def replay_unit(storage: Storage, day: date, account_ids: Sequence[str]) -> ReplayedUnit:
+    """Every archived slot of ``account_ids`` on ``day``, replayed (runs in a worker process too)."""
+    from .raw_archive import list_archived_slots
+
+    start = datetime.combine(day, time(), UTC)
+    summary = RunSummary(command="backfill", snapshot_at=None)
+    items = list_archived_slots(storage, start=start, end=start + timedelta(days=1), account_ids=account_ids)
+    loads = list(replay_items(storage, items, summary))
+    return ReplayedUnit.pack(day, loads, sorted(summary.errors.items()))
+
+
+def replay_days(storage: Storage, days: Sequence[date], account_ids: Sequence[str], *,
+                workers: int) -> Iterator[ReplayedUnit]:
+    """``replay_unit`` over every day and group of ``REPLAY_ACCOUNTS_PER_UNIT`` accounts, in day order.
+
+    With ``workers`` > 1 the units are replayed by that many ``spawn`` processes (reading, parsing
+    and flattening hold the GIL; a forked child would also inherit the parent's delta-rs runtime,
+    which does not survive ``fork()``), at most ``workers + 1`` units ahead of the caller, so memory
+    stays bounded while the caller writes. A storage that cannot be sent to a process (an S3
+    client) is replayed in this process.
+    """
+    units = [(day, list(account_ids[i:i + REPLAY_ACCOUNTS_PER_UNIT]))
+             for day in days for i in range(0, len(account_ids), REPLAY_ACCOUNTS_PER_UNIT)]
+    if workers <= 1 or len(units) <= workers or not _sendable(storage):
+        for day, accounts in units:
+            yield replay_unit(storage, day, accounts)
+        return
+    done = 0
+    try:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            pending: deque[Future[ReplayedUnit]] = deque()
+            queue = iter(units)
+            for day, accounts in itertools.islice(queue, workers + 1):
+                pending.append(pool.submit(replay_unit, storage, day, accounts))
+            while pending:
+                unit = pending.popleft().result()
+                for day, accounts in itertools.islice(queue, 1):
+                    pending.append(pool.submit(replay_unit, storage, day, accounts))
+                done += 1
+                yield unit
+    except BrokenProcessPool as exc:  # e.g. a script without a __main__ guard: spawn cannot start it
+        log.warning("replay workers failed (%s); replaying the remaining %d unit(s) in this process",
+                    exc, len(units) - done)
+        for day, accounts in units[done:]:
+            yield replay_unit(storage, day, accounts)
+
+
+def _sendable(storage: Storage) -> bool:
+    try:
+        pickle.dumps(storage)
+    except Exception:  # noqa: BLE001 - anything that cannot be pickled is replayed in this process
+        return False
+    return True

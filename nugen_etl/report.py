@@ -53,10 +53,23 @@ def print_report(warehouse: Warehouse, *, root: Path, warehouse_url: str, config
     for account_id, model_key, first, last in warehouse.fetch_all(ACCURACY_TREND):
         print(f"  {account_id:<16} {model_key:<30} {first:.4f} -> {last:.4f} ({last - first:+.4f})", file=out)
     dataset = root / "model_snapshots"
-    print(f"\nParquet dataset : {dataset}/  (and {root / 'model_metrics'}/)", file=out)
+    print(f"\nDelta tables    : {dataset}/, {root / 'model_metrics'}/, {root / 'account_runs'}/", file=out)
     print(f"Raw archive     : {root / 'raw'}/", file=out)
     print(f"Warehouse       : {warehouse_url}", file=out)
     print(f"Config          : {config_path}", file=out)
-    print("Example query   : select account_id, model_key, snapshot_at, usage_count, accuracy from "
-          f"read_parquet('{dataset}/**/*.parquet', hive_partitioning=true) order by snapshot_at desc limit 5",
-          file=out)
+    print(f"Example query   : {lake_example_command(dataset)}", file=out)
+    print("                  (with DuckDB's delta extension: select ... from "
+          f"delta_scan('{dataset}'); README, 'Reading the lake')", file=out)
+
+
+LAKE_EXAMPLE_SQL = ("select account_id, model_key, snapshot_at, usage_count, accuracy from snapshots "
+                    "order by snapshot_at desc, account_id, model_key limit 5")
+
+
+def lake_example_command(table: Path) -> str:
+    """A shell command that queries the snapshots Delta table offline: deltalake hands DuckDB an Arrow
+    dataset of exactly the table's current files (no extension to download)."""
+    code = (f"import duckdb; from deltalake import DeltaTable; "
+            f"snapshots = DeltaTable({str(table)!r}).to_pyarrow_dataset(); "
+            f"print(duckdb.sql({LAKE_EXAMPLE_SQL!r}))")
+    return f'python -c "{code}"'

@@ -1,4 +1,4 @@
-"""Declared Arrow schemas and primary keys of every table nugen-etl writes (Parquet and warehouse).
+"""Declared Arrow schemas and primary keys of every table nugen-etl writes (Delta lake and warehouse).
 
 The warehouse DDL in ``sql/`` mirrors these; ``tests/test_schemas.py`` keeps the two in step.
 """
@@ -143,6 +143,15 @@ ACCOUNT_RUNS = TableSpec(
         ("error", pa.string()),
     ]),
     ("account_id", "snapshot_at"),
+)
+
+# account_runs as the lake keeps it: partitioned by day like the other lake tables.
+LAKE_ACCOUNT_RUNS = TableSpec(
+    "account_runs",
+    pa.schema([ACCOUNT_RUNS.schema.field("account_id"), ACCOUNT_RUNS.schema.field("snapshot_at"),
+               ("snapshot_date", pa.date32()),
+               *[f for f in ACCOUNT_RUNS.schema if f.name not in ("account_id", "snapshot_at")]]),
+    ACCOUNT_RUNS.primary_key,
 )
 
 ALL_TABLES = (MODEL_SNAPSHOTS, MODEL_METRICS, EVALUATIONS, QUARANTINE, ACCOUNT_RUNS)

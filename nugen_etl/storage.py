@@ -54,6 +54,10 @@ class Storage(Protocol):
         """(sub-folder names, file names) directly under ``folder``, each sorted; empty when absent."""
         ...
 
+    def delta_location(self) -> tuple[str, dict[str, str]]:
+        """The root as delta-rs addresses it, and the storage options it needs (may hold credentials)."""
+        ...
+
 
 def check_key(key: str) -> str:
     """``key`` if it is a relative path that stays under the root, else ValueError.
@@ -122,6 +126,10 @@ class LocalStorage:
         except (FileNotFoundError, NotADirectoryError):
             return [], []
         return sorted(n for n, d in found if d), sorted(n for n, d in found if not d)
+
+    def delta_location(self) -> tuple[str, dict[str, str]]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return str(self.root.resolve()), {}
 
 
 @dataclass(frozen=True)
@@ -193,6 +201,25 @@ class S3Storage:
 
         result: tuple[list[str], list[str]] = self._call("list", folder, list_all)
         return result
+
+    def delta_location(self) -> tuple[str, dict[str, str]]:
+        """``s3://bucket/prefix`` and delta-rs options: the same endpoint, region and credentials as this
+        client's boto3 session (explicit, or the AWS chain resolved once), commits by conditional PUT
+        (``If-None-Match``), so no DynamoDB lock table is needed."""
+        region = self.region or (self._session.region_name if self._session is not None else None)
+        options = {"conditional_put": "etag", "aws_region": region or "us-east-1"}
+        if self.endpoint_url:
+            options["aws_endpoint_url"] = self.endpoint_url
+            options["aws_virtual_hosted_style_request"] = "false"
+            if self.endpoint_url.startswith("http://"):
+                options["aws_allow_http"] = "true"
+        creds = self._session.get_credentials() if self._session is not None else None
+        if creds is not None:
+            frozen = creds.get_frozen_credentials()
+            options["aws_access_key_id"], options["aws_secret_access_key"] = frozen.access_key, frozen.secret_key
+            if frozen.token:
+                options["aws_session_token"] = frozen.token
+        return self.display, options
 
     def close(self) -> None:
         self._client.close()

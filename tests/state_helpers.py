@@ -1,16 +1,18 @@
-"""Comparable dumps of what a run leaves behind: every warehouse table and every Parquet file,
-without ``fetched_at`` (it records when the API answered, so two equivalent runs differ there)."""
+"""Comparable dumps of what a run leaves behind: every warehouse table and every Delta table of the
+lake, without ``fetched_at`` (it records when the API answered, so two equivalent runs differ there)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from nugen_etl import schemas
 from nugen_etl.config import Config
 from nugen_etl.pipeline import open_configured_warehouse
 from nugen_etl.warehouse import Warehouse
+
+# The lake's tables, named here rather than taken from nugen_etl.lake so a table the product stops
+# writing shows up as a difference.
+LAKE_SPECS = (schemas.MODEL_SNAPSHOTS, schemas.MODEL_METRICS, schemas.LAKE_ACCOUNT_RUNS)
 
 
 def warehouse_dump(wh: Warehouse, account_id: str | None = None) -> dict[str, list[tuple]]:
@@ -29,12 +31,37 @@ def config_dump(config: Config, account_id: str | None = None) -> dict[str, list
         return warehouse_dump(wh, account_id)
 
 
-def parquet_dump(root: Path) -> dict[str, list[dict]]:
-    """Every visible Parquet file under ``root`` (relative path -> rows without ``fetched_at``)."""
-    out = {}
-    for path in sorted(root.rglob("*.parquet")):
-        table = pq.read_table(path)
-        if "fetched_at" in table.column_names:
-            table = table.drop_columns(["fetched_at"])
-        out[str(path.relative_to(root))] = table.to_pylist()
+def lake_dump(root: Path) -> dict[str, list[dict] | None]:
+    """Every Delta table under ``root`` at its latest version: table -> rows in primary-key order,
+    without ``fetched_at`` (None for a table that does not exist, so "absent" differs from "empty").
+
+    Read through deltalake, which sees exactly the files of the current version (a file glob would
+    also see files a later commit removed)."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    out: dict[str, list[dict] | None] = {}
+    for spec in LAKE_SPECS:
+        try:
+            table = DeltaTable(str(root / spec.name)).to_pyarrow_table()
+        except TableNotFoundError:
+            out[spec.name] = None
+            continue
+        table = table.sort_by([(column, "ascending") for column in spec.primary_key])
+        out[spec.name] = table.drop_columns([c for c in table.column_names if c == "fetched_at"]).to_pylist()
     return out
+
+
+def lake_version(root: Path, name: str) -> int:
+    """The latest committed version of the Delta table ``root/name``."""
+    from deltalake import DeltaTable
+
+    return DeltaTable(str(root / name)).version()
+
+
+def lake_commits_since(root: Path, name: str, version: int) -> list[dict]:
+    """The commit infos (operation and custom metadata) of ``root/name`` after ``version``, oldest first."""
+    from deltalake import DeltaTable
+
+    dt = DeltaTable(str(root / name))
+    return sorted((c for c in dt.history() if c["version"] > version), key=lambda c: c["version"])

@@ -18,7 +18,7 @@ from nugen_etl.config import WarehouseConfig  # noqa: E402
 
 def test_quick_harness_on_tiny_sizes_writes_json_and_markdown(tmp_path):
     pg_url = os.environ.get("NUGEN_TEST_PG_URL")
-    scenarios = ["fanout", "throughput", "rebuild", "flat_cost", "memory"]
+    scenarios = ["fanout", "throughput", "rebuild", "flat_cost", "memory", "lake"]
     result = bench_runner.run_suite(TINY, scenarios=scenarios, out=tmp_path / "out", pg_url=pg_url,
                                     cache=tmp_path / "cache")
 
@@ -41,9 +41,28 @@ def test_quick_harness_on_tiny_sizes_writes_json_and_markdown(tmp_path):
     for res in engines.values():
         assert res["rows"] == res["warehouse_rows"] == rebuild_rows
         assert res["errors"] == 0 and res["peak_rss_mib"] > 0 and res["cpu_s"] > 0
+        stages = res["stages_s"]  # a backfill of TINY's single day: one lake write and one warehouse load
+        assert (stages["lake_calls"], stages["warehouse_calls"]) == (TINY.rb_days, TINY.rb_days)
+        assert stages["lake"] > 0 and stages["warehouse"] > 0 and stages["replay"] > 0
     assert s["rebuild"]["read_parse_rows"] == rebuild_rows and s["rebuild"]["read_parse_rows_per_s"] > 0
-    encoded = s["rebuild"]["transform_encode"]
-    assert encoded["rows"] == rebuild_rows and 0 < encoded["parquet_s"] < encoded["wall_s"]
+    assert s["rebuild"]["replay_only"]["rows"] == rebuild_rows and s["rebuild"]["replay_only"]["wall_s"] > 0
+    live = s["lake"]["live"]
+    batches = -(-TINY.lake_accounts // TINY.lake_batch)
+    assert live["records"] == TINY.lake_slots * TINY.lake_accounts * TINY.lake_models
+    assert live["commits"] == len(live["batch_s"]) == TINY.lake_slots * batches
+    compaction = live["compaction"]
+    tables = {"model_snapshots", "model_metrics", "account_runs"}
+    assert compaction["files_before"] == dict.fromkeys(tables, TINY.lake_slots * batches)
+    assert set(compaction["files_after"]) == tables and all(0 < n <= 2 for n in compaction["files_after"].values())
+    assert compaction["identical"] == dict.fromkeys(tables, True)
+    assert compaction["rows"]["model_snapshots"] == live["records"]
+    assert compaction["rows"]["account_runs"] == TINY.lake_slots * TINY.lake_accounts
+    scan = s["lake"]["scan"]
+    assert (scan["days"], scan["accounts"], scan["models"]) == (TINY.rb_days, TINY.rb_accounts, TINY.rb_models)
+    assert scan["rows"] == rebuild_rows and scan["groups"] == TINY.rb_days * TINY.rb_accounts
+    assert scan["old_files"] == 24 * TINY.rb_days * TINY.rb_accounts and scan["same_result"] is True
+    assert scan["compacted_days"] == TINY.rb_days and 0 < scan["delta_max_files_per_day"] <= 2
+    assert len(scan["delta_s"]) == len(scan["old_s"]) >= TINY.reps
     for res in s["flat_cost"]["engines"].values():
         assert res["history_rows"] == TINY.fc_history_rows
     assert set(s["memory"]["engines"]) == ({"duckdb", "postgresql"} if pg_url else {"duckdb"})
@@ -60,7 +79,13 @@ def test_quick_harness_on_tiny_sizes_writes_json_and_markdown(tmp_path):
     assert "| 1 fan-out |" in table and "| 3 rebuild |" in table
     assert "| 1 fan-out | pipeline CPU / CPU the target leaves" in table
     assert all(f"| 3 rebuild | CPU per row, backfill -> {engine}" in table for engine in engines)
-    assert "| 3 rebuild | replay + flatten + encoding the slot Parquet files in memory" in table
+    assert all(f"| 3 rebuild | where the time goes, backfill -> {engine}" in table for engine in engines)
+    assert "| 3 rebuild | replay + flatten alone" in table
+    assert "| 2 throughput | stage lake |" in table
+    assert "| 7 lake | live run's lake stage" in table
+    assert all(f"| 7 lake | data files in a closed day after compaction: {name} |" in table for name in tables)
+    assert f"| 7 lake | {TINY.rb_days}-day lake scan through Delta" in table
+    assert "| 7 lake | the same scan over the old per-slot layout" in table
     assert all(f"| 5 memory | {engine}: peak RSS" in table for engine in s["memory"]["engines"])
     settings = ", ".join(f"{k} {v}" for k, v in memory.UNBUDGETED.items())
     assert f"| 5 memory | duckdb without the per-load budget ({settings}): peak RSS" in table

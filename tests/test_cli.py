@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyarrow.compute as pc
 import pytest
+from deltalake import DeltaTable
 
 from nugen_etl.cli import main, resolve_slot
 from nugen_etl.errors import ConfigError
+from nugen_etl.report import lake_example_command
 from nugen_etl.simulator import SimulatorState, serve
 from nugen_etl.slots import floor_slot
 
@@ -59,7 +65,14 @@ def test_one_rejected_account_exits_1_and_the_rest_is_written(sim, tmp_path, mon
     out, err = capsys.readouterr()
     doc = json.loads(out)
     assert doc["outcomes"] == {"ok": 1, "auth_failed": 1} and err == ""
-    assert list((tmp_path / "data" / "model_snapshots").rglob("*.parquet"))
+    data = tmp_path / "data"
+    snapshots = DeltaTable(str(data / "model_snapshots")).to_pyarrow_table()
+    runs = DeltaTable(str(data / "account_runs")).to_pyarrow_table()
+    assert dict(zip(runs["account_id"].to_pylist(), runs["outcome"].to_pylist())) == {
+        "acct-0001": "ok", REJECTED: "auth_failed"}
+    (models,) = pc.filter(runs["model_count"], pc.equal(runs["account_id"], "acct-0001")).to_pylist()
+    assert models > 0 and set(snapshots["account_id"].to_pylist()) == {"acct-0001"}
+    assert snapshots.num_rows == models
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -121,9 +134,30 @@ def test_migrate_and_backfill_commands(sim, tmp_path, monkeypatch, capsys) -> No
 
 
 def test_demo_runs_offline_and_reports(tmp_path, capsys) -> None:
-    assert main(["demo", "--dir", str(tmp_path / "demo")]) == 0
+    demo = tmp_path / "demo"
+    assert main(["demo", "--dir", str(demo)]) == 0
     out = capsys.readouterr().out
     for part in ("Per-account outcome", "auth_failed", "empty", "Top models by usage growth",
-                 "Accuracy trend", "Parquet dataset", "warehouse.duckdb", "read_parquet("):
+                 "Accuracy trend", "Delta tables", "warehouse.duckdb", "delta_scan("):
         assert part in out
-    assert list((tmp_path / "demo" / "model_snapshots").rglob("*.parquet"))
+    assert "read_parquet(" not in out, "a file glob over a Delta table also reads replaced files"
+    command = lake_example_command(demo / "model_snapshots")
+    assert f"Example query   : {command}\n" in out
+    snapshots = DeltaTable(str(demo / "model_snapshots")).to_pyarrow_table()
+    assert snapshots.num_rows > 5
+
+    # the printed command, run as a user would in the project's environment (no extension downloads)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.run(command, shell=True, env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    printed = [[cell.strip() for cell in line.strip("│").split("│")]
+               for line in proc.stdout.splitlines() if line.startswith("│")]
+    header, rows = printed[0], printed[2:]  # the second line holds the column types
+    assert header == ["account_id", "model_key", "snapshot_at", "usage_count", "accuracy"]
+    newest = snapshots.sort_by([("snapshot_at", "descending"), ("account_id", "ascending"),
+                                ("model_key", "ascending")]).slice(0, 5).to_pylist()
+    assert [(r[0], r[1]) for r in rows] == [(m["account_id"], m["model_key"]) for m in newest]
+    # rows of one model key in one slot (a redeploy) may come in either order
+    assert sorted((r[0], r[1], int(r[3])) for r in rows) == sorted(
+        (m["account_id"], m["model_key"], m["usage_count"]) for m in newest)

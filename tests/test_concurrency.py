@@ -1,5 +1,6 @@
 """Idempotency and concurrency: the same slot many times, two processes on one slot at once, a
-backfill racing a live run -- always exactly one copy of each row and the same Parquet contents.
+backfill racing a live run -- always exactly one copy of each row and the same lake rows (the
+lake's concurrent commits to one Delta table are retried, never lost or doubled).
 On DuckDB a second writer waits for the lock and, if it stays taken, says "warehouse busy"."""
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from nugen_etl.simulator import SimulatorState, serve
 
 from .conftest import ENGINES, fresh_warehouse_url
 from .e2e_helpers import FETCH_OFFSET, T0, environ_for, write_toml_config
-from .state_helpers import config_dump, parquet_dump
+from .state_helpers import config_dump, lake_commits_since, lake_dump, lake_version
 
 HARNESS = Path(__file__).with_name("crash_harness.py")
 SLOTS = [T0 + timedelta(hours=h) for h in range(3)]
@@ -72,12 +73,14 @@ def test_same_slot_n_times_is_one_slot(engine, sim, request, tmp_path) -> None:
     _, config = setup_world(request, engine, tmp_path, sim)
     state.set_time(SLOTS[0] + FETCH_OFFSET)
     run_snapshot(config, snapshot_at=SLOTS[0])
-    once_wh, once_pq = config_dump(config), parquet_dump(config.storage_root)
-    assert once_wh["model_snapshots"] and once_pq
+    once_wh, once_lake = config_dump(config), lake_dump(config.storage_root)
+    assert once_wh["model_snapshots"] and once_lake["model_snapshots"]
+    version = lake_version(config.storage_root, "model_snapshots")
     for _ in range(4):
         assert run_snapshot(config, snapshot_at=SLOTS[0]).exit_code == 0
     assert config_dump(config) == once_wh
-    assert parquet_dump(config.storage_root) == once_pq
+    assert lake_dump(config.storage_root) == once_lake
+    assert lake_version(config.storage_root, "model_snapshots") >= version + 4, "each rerun committed"
     assert_one_copy_each(config)
     # the raw archive keeps every answer (append-only): five runs, five answers per account
     assert len(list((config.storage_root / "raw" / "account_id=acct-0001").rglob("*.raw.gz"))) == 5
@@ -100,8 +103,12 @@ def test_two_processes_on_the_same_slot_at_once(engine, sim, request, tmp_path) 
         assert code == 0, err
         assert "Traceback" not in err
     assert config_dump(config) == config_dump(reference)
-    assert parquet_dump(config.storage_root) == parquet_dump(reference.storage_root)
+    assert lake_dump(config.storage_root) == lake_dump(reference.storage_root)
     assert_one_copy_each(config)
+    # both processes committed their rows to the same tables: the later commit replaced the earlier
+    for name in ("model_snapshots", "account_runs"):
+        writes = [c for c in lake_commits_since(config.storage_root, name, -1) if c["operation"] == "WRITE"]
+        assert len({c["nugen.run_id"] for c in writes}) == 2, name
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -111,7 +118,7 @@ def test_backfill_racing_a_live_run(engine, sim, request, tmp_path) -> None:
     for slot in SLOTS:
         state.set_time(slot + FETCH_OFFSET)
         run_snapshot(config, snapshot_at=slot)
-    before_wh, before_pq = config_dump(config), parquet_dump(config.storage_root)
+    before_wh, before_lake = config_dump(config), lake_dump(config.storage_root)
 
     state.latency_ms = 100
     day = SLOTS[0].date().isoformat()
@@ -123,7 +130,7 @@ def test_backfill_racing_a_live_run(engine, sim, request, tmp_path) -> None:
         assert code == 0, err
         assert "Traceback" not in err
     assert config_dump(config) == before_wh
-    assert parquet_dump(config.storage_root) == before_pq
+    assert lake_dump(config.storage_root) == before_lake
     assert_one_copy_each(config)
 
 

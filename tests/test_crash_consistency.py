@@ -1,18 +1,25 @@
 """Crash consistency: SIGKILL the ``nugen-etl run`` process at many deterministic points, then rerun.
 
 Every trial starts from a slot already loaded once ("old": the simulator one hour earlier), kills a
-run of the same slot ("new") at one point (``tests/crash_harness.py``: half-written raw file,
-Parquet file before/after its rename, inside a warehouse transaction before COMMIT, ...) and checks:
+run of the same slot ("new") at one point (``tests/crash_harness.py``: half-written raw file, raw
+file before/after its rename, right before a Delta write, with a write's data files on disk but
+not committed, right after a commit, inside a warehouse transaction before COMMIT, ...) and checks:
 
-* every ``*.parquet`` file visible under the root parses, and the datasets read as a whole;
-* every account's slot -- in Parquet and in the warehouse -- is exactly the old or the new state;
+* each Delta table opens at its newest committed version, every log entry parses, every file that
+  version references parses, and the table reads whole (every row converts);
+* data files that no commit ever added exist only after ``lake-files-written`` (the point really
+  left uncommitted files), and no reader of the table sees them;
+* every account's rows in each lake table and in the warehouse are exactly the old or the new
+  state, and for the lake points exactly the state the commit order implies (commits before the
+  point are visible, later ones are not: e.g. new snapshots beside old metrics);
 * every raw answer the archive lists decodes;
-* running the slot again converges to exactly the state of an uninterrupted run (``fetched_at``
-  aside, which records when the API answered).
+* running the slot again converges to exactly the lake rows (read through deltalake) and warehouse
+  rows of an uninterrupted run (``fetched_at`` aside, which records when the API answered).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -20,18 +27,20 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
-import duckdb
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable
 
 from nugen_etl.config import Config, load_config
+from nugen_etl.lake import LAKE_TABLES
 from nugen_etl.pipeline import run_snapshot
 from nugen_etl.raw_archive import list_archived_slots, read_raw_answer
 from nugen_etl.simulator import SimulatorState, serve
 
 from .conftest import ENGINES, fresh_warehouse_url
+from .crash_harness import LOG_ENTRY
 from .e2e_helpers import T0, environ_for, write_toml_config
 from .state_helpers import config_dump
 
@@ -39,58 +48,111 @@ HARNESS = Path(__file__).with_name("crash_harness.py")
 SLOT = T0 + timedelta(hours=2)
 OLD_TIME = SLOT + timedelta(minutes=3)              # the slot's first run sees this answer...
 NEW_TIME = SLOT + timedelta(hours=1, minutes=3)     # ...its rerun this one (usage has grown)
+TABLES = [spec.name for spec in LAKE_TABLES]        # the order a batch commits them in
+BATCH = 2                                           # warehouse.batch_accounts
 
-# 3 raw files (one per account), 4 Parquet files (2 accounts with models x 2 datasets), 2 load
-# transactions of 8 statements (batch_accounts = 2): kill points spread over all of them.
-FILE_POINTS = ["raw-partial:1", "raw-before-rename:2", "raw-after-rename:3", "parquet-partial:1",
-               "parquet-before-rename:2", "parquet-after-rename:3", "parquet-partial:4"]
+# 4 accounts fetched one at a time (the last one has no models): 4 raw files; 2 batches of 2
+# accounts, each 3 Delta commits (model_snapshots, model_metrics, account_runs) then a load
+# transaction of 8 statements. Kill points spread over all of them.
+FILE_POINTS = ["raw-partial:1", "raw-before-rename:2", "raw-after-rename:3"]
+LAKE_POINTS = ["lake-before-commit:1", "lake-files-written:1", "lake-after-commit:1",
+               "lake-after-commit:3", "lake-files-written:4", "lake-after-commit:5"]
 WAREHOUSE_POINTS = ["warehouse-0:1", "warehouse-3:1", "warehouse-8:1", "warehouse-4:2", "warehouse-8:2"]
-POINTS = {"duckdb": FILE_POINTS + WAREHOUSE_POINTS,
-          # the file points do not depend on the engine; two of them prove the warehouse side holds
-          "postgresql": ["raw-after-rename:3", "parquet-after-rename:3"] + WAREHOUSE_POINTS}
+POINTS = {"duckdb": FILE_POINTS + LAKE_POINTS + WAREHOUSE_POINTS,
+          # the file and lake points do not depend on the engine; two of them prove the warehouse
+          # side holds when the process dies around the lake
+          "postgresql": ["raw-after-rename:3", "lake-after-commit:3"] + WAREHOUSE_POINTS}
+
 
 def write_config(folder: Path, base_url: str, state: SimulatorState, warehouse_url: str) -> Path:
     return write_toml_config(folder, base_url, state.account_ids, api={"max_concurrency": 1, "max_attempts": 1},
                              storage={"root": str(folder / "data"), "fsync": True},
-                             warehouse={"url": warehouse_url, "batch_accounts": 2})
+                             warehouse={"url": warehouse_url, "batch_accounts": BATCH})
 
 
 def warehouse_state(config: Config, accounts: list[str]) -> dict[str, dict[str, list[tuple]]]:
     return {account: config_dump(config, account) for account in accounts}
 
 
-def parquet_state(root: Path, accounts: list[str]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for account in accounts:
-        out[account] = {}
-        for dataset in ("model_snapshots", "model_metrics"):
-            files = sorted(root.glob(f"{dataset}/*/account_id={account}/*.parquet"))
-            table = pq.read_table(files[0]) if files else None
-            if table is not None and "fetched_at" in table.column_names:
-                table = table.drop_columns(["fetched_at"])
-            out[account][dataset] = (len(files), None if table is None else table.to_pylist())
+def lake_state(root: Path, accounts: list[str]) -> dict[str, dict[str, list[tuple]]]:
+    """account -> table -> its rows at the table's current version (through deltalake), sorted,
+    without ``fetched_at``."""
+    out: dict[str, dict[str, list[tuple]]] = {account: {} for account in accounts}
+    for name in TABLES:
+        table = DeltaTable(str(root / name)).to_pyarrow_table()
+        if "fetched_at" in table.column_names:
+            table = table.drop_columns(["fetched_at"])
+        rows = [tuple(row.values()) for row in table.to_pylist()]
+        account_at = table.column_names.index("account_id")
+        for account in accounts:
+            out[account][name] = sorted((r for r in rows if r[account_at] == account), key=repr)
+    return out
+
+
+def log_entries(folder: Path) -> dict[int, list[dict[str, Any]]]:
+    """Every committed log entry of a table, parsed: version -> its actions."""
+    entries = {}
+    for path in (folder / "_delta_log").iterdir():
+        if LOG_ENTRY.fullmatch(path.name):
+            assert path.is_file(), f"{path} is not a log entry"
+            entries[int(path.name[:20])] = [json.loads(line) for line in path.read_text().splitlines() if line]
+    return entries
+
+
+def uncommitted_files(root: Path) -> dict[str, set[str]]:
+    """Per table, the data files on disk that no commit ever added."""
+    out = {}
+    for name in TABLES:
+        folder = root / name
+        added = {unquote(action["add"]["path"]) for actions in log_entries(folder).values()
+                 for action in actions if "add" in action}
+        on_disk = {str(p.relative_to(folder)) for p in folder.rglob("*.parquet") if "_delta_log" not in p.parts}
+        out[name] = on_disk - added
     return out
 
 
 def assert_readable(root: Path) -> None:
-    """Every visible Parquet file parses, and the datasets read whole (hidden temporary files ignored)."""
-    for path in root.rglob("*.parquet"):
-        pq.read_table(path)
-    for dataset in ("model_snapshots", "model_metrics"):
-        if (root / dataset).exists():
-            ds.dataset(root / dataset, format="parquet", partitioning="hive").to_table()
-            duckdb.sql(f"select count(*) from read_parquet('{root / dataset}/**/*.parquet', "
-                       "hive_partitioning=true)").fetchall()
+    """Each table is at its newest committed version and reads whole; the raw archive decodes."""
+    for name in TABLES:
+        folder = root / name
+        entries = log_entries(folder)
+        assert sorted(entries) == list(range(len(entries))), f"{name}: a gap in the log"
+        table = DeltaTable(str(folder))
+        assert table.version() == max(entries), f"{name}: not at its newest committed version"
+        for uri in table.file_uris():
+            pq.read_table(uri)
+        rows = table.to_pyarrow_table()
+        assert len(rows.to_pylist()) == rows.num_rows
     for _, _, paths in list_archived_slots(root, start=SLOT, end=SLOT + timedelta(seconds=1)):
         for path in paths:
             read_raw_answer(path)
+
+
+def expected_after(point: str, accounts: list[str], old: dict, new: dict) -> tuple[dict, dict] | None:
+    """(lake, warehouse) state per account that a kill at a lake point must leave, from the commit
+    order: batch after batch, its three table commits, then its warehouse load. None for other points."""
+    when, _, nth = point.removeprefix("lake-").rpartition(":")
+    if not point.startswith("lake-"):
+        return None
+    n = int(nth)
+    done = n if when == "after-commit" else n - 1     # commits that completed before the kill
+    (old_wh, old_lake), (new_wh, new_lake) = old, new
+    lake: dict[str, dict[str, list[tuple]]] = {}
+    warehouse = {}
+    for i, account in enumerate(accounts):
+        batch = i // BATCH
+        lake[account] = {name: (new_lake if 3 * batch + t + 1 <= done else old_lake)[account][name]
+                         for t, name in enumerate(TABLES)}
+        # a batch's warehouse load runs after its last commit and before the next batch's first
+        warehouse[account] = (new_wh if n > 3 * batch + 3 else old_wh)[account]
+    return lake, warehouse
 
 
 @pytest.fixture(scope="module")
 def references(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     """``get(engine)``: the simulator, plus the old and new state of an uninterrupted pair of runs of
     the slot on that engine (built once per engine)."""
-    state = SimulatorState(seed=21, accounts=3, models=4, start=T0)
+    state = SimulatorState(seed=21, accounts=4, models=4, start=T0)
     env = environ_for(state)
     built: dict[str, dict[str, Any]] = {}
     with serve(state) as server:
@@ -102,11 +164,16 @@ def references(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
                 accounts = list(state.account_ids)
                 state.set_time(OLD_TIME)
                 run_snapshot(config, snapshot_at=SLOT)
-                old = (warehouse_state(config, accounts), parquet_state(config.storage_root, accounts))
+                old = (warehouse_state(config, accounts), lake_state(config.storage_root, accounts))
                 state.set_time(NEW_TIME)
                 run_snapshot(config, snapshot_at=SLOT)
-                new = (warehouse_state(config, accounts), parquet_state(config.storage_root, accounts))
-                assert old != new, "the two runs must differ, or the test could not tell them apart"
+                new = (warehouse_state(config, accounts), lake_state(config.storage_root, accounts))
+                # the two runs must differ in both data tables of an account of each batch, or a
+                # lake point could not be told from its neighbours
+                for account in accounts[0], accounts[BATCH]:
+                    for name in TABLES[:2]:
+                        assert old[1][account][name] != new[1][account][name], (account, name)
+                assert old[0] != new[0]
                 built[engine] = {"state": state, "server": server, "env": env, "old": old, "new": new,
                                  "accounts": accounts}
             return built[engine]
@@ -130,9 +197,11 @@ def test_sigkill_then_rerun_converges(references, engine: str, point: str, reque
     root = config.storage_root
     state.set_time(OLD_TIME)
     run_snapshot(config, snapshot_at=SLOT)
-    old_wh, old_pq = reference["old"]
-    new_wh, new_pq = reference["new"]
+    old_wh, old_lake = reference["old"]
+    new_wh, new_lake = reference["new"]
     assert warehouse_state(config, accounts) == old_wh
+    assert lake_state(root, accounts) == old_lake
+    assert uncommitted_files(root) == {name: set() for name in TABLES}
 
     state.set_time(NEW_TIME)
     proc = subprocess.run(
@@ -142,15 +211,26 @@ def test_sigkill_then_rerun_converges(references, engine: str, point: str, reque
     assert proc.returncode == -signal.SIGKILL, f"the kill point was never reached: {proc.stderr}"
 
     assert_readable(root)
-    wh_now, pq_now = warehouse_state(config, accounts), parquet_state(root, accounts)
+    orphans = uncommitted_files(root)
+    if point.startswith("lake-files-written:"):
+        n = int(point.rpartition(":")[2])
+        assert orphans[TABLES[(n - 1) % 3]], "the write's data files were on disk when the process died"
+        assert sum(map(bool, orphans.values())) == 1, orphans
+    else:
+        assert orphans == {name: set() for name in TABLES}
+    wh_now, lake_now = warehouse_state(config, accounts), lake_state(root, accounts)
     for account in accounts:
         assert wh_now[account] in (old_wh[account], new_wh[account]), f"{account}: half a slot in the warehouse"
-        for dataset, files in pq_now[account].items():
-            assert files in (old_pq[account][dataset], new_pq[account][dataset]), f"{account} {dataset}"
+        for name, rows in lake_now[account].items():
+            assert rows in (old_lake[account][name], new_lake[account][name]), f"{account} {name}"
+    expected = expected_after(point, accounts, reference["old"], reference["new"])
+    if expected is not None:
+        assert lake_now == expected[0]
+        assert wh_now == expected[1]
 
     state.set_time(NEW_TIME)
     summary = run_snapshot(config, snapshot_at=SLOT)
     assert summary.exit_code == 0
     assert_readable(root)
     assert warehouse_state(config, accounts) == new_wh
-    assert parquet_state(root, accounts) == new_pq
+    assert lake_state(root, accounts) == new_lake

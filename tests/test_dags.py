@@ -37,6 +37,7 @@ pytest.importorskip("airflow.sdk", reason="the DAG tests need apache-airflow (pi
 
 DAG_ID = "nugen_aligned_models"
 REBUILD_ID = "nugen_aligned_models_rebuild"
+MAINTENANCE_ID = "nugen_lake_maintenance"
 HOUR = timedelta(hours=1)
 REJECTED = "acct-bad"
 ACCOUNTS = ["acct-0001", "acct-0002", "acct-0003", REJECTED, "acct-0004"]   # batches of 2: the bad key
@@ -93,6 +94,9 @@ def test_dagbag_has_no_import_errors_and_the_expected_tasks(tmp_path: Path) -> N
     assert snap["tasks"]["verdict"]["trigger_rule"] == "one_failed"
     assert set(rebuild["tasks"]) == {"rebuild"} and rebuild["tasks"]["rebuild"]["retries"] == 1
     assert rebuild["params"] == ["accounts", "from", "to"]
+    maintenance = got["dags"][MAINTENANCE_ID]
+    assert set(maintenance["tasks"]) == {"compact_lake"} and maintenance["max_active_runs"] == 1
+    assert maintenance["timetable"] == "CronTriggerTimetable" and maintenance["summary"] == "30 3 * * *"
 
 
 def test_schedule_catchup_and_retries_come_from_the_environment(tmp_path: Path) -> None:
@@ -112,13 +116,14 @@ spec = importlib.util.spec_from_file_location("dag_under_test", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
 t2 = time.perf_counter()
-heavy = sorted(m for m in ("nugen_etl", "pandas", "pyarrow", "duckdb", "httpx", "psycopg")
+heavy = sorted(m for m in ("nugen_etl", "pandas", "pyarrow", "duckdb", "httpx", "psycopg", "deltalake")
                if m in sys.modules and m not in before)
 print("COST", t1 - t0, t2 - t1, ",".join(heavy))
 """
 
 
-@pytest.mark.parametrize("dag_file", ["nugen_aligned_models.py", "nugen_aligned_models_rebuild.py"])
+@pytest.mark.parametrize("dag_file", ["nugen_aligned_models.py", "nugen_aligned_models_rebuild.py",
+                                      "nugen_lake_maintenance.py"])
 def test_parse_cost_over_a_bare_airflow_sdk_import_is_under_budget(tmp_path: Path, dag_file: str) -> None:
     env = base_env(tmp_path / "home")
     extra, heavy = [], set()
@@ -231,9 +236,27 @@ def rows_of(url: str, slot: datetime) -> dict[str, int]:
     return {a: n for a, n in rows}
 
 
-def files(root: Path) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(root.glob("model_*/**/*.parquet"))}
+def data_versions(root: Path) -> dict[str, int]:
+    """The Delta version of each model table: a commit of any kind advances it."""
+    from deltalake import DeltaTable
+
+    return {name: DeltaTable(str(root / name)).version() for name in ("model_snapshots", "model_metrics")}
+
+
+def lake_rows(root: Path, table: str, slot: datetime) -> dict[str, int]:
+    """Rows per account of one slot in a Delta table of the lake."""
+    import pyarrow.dataset as pads
+    from deltalake import DeltaTable
+
+    rows = DeltaTable(str(root / table)).to_pyarrow_dataset().to_table(
+        filter=pads.field("snapshot_at") == slot, columns=["account_id"])["account_id"].to_pylist()
+    return {a: rows.count(a) for a in sorted(set(rows))}
+
+
+def lake_history(root: Path, table: str) -> list[dict]:
+    from deltalake import DeltaTable
+
+    return DeltaTable(str(root / table)).history()
 
 
 def counts(state: SimulatorState) -> dict[str | None, int]:
@@ -289,10 +312,10 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             # 1. live, the flaky account's first try answers 503 on every attempt
             state.inject(FLAKY, [Fault.status(503)] * MAX_ATTEMPTS)
             out["live"], = proc.run([{"dag_id": DAG_ID, "logical_date": now}])
-            out["live_counts"], out["live_dump"], out["live_files"] = counts(state), dump(warehouse), files(root)
+            out["live_counts"], out["live_dump"], out["live_files"] = counts(state), dump(warehouse), data_versions(root)
             # 2. the same interval again
             out["again"], = proc.run([{"dag_id": DAG_ID, "logical_date": now}])
-            out["again_counts"], out["again_dump"], out["again_files"] = counts(state), dump(warehouse), files(root)
+            out["again_counts"], out["again_dump"], out["again_files"] = counts(state), dump(warehouse), data_versions(root)
             # 3. a past interval whose answers are in the raw archive (captured earlier, elsewhere)
             past = slot - 5 * HOUR
             scratch = base / "scratch"
@@ -327,6 +350,17 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             out["rebuild"], = proc.run([{"dag_id": REBUILD_ID, "logical_date": None, "conf": days}], env=rebuilt_env)
             out["rebuild_requests"] = state.request_count()
             out["rebuilt_dump"] = dump(rebuilt)
+            # 8. a closed day in the lake (two days back, written outside Airflow), then the daily maintenance
+            closed = slot - 48 * HOUR
+            state.set_time(closed + timedelta(minutes=2))
+            lake_config = parse_config({"api": {"base_url": server.base_url},
+                                        "storage": {"root": str(root), "fsync": False},
+                                        "warehouse": {"url": f"duckdb:///{base / 'side.duckdb'}"},
+                                        "accounts": accounts}, base_dir=base, environ=keys)
+            out["closed_run"] = run_snapshot(lake_config, snapshot_at=closed)
+            state.set_time(None)
+            out["closed"] = closed
+            out["maintenance"], = proc.run([{"dag_id": MAINTENANCE_ID, "logical_date": None}])
         finally:
             proc.close()
         yield SimpleNamespace(**out)
@@ -336,7 +370,7 @@ def why(world) -> str:
     return "\n--- airflow log (tail) ---\n" + world.log.read_text(errors="replace")[-6000:]
 
 
-def test_live_run_writes_parquet_and_warehouse_rows_for_the_slot(world) -> None:
+def test_live_run_writes_lake_and_warehouse_rows_for_the_slot(world) -> None:
     state, slot = world.state, world.slot
     assert world.live.data_interval_end == slot.isoformat(), why(world)
     expected = {a: len(state.models_at(a, datetime.now(UTC))) for a in state.account_ids if a != state.empty_account_id}
@@ -344,12 +378,20 @@ def test_live_run_writes_parquet_and_warehouse_rows_for_the_slot(world) -> None:
     runs = runs_of(world.warehouse, slot)
     assert {a: o for a, (o, _, _) in runs.items()} == {
         "acct-0001": "ok", "acct-0002": "ok", "acct-0003": "ok", "acct-0004": "empty", REJECTED: "auth_failed"}
-    day = slot.date()
-    for dataset in ("model_snapshots", "model_metrics"):
-        for account_id in expected:
-            path = world.root / dataset / f"snapshot_date={day}" / f"account_id={account_id}" / \
-                f"part-{slot:%Y%m%dT%H%M%SZ}.parquet"
-            assert path.exists(), why(world)
+    assert lake_rows(world.root, "model_snapshots", slot) == expected, why(world)
+    assert set(lake_rows(world.root, "model_metrics", slot)) == set(expected)
+    assert lake_rows(world.root, "account_runs", slot) == dict.fromkeys(runs, 1)
+
+
+def test_lake_commits_name_the_airflow_run_the_slot_and_the_version(world) -> None:
+    from nugen_etl import __version__
+
+    live = [c for c in lake_history(world.root, "model_snapshots")
+            if c.get("nugen.slot") == world.slot.isoformat() and c.get("nugen.command") == "run"]
+    assert live, why(world)
+    assert all(c["nugen.run_id"].startswith("airflow:") and c["nugen.version"] == __version__ for c in live)
+    rebuilt = [c for c in lake_history(world.root, "model_snapshots") if c.get("nugen.command") == "backfill"]
+    assert rebuilt and all(c["nugen.run_id"].startswith("airflow:") for c in rebuilt)
 
 
 def test_publish_emits_one_asset_event_per_dataset(world) -> None:
@@ -388,7 +430,7 @@ def test_a_second_run_of_the_same_interval_changes_nothing(world) -> None:
     assert after[None] == before[None] + 1           # only the rejected key is tried again
     strip = lambda d: {**d, "account_runs": [r for r in d["account_runs"] if r[0] != REJECTED]}  # noqa: E731
     assert strip(world.again_dump) == strip(world.live_dump)
-    assert world.again_files == world.live_files      # not even rewritten
+    assert world.again_files == world.live_files      # not even rewritten: no new commit to the model tables
 
 
 def test_a_past_interval_with_raw_data_replays_it_without_api_calls(world) -> None:
@@ -399,8 +441,7 @@ def test_a_past_interval_with_raw_data_replays_it_without_api_calls(world) -> No
     captured = {r.account_id: (str(r.outcome), r.model_count) for r in world.captured.runs}
     assert {a: (o, n) for a, (o, n, _) in runs_of(world.warehouse, past).items()} == captured
     assert rows_of(world.warehouse, past) == {a: n for a, (o, n) in captured.items() if n}
-    assert any(world.root.glob(f"model_snapshots/snapshot_date={past.date()}/account_id=acct-0001/"
-                               f"part-{past:%Y%m%dT%H%M%SZ}.parquet"))
+    assert lake_rows(world.root, "model_snapshots", past) == rows_of(world.warehouse, past)
 
 
 def test_a_past_interval_without_raw_data_records_not_observed_without_api_calls(world) -> None:
@@ -443,3 +484,31 @@ def test_the_rebuild_dag_reproduces_the_warehouse_from_the_raw_archive(world) ->
     for table in ("model_snapshots", "model_metrics", "evaluations"):
         assert rebuilt[table] == final[table], table
     assert len(rebuilt["model_snapshots"]) > 0
+
+
+def test_the_maintenance_dag_compacts_closed_days_to_few_files(world) -> None:
+    from nugen_etl.compaction import load_state
+    from nugen_etl.lake import LAKE_TABLES
+    from nugen_etl.storage import LocalStorage
+
+    assert world.maintenance.state == "success", why(world)
+    assert lake_rows(world.root, "model_snapshots", world.closed), "the closed day has rows to compact"
+    state = load_state(LocalStorage(world.root))
+    day = world.closed.date().isoformat()
+    from deltalake import DeltaTable
+
+    for spec in LAKE_TABLES:
+        actions = pa_table(DeltaTable(str(world.root / spec.name)).get_add_actions(flatten=True))
+        on_day = [p for p, d in zip(actions["path"].to_pylist(), actions["partition.snapshot_date"].to_pylist())
+                  if str(d) == day]
+        assert 1 <= len(on_day) <= 2, (spec.name, on_day)
+        assert sorted(on_day) == state[spec.name][day]
+    history = lake_history(world.root, "model_snapshots")
+    assert any(c.get("nugen.command") == "compact" and c.get("nugen.day") == day
+               and c["nugen.run_id"].startswith("airflow:") for c in history)
+
+
+def pa_table(data):
+    import pyarrow as pa
+
+    return pa.table(data)

@@ -1,4 +1,4 @@
-"""End to end over real HTTP on loopback: simulator -> raw archive -> Parquet -> DuckDB views.
+"""End to end over real HTTP on loopback: simulator -> raw archive -> Delta lake -> warehouse views.
 
 Expected numbers are computed from the simulator's state model (tests/e2e_helpers.py)."""
 
@@ -8,15 +8,18 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
-import pyarrow.dataset as ds
+import pyarrow.compute as pc
 import pytest
+from deltalake import DeltaTable
 
+from nugen_etl import __version__
 from nugen_etl.pipeline import backfill, open_configured_warehouse, run_snapshot
 from nugen_etl.simulator import Fault, SimulatorState, serve
 
 from .conftest import ENGINES, fresh_warehouse_url
 from .e2e_helpers import (FETCH_OFFSET, REJECTED, SLOTS, T0, canonical_accuracy, expected_status_changes,
                           expected_usage_daily, make_config, observations)
+from .state_helpers import lake_commits_since, lake_dump, lake_version
 
 FAILING = "acct-0002"
 
@@ -129,57 +132,78 @@ def test_failed_account_retires_nothing(world) -> None:
     assert health[state.empty_account_id] == (SLOTS[-1], "empty", 0)
 
 
-def test_parquet_is_readable_by_duckdb_and_pyarrow(world) -> None:
+def test_lake_is_readable_by_duckdb_and_pyarrow(world) -> None:
+    """Through deltalake's Arrow dataset (the offline reader): DuckDB and pyarrow see every row once."""
     root, state = world["root"], world["state"]
     expected_rows = sum(len(state.models_at(a, s + FETCH_OFFSET)) for a in state.account_ids for s in ok_slots(a))
-    glob = f"{root}/model_snapshots/**/*.parquet"
-    (count, accounts, days), = duckdb.sql(
-        f"select count(*), count(distinct account_id), count(distinct snapshot_date) "
-        f"from read_parquet('{glob}', hive_partitioning=true)").fetchall()
+    snapshots = DeltaTable(str(root / "model_snapshots")).to_pyarrow_dataset()
+    db = duckdb.connect()
+    db.register("snapshots", snapshots)
+    db.register("metrics", DeltaTable(str(root / "model_metrics")).to_pyarrow_dataset())
+    (count, accounts, days), = db.sql(
+        "select count(*), count(distinct account_id), count(distinct snapshot_date) from snapshots").fetchall()
     with_models = [a for a in state.account_ids if a != state.empty_account_id]
     assert (count, accounts, days) == (expected_rows, len(with_models), len({s.date() for s in SLOTS}))
-    table = ds.dataset(root / "model_snapshots", format="parquet", partitioning="hive").to_table()
+    table = snapshots.to_table()
     assert table.num_rows == expected_rows
+    assert set(table.column("snapshot_date").to_pylist()) == {s.date() for s in SLOTS}
     first = state.models_at("acct-0001", SLOTS[0] + FETCH_OFFSET)[0]
-    row = duckdb.sql(f"select usage_count, accuracy from read_parquet('{glob}', hive_partitioning=true) "
-                     f"where model_id = ? and snapshot_at = ?", params=[first["id"], SLOTS[0]]).fetchall()
+    row = db.execute("select usage_count, accuracy from snapshots where model_id = ? and snapshot_at = ?",
+                     [first["id"], SLOTS[0]]).fetchall()
     assert row == [(first["usage_count"], pytest.approx(canonical_accuracy(first)))]
-    metrics = duckdb.sql(f"select count(*) from read_parquet('{root}/model_metrics/**/*.parquet', "
-                         f"hive_partitioning=true)").fetchall()[0][0]
-    assert metrics > 0
+    (metric_rows, metric_accounts), = db.sql("select count(*), count(distinct account_id) from metrics").fetchall()
+    assert metric_rows > 0 and metric_accounts == len(with_models)
+    runs = DeltaTable(str(root / "account_runs")).to_pyarrow_table()
+    assert runs.num_rows == len(SLOTS) * (len(state.account_ids) + 1)
+    failed = runs.filter(pc.equal(runs["account_id"], FAILING)).sort_by("snapshot_at")
+    assert failed["outcome"].to_pylist() == ["ok"] * (len(SLOTS) - 1) + ["failed"]
 
 
 def test_rerunning_a_slot_changes_nothing(world) -> None:
-    config, state = world["config"], world["state"]
+    config, state, root = world["config"], world["state"], world["root"]
     slot = SLOTS[3]
     before_views = views(config)
-    before_files = parquet_contents(world["root"])
+    before_lake = lake_dump(root)
+    before_version = lake_version(root, "model_snapshots")
     state.set_time(slot + FETCH_OFFSET)
     run_snapshot(config, snapshot_at=slot)
     run_snapshot(config, snapshot_at=slot)
     assert views(config) == before_views
-    assert parquet_contents(world["root"]) == before_files
+    assert lake_dump(root) == before_lake
     with open_configured_warehouse(config) as wh:
         (dupes,), = wh.fetch_all("select count(*) - count(distinct (account_id, model_id, snapshot_at)) "
                                  "from nugen.model_snapshots")
     assert dupes == 0
-
-
-def parquet_contents(root: Path) -> dict[str, list[tuple]]:
-    out = {}
-    for path in sorted(root.glob("model_*/**/*.parquet")):
-        rows = duckdb.sql(f"select * exclude (fetched_at) from read_parquet('{path}')" if "snapshots" in str(path)
-                          else f"select * from read_parquet('{path}')").fetchall()
-        out[str(path.relative_to(root))] = rows
-    return out
+    # the reruns were real commits, each one naming the slot, the command and the version
+    commits = lake_commits_since(root, "model_snapshots", before_version)
+    assert len(commits) >= 2
+    for commit in commits:
+        assert commit["operation"] == "WRITE"
+        assert (commit["nugen.slot"], commit["nugen.command"], commit["nugen.version"]) == (
+            slot.isoformat(), "run", __version__)
+        assert commit["nugen.run_id"]
+    assert len({c["nugen.run_id"] for c in commits}) == 2, "one run id per run"
+    # why the README warns against a file glob: the replaced files are still on disk until vacuum
+    glob = f"{root}/model_snapshots/**/*.parquet"
+    (globbed,), = duckdb.sql(f"select count(*) from read_parquet('{glob}')").fetchall()
+    assert globbed > len(before_lake["model_snapshots"])
 
 
 def test_backfill_into_an_empty_warehouse_reproduces_the_views(world, request, tmp_path: Path) -> None:
-    config, state = world["config"], world["state"]
-    fresh = make_config(world["root"], world["server"].base_url, state,
+    config, state, root = world["config"], world["state"], world["root"]
+    fresh = make_config(root, world["server"].base_url, state,
                         warehouse_url=fresh_warehouse_url(request, world["config"].warehouse.engine, tmp_path))
+    before_lake, before_version = lake_dump(root), lake_version(root, "model_snapshots")
     requests = state.request_count()
     summary = backfill(fresh, first=date(2026, 3, 1), last=date(2026, 3, 2))
     assert state.request_count() == requests, "backfill must never call the API"
     assert summary.exit_code == 0 and len(summary.runs) == len(SLOTS) * (len(state.account_ids) + 1)
     assert views(fresh) == views(config)
+    # the lake is rewritten to the same rows, one commit per table and day
+    assert lake_dump(root) == before_lake
+    days = sorted({s.date() for s in SLOTS})
+    commits = lake_commits_since(root, "model_snapshots", before_version)
+    assert [c["nugen.slots"] for c in commits] == [
+        f"{min(s for s in SLOTS if s.date() == d).isoformat()}..{max(s for s in SLOTS if s.date() == d).isoformat()}"
+        for d in days]
+    assert {c["nugen.command"] for c in commits} == {"backfill"}

@@ -12,19 +12,20 @@ from __future__ import annotations
 import email.utils
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow.dataset as ds
 import pytest
+from deltalake import DeltaTable
 
 from nugen_etl.config import Config, parse_config
-from nugen_etl.parquet_sink import slot_file_path
 from nugen_etl.pipeline import run_snapshot
 from nugen_etl.raw_archive import list_archived_slots
-from nugen_etl.schemas import MODEL_SNAPSHOTS
 from nugen_etl.simulator import Fault, SimulatorState, serve
 from nugen_etl.simulator.faults import detail_body
 from nugen_etl.warehouse import open_warehouse
@@ -173,7 +174,15 @@ def test_fault_ends_in_its_documented_outcome_and_spares_the_others(world, case:
         assert error is not None and case.error in error
     expected_models = len(state.models_at(FAULTY, slot + FETCH_OFFSET)) if outcome == "ok" else 0
     assert (count, rows.get(FAULTY, 0)) == (expected_models, expected_models)
-    assert slot_file_path(root, MODEL_SNAPSHOTS, FAULTY, slot).exists() == (outcome == "ok")
+    # the lake holds the same: the slot's rows per account, and every account's run
+    in_slot = ds.field("snapshot_at") == slot
+    lake_rows = DeltaTable(str(root / "model_snapshots")).to_pyarrow_dataset().to_table(
+        filter=in_slot, columns=["account_id"])
+    assert Counter(lake_rows["account_id"].to_pylist()) == rows
+    lake_runs = DeltaTable(str(root / "account_runs")).to_pyarrow_dataset().to_table(
+        filter=in_slot, columns=["account_id", "outcome", "attempts"]).to_pylist()
+    assert {r["account_id"]: (r["outcome"], r["attempts"]) for r in lake_runs} == {
+        a: (o, n) for a, (o, _, _, n, _) in runs.items()}
 
     # every other account of the same run: exactly a quiet day
     healthy_models = len(state.models_at(HEALTHY, slot + FETCH_OFFSET))

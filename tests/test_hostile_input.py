@@ -15,8 +15,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
-import pyarrow.parquet as pq
+import pyarrow.dataset as ds
 import pytest
+from deltalake import DeltaTable
 
 from nugen_etl.config import parse_config
 from nugen_etl.fetch import ApiClient
@@ -163,14 +164,16 @@ def test_each_hostile_value_is_stored_coerced_or_flagged(hostile_run, model_id: 
         assert notes == []
 
 
-def test_parquet_holds_the_same_rows(hostile_run) -> None:
-    files = list(hostile_run["root"].glob(f"model_snapshots/*/account_id={HOSTILE}/*.parquet"))
-    table = pq.read_table(files[0])
-    (count,), = hostile_run["wh"].fetch_all("select count(*) from nugen.model_snapshots where account_id = ?",
-                                           [HOSTILE])
-    assert table.num_rows == count
+def test_lake_holds_the_same_rows(hostile_run) -> None:
+    """Every hostile value reaches the Delta table exactly as the warehouse stored it."""
+    lake = DeltaTable(str(hostile_run["root"] / "model_snapshots")).to_pyarrow_dataset()
+    table = lake.to_table(filter=ds.field("account_id") == HOSTILE)
+    stored = dict(hostile_run["wh"].fetch_all("select model_id, name from nugen.model_snapshots "
+                                              "where account_id = ?", [HOSTILE]))
+    assert table.num_rows == len(stored) > 0
     names = dict(zip(table.column("model_id").to_pylist(), table.column("name").to_pylist()))
-    assert names["long"] == LONG and names["control"] == CONTROL
+    assert names == stored
+    assert names["long"] == LONG and names["control"] == CONTROL and names["nul"] == "a\ufffdb"
 
 
 def test_raw_archive_keeps_what_arrived(hostile_run) -> None:

@@ -1,29 +1,35 @@
 """Config and path safety: hostile account ids stop at config load (exit 2, nothing written), no key
-can leave the storage root, nothing in an answer becomes a path, and a model's ``endpoint`` is
-never requested (the simulator's request log shows only the API path)."""
+can leave the storage root, nothing in an answer becomes a path (the lake's data files are named by
+delta-rs under ``snapshot_date=`` partitions only), and a model's ``endpoint`` is never requested
+(the simulator's request log shows only the API path)."""
 
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from deltalake import DeltaTable
 
 from nugen_etl.cli import main
 from nugen_etl.config import parse_config
 from nugen_etl.errors import ConfigError
-from nugen_etl.parquet_sink import slot_file_key
-from nugen_etl.pipeline import run_snapshot
+from nugen_etl.lake import Lake, LakeLocation
+from nugen_etl.pipeline import answer_to_load, run_snapshot
 from nugen_etl.raw_archive import list_archived_slots, raw_answer_key
 from nugen_etl.records import RawAnswer
-from nugen_etl.schemas import MODEL_SNAPSHOTS
 from nugen_etl.simulator import API_PATH, Fault, SimulatorState, serve
 from nugen_etl.storage import LocalStorage
 
 from .e2e_helpers import FETCH_OFFSET, T0, environ_for, key_env
 
 SLOT = T0 + timedelta(hours=1)
+LAKE_TABLES = ("model_snapshots", "model_metrics", "account_runs")
+# What delta-rs names the files of a table: data files under the day partition, commits in the log.
+DATA_FILE = re.compile(r"snapshot_date=\d{4}-\d{2}-\d{2}/part-\d{5}-[0-9a-f-]{36}-c\d{3}(\.zstd)?\.parquet")
+LOG_FILE = re.compile(r"_delta_log/\d{20}\.json")
 HOSTILE_IDS = ["../evil", "..", "a/b", "/abs", "a\\b", "with space", "tab\there", "new\nline", "ünïcode",
                "ＡＣＭＥ", "é", ".hidden", "-lead", "", "x" * 65, "nul\u0000"]
 
@@ -58,8 +64,39 @@ def test_keys_are_built_only_from_valid_ids(bad_id: str) -> None:
     raw = RawAnswer(account_id=bad_id, snapshot_at=when, fetched_at=when, http_status=200, body=b"{}")
     with pytest.raises(ConfigError):
         raw_answer_key(raw)
-    with pytest.raises(ConfigError):
-        slot_file_key(MODEL_SNAPSHOTS, bad_id, when)
+
+
+def assert_lake_files_named_by_delta(table: Path) -> list[str]:
+    """Every file of a lake table is a delta-rs data file of a day partition or a commit; returns them."""
+    files = sorted(p.relative_to(table).as_posix() for p in table.rglob("*") if p.is_file())
+    for name in files:
+        assert DATA_FILE.fullmatch(name) or LOG_FILE.fullmatch(name), name
+    return files
+
+
+def test_lake_paths_come_from_the_slot_day_only(tmp_path: Path) -> None:
+    """Account and model ids are column values, never folders: even ids a configuration would refuse
+    (the lake's replace-where predicate quotes them) land in ``snapshot_date=`` files, and a second
+    write of the same slot replaces exactly those rows."""
+    when = datetime(2026, 3, 1, 5, tzinfo=UTC)
+    ids = ["../evil", "a/b", "..", "o'brien", "x' OR '1'='1"]
+    body = json.dumps({"domain_aligned_models": [{"id": "../../../outside", "name": "/etc/passwd",
+                                                  "usage_count": 1}]}).encode()
+    loads = [answer_to_load(RawAnswer(account_id=a, snapshot_at=when, fetched_at=when, http_status=200, body=body))
+             for a in ids]
+    root = tmp_path / "root"
+    with Lake(LakeLocation(str(root))) as lake:
+        lake.write(loads)
+        lake.write(loads[:1])  # a rerun of one of them
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["root"]
+    assert sorted(p.name for p in root.iterdir()) == sorted(LAKE_TABLES)
+    for name in LAKE_TABLES:  # (no metrics: the models carry no numbers)
+        files = assert_lake_files_named_by_delta(root / name)
+        folders = {f.split("/")[0] for f in files if not f.startswith("_delta_log")}
+        assert folders == (set() if name == "model_metrics" else {"snapshot_date=2026-03-01"}), name
+    rows = DeltaTable(str(root / "model_snapshots")).to_pyarrow_table().sort_by("account_id")
+    assert rows["account_id"].to_pylist() == sorted(ids)
+    assert set(rows["model_id"].to_pylist()) == {"../../../outside"}
 
 
 @pytest.mark.parametrize("key", ["../outside", "raw/../../outside", "/etc/passwd", "raw//x", "raw/./x", "a\\..\\b"])
@@ -103,7 +140,13 @@ def test_answers_never_become_paths_or_urls(tmp_path: Path, monkeypatch) -> None
     assert state.request_paths() == [API_PATH] * len(state.account_ids)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["root"], "nothing outside the storage root"
     top = {p.relative_to(root).parts[0] for p in root.rglob("*") if p.is_file()}
-    assert top <= {"raw", "model_snapshots", "model_metrics", "warehouse.duckdb"}
-    for path in root.rglob("*.parquet"):
-        assert path.name == "part-20260301T210000Z.parquet"
-        assert path.parent.name.removeprefix("account_id=") in state.account_ids
+    assert top == {"raw", *LAKE_TABLES, "warehouse.duckdb"}
+    for name in LAKE_TABLES:
+        files = assert_lake_files_named_by_delta(root / name)
+        assert {f.split("/")[0] for f in files if not f.startswith("_delta_log")} == {f"snapshot_date={SLOT.date()}"}
+    for path in (root / "raw").rglob("*"):  # the raw archive's folders are the configured ids and the day
+        if path.is_dir():
+            assert path.name.removeprefix("account_id=") in state.account_ids or path.name == (
+                f"snapshot_date={SLOT.date()}")
+    stored = DeltaTable(str(root / "model_snapshots")).to_pyarrow_table().to_pylist()
+    assert {r["model_id"] for r in stored if r["account_id"] == "acct-0001"} == {m["id"] for m in models}

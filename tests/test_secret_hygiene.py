@@ -1,7 +1,8 @@
 """Secret hygiene: with DEBUG logging, every path of the command line -- success, each fault, each
 exit code, backfill, migrate, a PostgreSQL warehouse with a password -- leaves no API key and no
 warehouse password in anything it produced: stdout/stderr (logs), --json, the raw archive
-(decompressed), Parquet, the warehouse tables and files, exception text. ``repr`` masks secrets.
+(decompressed), the Delta lake (every data file, also replaced ones, and the commit log with its
+metadata), the warehouse tables and files, exception text. ``repr`` masks secrets.
 
 The simulator is also made hostile: it echoes the key back in a 401, a 422 and a 200 body.
 """
@@ -172,10 +173,16 @@ def test_no_secret_in_anything_a_run_produces(engine: str, sim, request, tmp_pat
     t = Transcript(env)
     run_every_path(state, server.base_url, tmp_path, warehouse, t, password_env=password_env)
     assert not t.leaks(secret_values)
+    # the lake was really searched: data files and commits of every table
+    labels = [Path(label).relative_to(tmp_path).as_posix() for label, _ in t.items if label.startswith(str(tmp_path))]
+    for table in ("model_snapshots", "model_metrics", "account_runs"):
+        assert any(x.startswith(f"data/{table}/snapshot_date=") and x.endswith(".parquet") for x in labels), table
+        assert any(x.startswith(f"data/{table}/_delta_log/") and x.endswith(".json") for x in labels), table
     # the hostile echoes really happened and were masked, not avoided
     json_out = dict(t.items)["run faults 2: stdout"]
     assert "Invalid API key: ***" in json_out and "Bearer ***" in json_out
     assert "key ***" in dict(t.items)["warehouse tables"]
+    assert any("key ***" in text for label, text in t.items if label.endswith(".parquet")), "masked in the lake too"
     raw = " ".join(text for label, text in t.items if label.endswith(".raw.gz"))
     assert "Invalid API key: ***" in raw and "Bearer ***" in raw and "called with Bearer ***" in raw
 

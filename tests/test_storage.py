@@ -1,4 +1,4 @@
-"""Raw archive and Parquet sink on real files: round trips, layout, atomic replacement."""
+"""Raw archive and the lake's Delta tables on real files: round trips, layout, replacement of a slot."""
 
 from __future__ import annotations
 
@@ -7,14 +7,15 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pytest
+from deltalake import DeltaTable
 
 from nugen_etl.errors import ConfigError
-from nugen_etl.parquet_sink import slot_file_path, write_slot_parquet
+from nugen_etl.lake import open_lake
 from nugen_etl.raw_archive import list_archived_slots, read_raw_answer, write_raw_answer
-from nugen_etl.records import RawAnswer
+from nugen_etl.records import AccountRun, Outcome, RawAnswer, SlotLoad
 from nugen_etl.schemas import MODEL_METRICS, MODEL_SNAPSHOTS
+from nugen_etl.storage import LocalStorage
 
 SLOT = datetime(2026, 3, 1, 5, tzinfo=UTC)
 
@@ -61,29 +62,42 @@ def snapshot_rows(n: int) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=MODEL_SNAPSHOTS.schema)
 
 
-def test_parquet_slot_files_are_hive_partitioned_and_replaced(tmp_path: Path) -> None:
-    metrics = MODEL_METRICS.schema.empty_table()
-    write_slot_parquet(tmp_path, {"model_snapshots": snapshot_rows(3), "model_metrics": metrics},
-                       account_id="acme", snapshot_at=SLOT)
-    path = slot_file_path(tmp_path, MODEL_SNAPSHOTS, "acme", SLOT)
-    assert path == tmp_path / "model_snapshots/snapshot_date=2026-03-01/account_id=acme/part-20260301T050000Z.parquet"
-    assert not slot_file_path(tmp_path, MODEL_METRICS, "acme", SLOT).exists()
+def slot_load(n: int, account: str = "acme") -> SlotLoad:
+    column = MODEL_SNAPSHOTS.schema.get_field_index("account_id")
+    snapshots = snapshot_rows(n).set_column(column, "account_id", pa.array([account] * n, pa.string()))
+    run = AccountRun(account, SLOT, Outcome.OK if n else Outcome.EMPTY, http_status=200, model_count=n)
+    return SlotLoad(run, {"model_snapshots": snapshots, "model_metrics": MODEL_METRICS.schema.empty_table()})
 
-    write_slot_parquet(tmp_path, {"model_snapshots": snapshot_rows(2), "model_metrics": metrics},
-                       account_id="acme", snapshot_at=SLOT)
-    glob = f"{tmp_path}/model_snapshots/**/*.parquet"
-    rows = duckdb.sql(f"select account_id, snapshot_date, model_id, usage_count from "
-                      f"read_parquet('{glob}', hive_partitioning=true) order by model_id").fetchall()
-    assert rows == [("acme", SLOT.date(), "m0", 0), ("acme", SLOT.date(), "m1", 10)]
-    table = ds.dataset(tmp_path / "model_snapshots", format="parquet", partitioning="hive").to_table()
-    assert table.num_rows == 2 and set(table.column("account_id").to_pylist()) == {"acme"}
+
+def test_lake_tables_are_partitioned_by_day_and_a_slot_is_replaced(tmp_path: Path) -> None:
+    with open_lake(LocalStorage(tmp_path, fsync=False)) as lake:
+        assert (lake.location.root, lake.location.options()) == (str(tmp_path.resolve()), None)
+        lake.write([slot_load(3), slot_load(1, "other")])
+        first = DeltaTable(str(tmp_path / "model_snapshots")).version()
+        lake.write([slot_load(2)])
+
+    folders = {p.relative_to(tmp_path / "model_snapshots").parts[0] for p in (tmp_path / "model_snapshots").iterdir()}
+    assert folders == {"_delta_log", "snapshot_date=2026-03-01"}, "partitioned by day only, never by account"
+    snapshots = DeltaTable(str(tmp_path / "model_snapshots")).to_pyarrow_dataset()
+    rows = duckdb.sql("select account_id, snapshot_date, model_id, usage_count from snapshots "
+                      "order by account_id, model_id").fetchall()
+    assert rows == [("acme", SLOT.date(), "m0", 0), ("acme", SLOT.date(), "m1", 10), ("other", SLOT.date(), "m0", 0)]
+    table = snapshots.to_table()
     assert table.schema.field("snapshot_at").type == pa.timestamp("us", tz="UTC")
+    assert table.schema.equals(MODEL_SNAPSHOTS.schema, check_metadata=True)
+    assert DeltaTable(str(tmp_path / "model_snapshots")).version() == first + 1
+    earlier = DeltaTable(str(tmp_path / "model_snapshots"), version=first).to_pyarrow_table()
+    assert sorted(earlier["model_id"].to_pylist()) == ["m0", "m0", "m1", "m2"], "the earlier version is kept"
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
 
 
-def test_empty_slot_removes_the_slot_file(tmp_path: Path) -> None:
-    empty = {"model_snapshots": snapshot_rows(0), "model_metrics": MODEL_METRICS.schema.empty_table()}
-    write_slot_parquet(tmp_path, {"model_snapshots": snapshot_rows(1), "model_metrics": empty["model_metrics"]},
-                       account_id="acme", snapshot_at=SLOT)
-    write_slot_parquet(tmp_path, empty, account_id="acme", snapshot_at=SLOT)
-    assert not slot_file_path(tmp_path, MODEL_SNAPSHOTS, "acme", SLOT).exists()
+def test_an_empty_slot_removes_the_slots_rows(tmp_path: Path) -> None:
+    with open_lake(LocalStorage(tmp_path, fsync=False)) as lake:
+        lake.write([slot_load(1), slot_load(2, "other")])
+        lake.write([slot_load(0)])
+    left = DeltaTable(str(tmp_path / "model_snapshots")).to_pyarrow_table()
+    assert sorted(zip(left["account_id"].to_pylist(), left["model_id"].to_pylist())) == [("other", "m0"),
+                                                                                          ("other", "m1")]
+    runs = DeltaTable(str(tmp_path / "account_runs")).to_pyarrow_table()
+    assert dict(zip(runs["account_id"].to_pylist(), runs["outcome"].to_pylist())) == {"acme": "empty",
+                                                                                       "other": "ok"}

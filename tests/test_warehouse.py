@@ -107,7 +107,45 @@ def test_ddl_mirrors_declared_schema(warehouse: Warehouse, spec: schemas.TableSp
         " AND k.table_schema = c.table_schema AND k.table_name = c.table_name "
         "WHERE c.table_schema = 'nugen' AND c.table_name = ? AND c.constraint_type = 'PRIMARY KEY' "
         "ORDER BY k.ordinal_position", [spec.name])
-    assert tuple(name for (name,) in primary_key) == spec.primary_key
+    if warehouse.engine == "duckdb" and spec in UNKEYED_ON_DUCKDB:
+        assert primary_key == [], "DuckDB keeps no ART key on the big slot tables (migration 003)"
+        not_null = warehouse.fetch_all(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'nugen' "
+            "AND table_name = ? AND is_nullable = 'NO' ORDER BY ordinal_position", [spec.name])
+        assert tuple(name for (name,) in not_null) == spec.primary_key
+    else:
+        assert tuple(name for (name,) in primary_key) == spec.primary_key
+
+
+UNKEYED_ON_DUCKDB = (schemas.MODEL_SNAPSHOTS, schemas.MODEL_METRICS)
+
+
+def test_duckdb_migration_003_keeps_rows_views_and_the_load_protocol(tmp_path: Path) -> None:
+    """An existing DuckDB warehouse at version 002 with data moves to unkeyed slot tables, and a rerun of
+    a loaded slot still leaves one copy of each row (the uniqueness the key used to enforce)."""
+    from nugen_etl.warehouse import migrations as mig
+
+    wh = open_warehouse(f"duckdb:///{tmp_path / 'old.duckdb'}")
+    con = wh.con  # type: ignore[attr-defined]
+    con.execute(mig.read_bootstrap())
+    for m in mig.discover("duckdb"):
+        if m.version < "003":
+            con.execute(m.sql)
+            con.execute("INSERT INTO nugen.schema_migrations VALUES (?, now())", [m.version])
+    first = ok_slot("acme", at(1), [{"model_id": f"m{i}", "accuracy": 0.5 + i / 10} for i in range(3)])
+    wh.load([first])
+    before = dump(wh)
+    assert wh.migrate() == [v for v in (m.version for m in mig.discover("duckdb")) if v >= "003"]
+    assert dump(wh) == before
+    wh.load([first])
+    wh.load([first, first])
+    assert dump(wh) == before and len(before["model_metrics"]) == 3
+    for spec in UNKEYED_ON_DUCKDB:
+        keys = ", ".join(spec.primary_key)
+        (dupes,), = wh.fetch_all(f"SELECT count(*) FROM (SELECT {keys} FROM nugen.{spec.name} "
+                                 f"GROUP BY {keys} HAVING count(*) > 1)")
+        assert dupes == 0
+    wh.close()
 
 
 def test_views_exist_with_documented_columns(warehouse: Warehouse) -> None:

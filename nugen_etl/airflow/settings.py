@@ -18,7 +18,7 @@ from ..errors import ConfigError
 
 # Read by dags/*.py at parse time (kept here so tests can check the compose file against one list).
 PARSE_TIME_ENV = ("NUGEN_SCHEDULE", "NUGEN_CATCHUP", "NUGEN_START_DATE", "NUGEN_TASK_RETRIES",
-                  "NUGEN_RETRY_DELAY_S")
+                  "NUGEN_RETRY_DELAY_S", "NUGEN_COMPACT_SCHEDULE")
 CONFIG_ENV = "NUGEN_ETL_CONFIG"          # TOML config file (optional)
 STORAGE_ENV = "NUGEN_STORAGE_ROOT"       # overrides storage.root
 GRANULARITY_ENV = "NUGEN_GRANULARITY"    # overrides schedule.granularity

@@ -5,6 +5,7 @@
                                          is recent, else ``replay_slot`` (raw archive or ``not_observed``)
     publish         -> dict              the slot's outcomes, data-quality checks, asset event extras
     rebuild         -> dict              ``pipeline.backfill`` over [from, to]
+    compact_lake    -> dict              ``pipeline.compact``: closed days of the Delta lake, then vacuum
 
 Every function takes the task context and reads settings, Variables and Connections itself, at
 run time: nothing here runs when a DAG file is parsed.
@@ -43,8 +44,20 @@ def plan(context: Mapping[str, Any]) -> list[list[str]]:
     get_variable, _ = airflow_lookups()
     ids = list_account_ids(settings, get_variable)
     planned = batches(ids, settings.batch_size, max_batches=MAX_MAP_LENGTH)
+    _prepare_lake()
     log.info("%d accounts in %d batches of up to %d", len(ids), len(planned), len(planned[0]) if planned else 0)
     return planned
+
+
+def _prepare_lake() -> None:
+    """Create the lake's tables before the mapped batches write them at once."""
+    from ..lake import open_lake
+
+    config = _config_without_keys()
+    try:
+        open_lake(open_task_storage(config, airflow_lookups()[1])).ensure_tables()
+    except Exception as exc:  # noqa: BLE001 - each batch reports a lake that cannot be written, per account
+        log.warning("cannot prepare the lake at %s: %s: %s", config.storage_url, type(exc).__name__, exc)
 
 
 def snapshot_batch(account_ids: Sequence[str], context: Mapping[str, Any]) -> dict[str, Any]:
@@ -65,13 +78,15 @@ def snapshot_batch(account_ids: Sequence[str], context: Mapping[str, Any]) -> di
     storage = open_task_storage(config, get_connection)
     if is_past(slot, now=utcnow(), lateness=lateness):
         log.info("slot %s ended more than %s ago: replaying the raw archive, no API calls", slot, lateness)
-        summary = replay_slot(config, snapshot_at=slot, accounts=list(account_ids), storage=storage)
+        summary = replay_slot(config, snapshot_at=slot, accounts=list(account_ids), storage=storage,
+                              run_id=_run_id(context))
     else:
         config = build_config(settings, get_variable=get_variable, get_connection=get_connection,
                               accounts=account_ids, with_keys=True)
         keyed = tuple(a for a in config.accounts if a.api_key is not None)
         log.info("slot %s: snapshotting %d accounts from the API", slot, len(keyed))
-        summary = run_snapshot(config, snapshot_at=slot, accounts=keyed, skip_succeeded=True, storage=storage)
+        summary = run_snapshot(config, snapshot_at=slot, accounts=keyed, skip_succeeded=True, storage=storage,
+                               run_id=_run_id(context))
         for account in config.accounts:
             if account.api_key is None:
                 summary.record_error(account.id, f"{NO_KEY}: no Connection "
@@ -109,7 +124,7 @@ def publish(context: Mapping[str, Any]) -> dict[str, Any]:
     return extra
 
 
-def rebuild(params: Mapping[str, Any]) -> dict[str, Any]:
+def rebuild(params: Mapping[str, Any], context: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``nugen-etl backfill`` from the rebuild DAG's params: from, to (UTC days), accounts (empty: all)."""
     from ..pipeline import backfill
 
@@ -118,10 +133,27 @@ def rebuild(params: Mapping[str, Any]) -> dict[str, Any]:
     wanted = list(params.get("accounts") or [])
     accounts = [a.id for a in config.select_accounts(wanted)] if wanted else [a.id for a in config.accounts]
     summary = backfill(config, first=first, last=last, accounts=accounts,
-                       storage=open_task_storage(config, airflow_lookups()[1]))
+                       storage=open_task_storage(config, airflow_lookups()[1]), run_id=_run_id(context or {}))
     log_summary(summary)
     raise_for_failures(summary)
     return compact(summary)
+
+
+def compact_lake(context: Mapping[str, Any]) -> dict[str, Any]:
+    """``nugen-etl compact``: every closed day not compacted since it last changed, then vacuum."""
+    from ..pipeline import compact
+
+    config = _config_without_keys()
+    report = compact(config, storage=open_task_storage(config, airflow_lookups()[1]), run_id=_run_id(context))
+    log.info("compacted %d day(s): %s; vacuum deleted %s", len(report.days),
+             ", ".join(d.isoformat() for d in report.days) or "none due", report.vacuumed)
+    return report.to_json()
+
+
+def _run_id(context: Mapping[str, Any]) -> str | None:
+    """The Airflow run id, recorded in the lake's commit metadata."""
+    run_id = context.get("run_id")
+    return f"airflow:{run_id}" if run_id else None
 
 
 def log_summary(summary: RunSummary) -> None:
@@ -182,5 +214,5 @@ def _fail(message: str) -> Exception:
     return AirflowFailException(message)
 
 
-__all__ = ["BatchFailed", "compact", "plan", "publish", "raise_for_failures", "rebuild",
+__all__ = ["BatchFailed", "compact", "compact_lake", "plan", "publish", "raise_for_failures", "rebuild",
            "snapshot_batch"]

@@ -355,6 +355,15 @@ def upsert_runs_sql() -> str:
         f"WHERE t.outcome NOT IN ({success}) OR excluded.outcome IN ({success})")
 
 
+def duplicate_key_sql(spec: TableSpec) -> str:
+    """One key that the batch's staging rows of ``spec`` hold twice, if any (for tables whose engine
+    enforces no primary key: the slot delete removed every earlier row of the batch's slots, so
+    unique staging rows mean unique rows in the table)."""
+    keys = ", ".join(spec.primary_key)
+    return (f"SELECT {keys}, count(*) FROM {staging_name(spec.name)} GROUP BY {keys} "
+            f"HAVING count(*) > 1 LIMIT 1")
+
+
 def load_statements() -> list[str]:
     """The batch's statements in order, for an engine to run inside one transaction."""
     statements = [delete_slot_sql(spec) for spec in schemas.SLOT_TABLES]
