@@ -17,9 +17,10 @@ The n-th time (1-based) ``<point>`` is reached, the process kills itself with SI
     warehouse-<k>          inside the n-th warehouse load transaction, after its first k statements
                            ("warehouse-8" with the 8 statements of a load: everything done but COMMIT)
 
-The lake writes one commit per table and batch, in the order model_snapshots, model_metrics,
-account_runs: once the tables exist, writes 1-3 are the first batch's three tables, 4-6 the
-second's, and so on (a batch whose accounts all failed commits account_runs only).
+The lake writes one commit per table and batch: model_snapshots and model_metrics at once (two
+threads, either may start first), then account_runs. Once the tables exist, writes 1-2 are the
+first batch's data tables, 3 its runs, 4-5 the second batch's data tables, and so on (a batch whose
+accounts all failed commits account_runs only).
 
 ``lake-files-written`` runs the real write with a folder squatting on the name of the table's next
 log entry (``_delta_log/<version + 1>.json``): delta-rs writes the data files, then its
