@@ -398,7 +398,9 @@ def _latest_per_slot(loads: Sequence[SlotLoad]) -> list[SlotLoad]:
 def _concat(tables: list[pa.Table], spec: TableSpec) -> pa.Table:
     parts = [t.select(spec.schema.names).cast(spec.schema) if not t.schema.equals(spec.schema) else t
              for t in tables if t.num_rows]
-    return pa.concat_tables(parts) if parts else spec.schema.empty_table()
+    # One contiguous table: delta-rs encodes a stream of many small record batches (one per slot)
+    # markedly slower than the same rows in a few large ones.
+    return pa.concat_tables(parts).combine_chunks() if parts else spec.schema.empty_table()
 
 
 def _slot_metadata(loads: Sequence[SlotLoad]) -> dict[str, str]:
