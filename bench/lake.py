@@ -147,7 +147,6 @@ def _sorted(table: Any, keys: list[str]) -> Any:
 # --- the 30-day scan ---------------------------------------------------------------------------
 
 def _scan(sizes: Sizes, ctx: Context) -> dict[str, Any]:
-    import duckdb
     from deltalake import DeltaTable
 
     lake_info = ctx.shared.get("rebuilt_lake")
@@ -177,7 +176,7 @@ def _scan(sizes: Sizes, ctx: Context) -> dict[str, Any]:
 
     def delta_scan() -> list[tuple]:
         dataset = DeltaTable(uri).to_pyarrow_dataset()
-        con = duckdb.connect()
+        con = _connect()
         try:
             con.register("model_snapshots", dataset)
             return con.sql(QUERY.format(source="model_snapshots")).fetchall()
@@ -185,7 +184,7 @@ def _scan(sizes: Sizes, ctx: Context) -> dict[str, Any]:
             con.close()
 
     def old_scan() -> list[tuple]:
-        con = duckdb.connect()
+        con = _connect()
         try:
             glob = str(old / MODEL_SNAPSHOTS.name / "*" / "*" / "*.parquet")
             return con.sql(QUERY.format(source=f"read_parquet('{glob}', hive_partitioning = true)")).fetchall()
@@ -208,6 +207,14 @@ def _scan(sizes: Sizes, ctx: Context) -> dict[str, Any]:
             "delta_max_files_per_day": max((len(f) for f in per_day.values()), default=0),
             "old_files": old_files, "delta_s": delta_s, "old_s": old_s,
             "same_result": _same(delta_rows, old_rows)}
+
+
+def _connect() -> Any:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")  # it would print to stdout, where the table goes
+    return con
 
 
 def _same(a: list[tuple], b: list[tuple]) -> bool:

@@ -10,7 +10,10 @@ from __future__ import annotations
 import itertools
 import logging
 import multiprocessing
+import os
 import pickle
+import threading
+import time as time_module
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -219,7 +222,8 @@ def replay_days(storage: Storage, days: Sequence[date], account_ids: Sequence[st
     done = 0
     try:
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_exit_with_parent,
+                                 initargs=(os.getpid(),)) as pool:
             pending: deque[Future[ReplayedUnit]] = deque()
             queue = iter(units)
             for day, accounts in itertools.islice(queue, workers + 1):
@@ -235,6 +239,18 @@ def replay_days(storage: Storage, days: Sequence[date], account_ids: Sequence[st
                     exc, len(units) - done)
         for day, accounts in units[done:]:
             yield replay_unit(storage, day, accounts)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In a replay worker: exit once the backfill that started it is gone (killed, OOM). A worker
+    keeps the pool's queue open itself, so it would otherwise wait for work forever."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time_module.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="nugen-replay-parent", daemon=True).start()
 
 
 def _sendable(storage: Storage) -> bool:
