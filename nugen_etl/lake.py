@@ -86,7 +86,7 @@ class LakeLocation:
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
+class CommitRetry:
     """Retries of a conflicting commit: ``attempts`` in all, full-jitter backoff from ``base_delay_s``."""
 
     attempts: int = 8
@@ -101,10 +101,10 @@ class Lake:
     """The three Delta tables under one root. ``metadata`` goes into every commit (with the slots)."""
 
     def __init__(self, location: LakeLocation, *, metadata: Mapping[str, str] | None = None,
-                 retry: RetryPolicy | None = None, layout_probe: LayoutProbe | None = None) -> None:
+                 retry: CommitRetry | None = None, layout_probe: LayoutProbe | None = None) -> None:
         self.location = location
         self.metadata = {"nugen.version": __version__, **(metadata or {})}
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or CommitRetry()
         self._probe = layout_probe
         self._tables: dict[str, DeltaTable] = {}
         self._pool: ThreadPoolExecutor | None = None
@@ -344,7 +344,7 @@ LEGACY_DIR = "legacy-parquet"
 
 
 def open_lake(storage: Storage, *, metadata: Mapping[str, str] | None = None,
-              retry: RetryPolicy | None = None) -> Lake:
+              retry: CommitRetry | None = None) -> Lake:
     """The lake under ``storage``'s root, with the same location and credentials (nothing opened yet)."""
     root, options = storage.delta_location()
     return Lake(LakeLocation(root, options), metadata=metadata, retry=retry,

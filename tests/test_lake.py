@@ -24,7 +24,7 @@ from deltalake import DeltaTable
 
 from nugen_etl import cli
 from nugen_etl.compaction import load_state
-from nugen_etl.lake import LAKE_TABLES, Lake, LakeCommitConflict, LakeLocation, RetryPolicy
+from nugen_etl.lake import LAKE_TABLES, Lake, LakeCommitConflict, LakeLocation, CommitRetry
 from nugen_etl.load import SlotWriter
 from nugen_etl.pipeline import backfill, compact, open_configured_warehouse, run_snapshot, upgrade_lake
 from nugen_etl.records import RawAnswer, SlotLoad
@@ -291,7 +291,7 @@ def synthetic_load(account_id: str, slot: datetime, *, version: int, models: int
 def write_batch(root: str, accounts: Sequence[str], version: int) -> None:
     """One writer: its own Lake, one batch of ``accounts`` (a separate process or thread)."""
     lake = Lake(LakeLocation(root), metadata={"nugen.command": "test"},
-                retry=RetryPolicy(attempts=20, base_delay_s=0.02))
+                retry=CommitRetry(attempts=20, base_delay_s=0.02))
     lake.write([synthetic_load(a, CONCURRENT_SLOT, version=version) for a in accounts])
 
 
@@ -364,7 +364,7 @@ def test_a_conflict_past_the_bound_fails_only_its_batch(tmp_path: Path, monkeypa
         return real(table, data, **kw)
 
     monkeypatch.setattr(deltalake, "write_deltalake", conflicting)
-    lake = Lake(LakeLocation(str(tmp_path)), retry=RetryPolicy(attempts=3, base_delay_s=0.001))
+    lake = Lake(LakeLocation(str(tmp_path)), retry=CommitRetry(attempts=3, base_delay_s=0.001))
     with pytest.raises(LakeCommitConflict, match=r"acct-0001.*after 3 attempts"):
         lake.write([synthetic_load("acct-0001", CONCURRENT_SLOT, version=1)])
     assert len(calls) == 3 * 2, "each data table's commit tried 3 times, no more"

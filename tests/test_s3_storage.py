@@ -42,7 +42,7 @@ from deltalake import DeltaTable
 
 from nugen_etl.config import Config, S3Config, Secret, parse_config
 from nugen_etl.errors import ConfigError
-from nugen_etl.lake import LAKE_TABLES, LakeError, RetryPolicy, open_lake
+from nugen_etl.lake import LAKE_TABLES, LakeError, CommitRetry, open_lake
 from nugen_etl.pipeline import backfill, run_snapshot
 from nugen_etl.raw_archive import list_archived_slots, read_raw_answer, write_raw_answer
 from nugen_etl.records import RawAnswer, SlotLoad
@@ -503,7 +503,7 @@ CONCURRENT_MODELS = 4
 
 def write_accounts(endpoint: str, prefix: str, accounts: Sequence[str], version: int, writer: str) -> None:
     """One writer (a thread or a spawned process): its own storage and lake, one batch of ``accounts``."""
-    lake = open_lake(s3_storage(endpoint, prefix), retry=RetryPolicy(attempts=20, base_delay_s=0.02))
+    lake = open_lake(s3_storage(endpoint, prefix), retry=CommitRetry(attempts=20, base_delay_s=0.02))
     lake.write([model_load(a, version=version, models=CONCURRENT_MODELS) for a in accounts],
                metadata={"test.writer": writer})
 
@@ -586,7 +586,7 @@ def race_same_slot(endpoint: str, prefix: str, writer: int, barrier: Any, result
     lake_log.addHandler(conflicts)
     lake_log.setLevel(logging.INFO)
     try:
-        lake = open_lake(s3_storage(endpoint, prefix), retry=RetryPolicy(attempts=30, base_delay_s=0.02))
+        lake = open_lake(s3_storage(endpoint, prefix), retry=CommitRetry(attempts=30, base_delay_s=0.02))
         for spec in LAKE_TABLES:
             lake.table(spec)
         load = model_load("acme", version=writer, models=3 + writer)
