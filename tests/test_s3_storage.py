@@ -66,7 +66,8 @@ RAW_KEY_RE = re.compile(r"raw/account_id=[^/]+/snapshot_date=\d{4}-\d{2}-\d{2}/"
                         r"\d{8}T\d{6}Z__\d{8}T\d{12}Z__[0-9a-f]{8}\.raw\.gz")
 # A Delta table: its log entries, and data files in day partitions (never an account folder).
 DELTA_KEY_RE = re.compile(r"(?P<table>model_snapshots|model_metrics|account_runs)/"
-                          r"(?:_delta_log/(?P<version>\d{20})\.json|snapshot_date=\d{4}-\d{2}-\d{2}/[^/]+\.parquet)")
+                          r"(?:_delta_log/(?P<version>\d{20})\.json|snapshot_date=\d{4}-\d{2}-\d{2}/[^/]+\.parquet"
+                          r"|_delta_log/\d{20}\.checkpoint\.parquet|_delta_log/_last_checkpoint)")
 MOTO_START_S = 60
 RECORDING = "recording.jsonl"
 
