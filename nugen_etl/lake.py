@@ -25,14 +25,14 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from . import __version__
 from .errors import NugenEtlError
-from .records import SUCCESS_OUTCOMES, AccountRun, Outcome, SlotLoad
+from .records import SUCCESS_OUTCOMES, AccountRun, Outcome, SlotLoad, as_utc, is_success, latest_per_slot
 from .schemas import LAKE_ACCOUNT_RUNS, MODEL_METRICS, MODEL_SNAPSHOTS, TableSpec
 from .storage import Storage
 
@@ -202,7 +202,7 @@ class Lake:
         replaced (a load without tables leaves them alone). account_runs: every load's run row,
         except that a failure never replaces a recorded success.
         """
-        chosen = _latest_per_slot(loads)
+        chosen = list(latest_per_slot(loads).values())
         if not chosen:
             return
         try:
@@ -231,10 +231,10 @@ class Lake:
             for future in futures:
                 future.result()
         runs = [load.run for load in chosen]
-        failed = [(r.account_id, r.snapshot_at) for r in runs if not _is_success(r)]
+        failed = [(r.account_id, r.snapshot_at) for r in runs if not is_success(r)]
         if failed:
             kept = self._successful_runs(failed)
-            runs = [r for r in runs if _is_success(r) or (r.account_id, _utc(r.snapshot_at)) not in kept]
+            runs = [r for r in runs if is_success(r) or (r.account_id, as_utc(r.snapshot_at)) not in kept]
         if runs:
             self._replace(LAKE_ACCOUNT_RUNS, runs_table(runs),
                           [(r.account_id, r.snapshot_at) for r in runs], extra)
@@ -271,8 +271,8 @@ class Lake:
         """Which of ``keys`` already have an ok/empty run in the lake."""
         import pyarrow.dataset as ds
 
-        days = sorted({_utc(s).date() for _, s in keys})
-        slots = pa.array(sorted({_utc(s) for _, s in keys}), LAKE_ACCOUNT_RUNS.schema.field("snapshot_at").type)
+        days = sorted({as_utc(s).date() for _, s in keys})
+        slots = pa.array(sorted({as_utc(s) for _, s in keys}), LAKE_ACCOUNT_RUNS.schema.field("snapshot_at").type)
         flt = (ds.field(PARTITION_COLUMN).isin(pa.array(days, pa.date32())) & ds.field("snapshot_at").isin(slots)
                & ds.field("outcome").isin(pa.array(sorted(_SUCCESS))))
         found = self.read(LAKE_ACCOUNT_RUNS, filters=flt, columns=["account_id", "snapshot_at"])
@@ -368,7 +368,7 @@ def slots_predicate(keys: Iterable[tuple[str, datetime]]) -> str:
     """
     by_slot: dict[datetime, set[str]] = {}
     for account_id, slot in keys:
-        by_slot.setdefault(_utc(slot), set()).add(account_id)
+        by_slot.setdefault(as_utc(slot), set()).add(account_id)
     terms = []
     for slot, accounts in sorted(by_slot.items()):
         listed = ", ".join(_quote(a) for a in sorted(accounts))
@@ -380,24 +380,12 @@ def slots_predicate(keys: Iterable[tuple[str, datetime]]) -> str:
 def runs_table(runs: Sequence[AccountRun]) -> pa.Table:
     """``account_runs`` rows of the lake (with their snapshot_date partition column)."""
     rows = [{
-        "account_id": r.account_id, "snapshot_at": _utc(r.snapshot_at), "snapshot_date": _utc(r.snapshot_at).date(),
+        "account_id": r.account_id, "snapshot_at": as_utc(r.snapshot_at), "snapshot_date": as_utc(r.snapshot_at).date(),
         "outcome": Outcome(r.outcome).value, "http_status": r.http_status, "model_count": r.model_count,
         "quarantined_count": r.quarantined_count, "coerced_count": r.coerced_count, "attempts": r.attempts,
-        "fetched_at": None if r.fetched_at is None else _utc(r.fetched_at), "error": r.error,
+        "fetched_at": None if r.fetched_at is None else as_utc(r.fetched_at), "error": r.error,
     } for r in runs]
     return pa.Table.from_pylist(rows, schema=LAKE_ACCOUNT_RUNS.schema)
-
-
-def _latest_per_slot(loads: Sequence[SlotLoad]) -> list[SlotLoad]:
-    """One load per (account, slot): the last one, except that a failure never replaces a success."""
-    chosen: dict[tuple[str, datetime], SlotLoad] = {}
-    for load in loads:
-        key = (load.run.account_id, _utc(load.run.snapshot_at))
-        previous = chosen.get(key)
-        if previous is not None and _is_success(previous.run) and not _is_success(load.run):
-            continue
-        chosen[key] = load
-    return [chosen[k] for k in sorted(chosen)]
 
 
 def _concat(tables: list[pa.Table], spec: TableSpec) -> pa.Table:
@@ -409,7 +397,7 @@ def _concat(tables: list[pa.Table], spec: TableSpec) -> pa.Table:
 
 
 def _slot_metadata(loads: Sequence[SlotLoad]) -> dict[str, str]:
-    slots = sorted({_utc(ld.run.snapshot_at) for ld in loads})
+    slots = sorted({as_utc(ld.run.snapshot_at) for ld in loads})
     if len(slots) == 1:
         return {"nugen.slot": slots[0].isoformat(), "nugen.accounts": str(len(loads))}
     return {"nugen.slots": f"{slots[0].isoformat()}..{slots[-1].isoformat()}",
@@ -423,7 +411,7 @@ def _keys(loads: Sequence[SlotLoad]) -> list[tuple[str, datetime]]:
 def _describe(keys: Iterable[tuple[str, datetime]]) -> str:
     keys = list(keys)
     accounts = sorted({a for a, _ in keys})
-    slots = sorted({_utc(s) for _, s in keys})
+    slots = sorted({as_utc(s) for _, s in keys})
     named = ", ".join(accounts[:10]) + (f" and {len(accounts) - 10} more" if len(accounts) > 10 else "")
     when = slots[0].isoformat() if len(slots) == 1 else f"{len(slots)} slots {slots[0].isoformat()}..{slots[-1].isoformat()}"
     return f"account(s) {named} in slot {when}" if len(slots) == 1 else f"account(s) {named} in {when}"
@@ -437,12 +425,3 @@ def _zstd() -> Any:
     from deltalake import WriterProperties
 
     return WriterProperties(compression="ZSTD")
-
-
-def _is_success(run: AccountRun) -> bool:
-    return Outcome(run.outcome) in SUCCESS_OUTCOMES
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import Enum
 from typing import TYPE_CHECKING
 
@@ -71,3 +72,25 @@ class SlotLoad:
 
     run: AccountRun
     tables: dict[str, "pa.Table"] | None = None
+
+
+def as_utc(moment: datetime) -> datetime:
+    """Aware datetimes converted to UTC; naive ones are taken as UTC (as Arrow does)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def is_success(run: AccountRun) -> bool:
+    return Outcome(run.outcome) in SUCCESS_OUTCOMES
+
+
+def latest_per_slot(loads: Sequence[SlotLoad]) -> dict[tuple[str, datetime], SlotLoad]:
+    """One load per (account, UTC slot), in key order: the last one given, except that a failure
+    never replaces a success (within a batch as in the tables)."""
+    chosen: dict[tuple[str, datetime], SlotLoad] = {}
+    for load in loads:
+        key = (load.run.account_id, as_utc(load.run.snapshot_at))
+        previous = chosen.get(key)
+        if previous is not None and is_success(previous.run) and not is_success(load.run):
+            continue
+        chosen[key] = load
+    return {key: chosen[key] for key in sorted(chosen)}

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from nugen_etl import schemas
 from nugen_etl.errors import WarehouseError
 from nugen_etl.redaction import mask_url
-from nugen_etl.records import SUCCESS_OUTCOMES, AccountRun, Outcome, SlotLoad
+from nugen_etl.records import SUCCESS_OUTCOMES, AccountRun, Outcome, SlotLoad, as_utc, latest_per_slot
 from nugen_etl.schemas import TableSpec
 
 SCHEMA = "nugen"
@@ -153,14 +153,8 @@ def staging_name(table: str) -> str:
 
 def stage_batch(loads: Sequence[SlotLoad]) -> StagedBatch:
     """Validate each load against the declared schemas and concatenate the batch (pure)."""
-    chosen: dict[tuple[str, datetime], SlotLoad] = {}
-    for load in loads:
-        key = (load.run.account_id, _utc(load.run.snapshot_at))
-        previous = chosen.get(key)
-        if previous is not None and _is_success(previous.run) and not _is_success(load.run):
-            continue  # within a batch as in the table: a failure never replaces a success
-        chosen[key] = load
-    keys = sorted(chosen)
+    chosen = latest_per_slot(loads)
+    keys = list(chosen)
     account_ids = tuple(sorted({account for account, _ in keys}))
 
     data_keys = [key for key in keys if chosen[key].tables is not None]
@@ -274,27 +268,16 @@ def _conform(table: pa.Table, spec: TableSpec, account_id: str, snapshot_at: dat
 def _runs_table(runs: list[AccountRun], account_ids: tuple[str, ...]) -> pa.Table:
     try:
         rows = [{
-            "account_id": r.account_id, "snapshot_at": _utc(r.snapshot_at),
+            "account_id": r.account_id, "snapshot_at": as_utc(r.snapshot_at),
             "outcome": Outcome(r.outcome).value, "http_status": r.http_status,
             "model_count": r.model_count, "quarantined_count": r.quarantined_count,
             "coerced_count": r.coerced_count, "attempts": r.attempts,
-            "fetched_at": None if r.fetched_at is None else _utc(r.fetched_at), "error": r.error,
+            "fetched_at": None if r.fetched_at is None else as_utc(r.fetched_at), "error": r.error,
         } for r in runs]
         return pa.Table.from_pylist(rows, schema=schemas.ACCOUNT_RUNS.schema)
     except (ValueError, TypeError, pa.ArrowException) as exc:
         raise WarehouseError(
             f"account run(s) of {', '.join(account_ids)} do not fit account_runs: {exc}") from exc
-
-
-def _is_success(run: AccountRun) -> bool:
-    return Outcome(run.outcome) in SUCCESS_OUTCOMES
-
-
-def _utc(moment: datetime) -> datetime:
-    """Aware datetimes converted to UTC; naive ones are taken as UTC (as Arrow does)."""
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
 
 
 # --- the set-based statements both engines run against the staging tables --------------------
