@@ -424,6 +424,7 @@ class _MetricCollector:
     def _walk(self, node: Any, entry: list[Any], depth: int, row: int, notes: Notes) -> None:
         children: dict[Any, list[Any]] = entry[2]
         keyed = type(node) is dict
+        rows, path_ids, values = self.rows, self.path_ids, self.values
         for k, v in (node.items() if keyed else enumerate(node)):
             t = type(v)
             if not (t is float or t is int or ((t is dict or t is list) and v)):
@@ -431,13 +432,23 @@ class _MetricCollector:
             child = children.get(k)
             if child is None:
                 child = children[k] = [f"{entry[0]}.{path_segment(k) if keyed else k}", None, {}]
-            if t is float or t is int:
-                self._leaf(child, v, row, notes)
-            elif depth + 1 < MAX_DEPTH:
-                self._walk(v, child, depth + 1, row, notes)
+            if t is dict or t is list:
+                if depth + 1 < MAX_DEPTH:
+                    self._walk(v, child, depth + 1, row, notes)
+                else:
+                    notes[f"{_short(child[0])}: nested deeper than {MAX_DEPTH} levels, "
+                          "not in model_metrics"] = None
+            elif (v - v == 0.0) if t is float else (-_EXACT_DOUBLE <= v <= _EXACT_DOUBLE):
+                # the common leaf, inlined: a finite double or an int a double holds exactly
+                pid = child[1]
+                if pid is None:
+                    pid = child[1] = len(self.paths)
+                    self.paths.append(child[0])
+                rows.append(row)
+                path_ids.append(pid)
+                values.append(float(v))
             else:
-                notes[f"{_short(child[0])}: nested deeper than {MAX_DEPTH} levels, "
-                      "not in model_metrics"] = None
+                self._leaf(child, v, row, notes)
 
 
 # --- records -------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from .errors import WarehouseBusy, WarehouseError, WarehouseUnavailable
 from .lake import Lake, LakeError
@@ -25,14 +26,25 @@ class SlotWriter:
     transaction; if it fails, its accounts are retried one by one so a bad account cannot take its
     batch-mates down with it. If the warehouse is unreachable, the batch's accounts fail together
     and the next batch tries again.
+
+    With ``overlap``, a closed batch is written by two threads (the lake's commits and the
+    warehouse's load release the GIL): batch N+1's lake commits run while batch N loads into the
+    warehouse, and the caller prepares batch N+2. Each batch still reaches the lake before the
+    warehouse, batches load in order, and at most three are held. A ``WarehouseBusy`` (or any
+    other exception) of a background batch is raised by the next ``flush`` or on leaving the
+    ``with`` block.
     """
 
     def __init__(self, lake: Lake, warehouse: Warehouse, *, batch_size: int | None, summary: RunSummary,
-                 max_rows: int | None = None) -> None:
+                 max_rows: int | None = None, overlap: bool = False) -> None:
         self._lake, self._warehouse = lake, warehouse
         self._batch_size, self._max_rows, self._summary = batch_size, max_rows, summary
         self._batch: list[SlotLoad] = []
         self._rows = 0
+        self._threads = (ThreadPoolExecutor(1, thread_name_prefix="nugen-lake"),
+                         ThreadPoolExecutor(1, thread_name_prefix="nugen-warehouse")) if overlap else None
+        self._lake_done: Future[None] | None = None
+        self._loaded: Future[None] | None = None
 
     def add(self, load: SlotLoad) -> None:
         self._summary.record(load.run)
@@ -45,14 +57,48 @@ class SlotWriter:
 
     def flush(self) -> None:
         batch, self._batch, self._rows = self._batch, [], 0
-        if not batch:
+        if self._threads is None:
+            if batch and self._write_lake(batch):
+                self._load(batch)
             return
+        if self._lake_done is not None:
+            self._lake_done.result()  # one batch in the lake stage at a time; raises what it raised
+            self._lake_done = None
+        if batch:
+            self._lake_done = self._threads[0].submit(self._lake_then_queue, batch)
+
+    def _write_lake(self, batch: list[SlotLoad]) -> bool:
         try:
             self._lake.write(batch)
         except LakeError as exc:
             self._fail_all(batch, "lake write failed", exc)
+            return False
+        return True
+
+    def _lake_then_queue(self, batch: list[SlotLoad]) -> None:
+        """In the lake thread: commit the batch, then hand it to the warehouse thread once the batch
+        before it has loaded (raising what that load raised)."""
+        if not self._write_lake(batch):
             return
-        self._load(batch)
+        assert self._threads is not None
+        if self._loaded is not None:
+            self._loaded.result()
+        self._loaded = self._threads[1].submit(self._load, batch)
+
+    def _drain(self) -> None:
+        """Wait for the batches in flight; raise the first exception one of them raised."""
+        first: BaseException | None = None
+        for stage in ("_lake_done", "_loaded"):  # the lake thread sets _loaded before its future ends
+            future = getattr(self, stage)
+            setattr(self, stage, None)
+            if future is None:
+                continue
+            try:
+                future.result()
+            except BaseException as exc:  # noqa: BLE001 - re-raised below, after both stages ended
+                first = first or exc
+        if first is not None:
+            raise first
 
     def _load(self, batch: list[SlotLoad]) -> None:
         try:
@@ -94,5 +140,17 @@ class SlotWriter:
         return self
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
-        if exc_type is None:
-            self.flush()
+        try:
+            if exc_type is None:
+                self.flush()
+            if self._threads is not None:
+                try:
+                    self._drain()
+                except Exception:
+                    if exc_type is None:
+                        raise
+                    log.exception("a batch in flight failed while leaving on an earlier error")
+        finally:
+            if self._threads is not None:
+                for pool in self._threads:
+                    pool.shutdown(wait=True)

@@ -109,7 +109,8 @@ def backfill(config: Config, *, first: date, last: date, accounts: Sequence[str]
     summary = RunSummary(command="backfill", snapshot_at=None)
     storage = open_storage(config) if storage is None else storage
     with run_lake(storage, "backfill", run_id) as lake, _warehouse_scope(config, warehouse) as wh, \
-            SlotWriter(lake, wh, batch_size=None, max_rows=BACKFILL_MAX_ROWS, summary=summary) as writer:
+            SlotWriter(lake, wh, batch_size=None, max_rows=BACKFILL_MAX_ROWS, summary=summary,
+                       overlap=True) as writer:
         days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
         account_ids = list(accounts) if accounts else archived_accounts(storage)
         day: date | None = None

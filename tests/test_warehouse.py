@@ -25,6 +25,8 @@ from nugen_etl.records import AccountRun, Outcome, SlotLoad
 from nugen_etl.warehouse import Warehouse, migrations, open_warehouse
 from nugen_etl.warehouse.base import mask_url
 
+from .conftest import ENGINES, fresh_warehouse_url
+
 UTC = timezone.utc
 TABLES = {spec.name: spec for spec in schemas.ALL_TABLES}
 VIEWS = ("model_key_snapshots", "models_latest", "model_usage_daily", "model_accuracy_daily",
@@ -94,13 +96,25 @@ ARROW_TO_SQL = {
 }
 
 
-@pytest.mark.parametrize("spec", schemas.ALL_TABLES, ids=lambda s: s.name)
+def sql_type(engine: str, arrow_type: pa.DataType) -> str:
+    if pa.types.is_list(arrow_type):  # information_schema names a PostgreSQL array just ARRAY
+        return "ARRAY" if engine == "postgresql" else sql_type(engine, arrow_type.value_type) + "[]"
+    return ARROW_TO_SQL[engine][arrow_type]
+
+
+# Relations that are views in the warehouse: their columns mirror the declared schema, and they have no key.
+VIEWS_OF_DECLARED_TABLES = (schemas.MODEL_METRICS,)
+
+
+@pytest.mark.parametrize("spec", [s for s in schemas.ALL_TABLES if s not in VIEWS_OF_DECLARED_TABLES]
+                         + [schemas.MODEL_METRIC_LISTS], ids=lambda s: s.name)
 def test_ddl_mirrors_declared_schema(warehouse: Warehouse, spec: schemas.TableSpec) -> None:
     columns = warehouse.fetch_all(
         "SELECT column_name, data_type FROM information_schema.columns "
         "WHERE table_schema = 'nugen' AND table_name = ? ORDER BY ordinal_position", [spec.name])
-    to_sql = ARROW_TO_SQL[warehouse.engine]
-    assert columns == [(f.name, to_sql[f.type]) for f in spec.schema]
+    assert columns == [(f.name, sql_type(warehouse.engine, f.type)) for f in spec.schema]
+    assert warehouse.fetch_all("SELECT table_type FROM information_schema.tables WHERE table_schema = 'nugen' "
+                               "AND table_name = ?", [spec.name]) == [("BASE TABLE",)]
     primary_key = warehouse.fetch_all(
         "SELECT k.column_name FROM information_schema.table_constraints AS c "
         "JOIN information_schema.key_column_usage AS k ON k.constraint_name = c.constraint_name "
@@ -117,35 +131,74 @@ def test_ddl_mirrors_declared_schema(warehouse: Warehouse, spec: schemas.TableSp
         assert tuple(name for (name,) in primary_key) == spec.primary_key
 
 
-UNKEYED_ON_DUCKDB = (schemas.MODEL_SNAPSHOTS, schemas.MODEL_METRICS)
+UNKEYED_ON_DUCKDB = (schemas.MODEL_SNAPSHOTS, schemas.MODEL_METRIC_LISTS)
 
 
-def test_duckdb_migration_003_keeps_rows_views_and_the_load_protocol(tmp_path: Path) -> None:
-    """An existing DuckDB warehouse at version 002 with data moves to unkeyed slot tables, and a rerun of
-    a loaded slot still leaves one copy of each row (the uniqueness the key used to enforce)."""
+@pytest.mark.parametrize("spec", VIEWS_OF_DECLARED_TABLES, ids=lambda s: s.name)
+def test_views_of_declared_tables_mirror_the_declared_schema(warehouse: Warehouse, spec: schemas.TableSpec) -> None:
+    columns = warehouse.fetch_all(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = 'nugen' AND table_name = ? ORDER BY ordinal_position", [spec.name])
+    assert columns == [(f.name, sql_type(warehouse.engine, f.type)) for f in spec.schema]
+    assert warehouse.fetch_all("SELECT table_type FROM information_schema.tables WHERE table_schema = 'nugen' "
+                               "AND table_name = ?", [spec.name]) == [("VIEW",)]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_upgrade_from_002_keeps_rows_views_and_the_load_protocol(engine: str, request: pytest.FixtureRequest,
+                                                                 tmp_path: Path) -> None:
+    """A warehouse at version 002 holding data (long model_metrics table, keyed slot tables) migrates to
+    the current layout (DuckDB 003: unkeyed slot tables; 004: model_metric_lists behind the model_metrics
+    view) with every row of every relation unchanged, and a rerun of a loaded slot still leaves one copy
+    of each row (the uniqueness the keys used to enforce)."""
     from nugen_etl.warehouse import migrations as mig
 
-    wh = open_warehouse(f"duckdb:///{tmp_path / 'old.duckdb'}")
-    con = wh.con  # type: ignore[attr-defined]
-    con.execute(mig.read_bootstrap())
-    for m in mig.discover("duckdb"):
-        if m.version < "003":
-            con.execute(m.sql)
-            con.execute("INSERT INTO nugen.schema_migrations VALUES (?, now())", [m.version])
     first = ok_slot("acme", at(1), [{"model_id": f"m{i}", "accuracy": 0.5 + i / 10} for i in range(3)])
-    wh.load([first])
-    before = dump(wh)
-    assert wh.migrate() == [v for v in (m.version for m in mig.discover("duckdb")) if v >= "003"]
-    assert dump(wh) == before
-    wh.load([first])
-    wh.load([first, first])
-    assert dump(wh) == before and len(before["model_metrics"]) == 3
-    for spec in UNKEYED_ON_DUCKDB:
-        keys = ", ".join(spec.primary_key)
-        (dupes,), = wh.fetch_all(f"SELECT count(*) FROM (SELECT {keys} FROM nugen.{spec.name} "
-                                 f"GROUP BY {keys} HAVING count(*) > 1)")
-        assert dupes == 0
-    wh.close()
+    second = ok_slot("acme", at(2), [{"model_id": "m0", "accuracy": 0.25}], evaluations=[
+        {"evaluation_id": "e1", "model_id": "m0", "accuracy": 0.25}])
+    with open_warehouse(fresh_warehouse_url(request, engine, tmp_path / "current")) as current:
+        current.migrate()
+        current.load([first, second])
+        before = dump(current)
+    assert len(before["model_metrics"]) == 4
+
+    with open_warehouse(fresh_warehouse_url(request, engine, tmp_path / "old")) as old:
+        _apply_migrations_before(old, "003")
+        for name, rows in before.items():  # the same rows, in the 002 tables
+            marks = ", ".join(["?"] * len(TABLES[name].schema))
+            for row in rows:
+                _execute(old, f"INSERT INTO nugen.{name} ({', '.join(TABLES[name].schema.names)}) "
+                              f"VALUES ({marks})", row)
+        assert old.migrate() == [v for v in (m.version for m in mig.discover(engine)) if v >= "003"]
+        assert dump(old) == before
+        old.load([first])
+        old.load([first, first])
+        assert dump(old) == before
+        if engine == "duckdb":
+            for spec in UNKEYED_ON_DUCKDB:
+                keys = ", ".join(spec.primary_key)
+                (dupes,), = old.fetch_all(f"SELECT count(*) FROM (SELECT {keys} FROM nugen.{spec.name} "
+                                          f"GROUP BY {keys} HAVING count(*) > 1)")
+                assert dupes == 0
+
+
+def _apply_migrations_before(wh: Warehouse, version: str) -> None:
+    from nugen_etl.warehouse import migrations as mig
+
+    _execute(wh, mig.read_bootstrap())
+    for m in mig.discover(wh.engine):
+        if m.version < version:
+            _execute(wh, m.sql)
+            _execute(wh, "INSERT INTO nugen.schema_migrations VALUES (?, now())", [m.version])
+
+
+def _execute(wh: Warehouse, sql: str, params: Sequence[object] = ()) -> None:
+    if wh.engine == "duckdb":
+        wh.con.execute(sql, list(params))  # type: ignore[attr-defined]
+    else:
+        from nugen_etl.warehouse.postgres import qmark_to_pyformat
+
+        wh.conn.execute(qmark_to_pyformat(sql) if params else sql, list(params) or None)  # type: ignore[attr-defined]
 
 
 def test_views_exist_with_documented_columns(warehouse: Warehouse) -> None:
@@ -759,11 +812,12 @@ def fill_history(pg_url: str, *, accounts: int, slots: int, models: int) -> None
             " generate_series(timestamptz '2024-01-01 00:00Z', timestamptz '2024-01-01 00:00Z' "
             "  + (%s - 1) * interval '1 hour', interval '1 hour') AS ts",
             [accounts, models, slots])
-        conn.execute("INSERT INTO nugen.model_metrics (account_id, model_id, snapshot_at, metric, "
-                     "snapshot_date, model_key, value) SELECT account_id, model_id, snapshot_at, "
-                     "'performance_metrics.accuracy', snapshot_date, model_key, 0.5 FROM nugen.model_snapshots")
+        conn.execute("INSERT INTO nugen.model_metric_lists (account_id, snapshot_at, model_id, snapshot_date, "
+                     "model_key, metric_names, metric_values) SELECT account_id, snapshot_at, model_id, "
+                     "snapshot_date, model_key, ARRAY['performance_metrics.accuracy'], ARRAY[0.5] "
+                     "FROM nugen.model_snapshots")
         conn.execute("ANALYZE nugen.model_snapshots")
-        conn.execute("ANALYZE nugen.model_metrics")
+        conn.execute("ANALYZE nugen.model_metric_lists")
 
 
 @pytest.mark.postgres
@@ -780,11 +834,12 @@ def test_pg_slot_delete_uses_an_index(pg_url: str) -> None:
                      "ON COMMIT DROP")
         conn.execute("INSERT INTO stg_slot_keys VALUES ('acct-7', '2024-01-01 05:00Z')")
         conn.execute("ANALYZE stg_slot_keys")
-        for spec in (schemas.MODEL_SNAPSHOTS, schemas.MODEL_METRICS):
+        for spec, index in ((schemas.MODEL_SNAPSHOTS, "model_snapshots_slot_idx"),
+                            (schemas.MODEL_METRIC_LISTS, "model_metric_lists_pkey")):
             plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + delete_slot_sql(spec)))
             assert f"Seq Scan on {spec.name}" not in plan, plan
-            assert f"Index Scan on {spec.name}_slot_idx" in plan or \
-                f"Index Scan using {spec.name}_slot_idx" in plan, plan
+            assert any(f"{scan} on {index}" in plan or f"{scan} using {index}" in plan
+                       for scan in ("Index Scan", "Index Only Scan", "Bitmap Index Scan")), plan
         conn.rollback()
     # and the real load replaces exactly that slot on the big table
     with open_warehouse(pg_url) as wh:
@@ -834,3 +889,48 @@ def test_duckdb_memory_limit_from_the_config_reaches_the_connection(tmp_path: Pa
     assert configured_limit("300MB") == f"{300e6 / 2**20:.1f} MiB"   # DuckDB reports MB in MiB
     # "auto" (the default) caps loads only, so between them the connection has DuckDB's own limit
     assert configured_limit("") == configured_limit("auto") == configured_limit("none") != configured_limit("300MB")
+
+
+# --- model_metrics: stored as lists, read through the view --------------------------------------
+
+HOSTILE_METRICS = [  # (metric path, value): quoting, escapes, separators and doubles at the edges
+    ('performance_metrics.a"b', 0.1), ("performance_metrics.c\\\\d", 1 / 3), ("evaluation_data.{x,y}", 1e-7),
+    ("evaluation_data.NULL", -0.0), ("evaluation_data.ü ñ 字", 1.7976931348623157e308),
+    ("evaluation_data.'q'", 5e-324), ("evaluation_data.metrics.f1", 12345678901234567.0), ("evaluation_data.", 0.0),
+]
+
+
+def test_metrics_round_trip_through_the_lists_exactly(warehouse: Warehouse) -> None:
+    warehouse.migrate()
+    base = ok_slot("acme", at(1), [{"model_id": "m1", "alignment_id": "k1"}, {"model_id": "m2"}])
+    rows = [{"account_id": "acme", "model_id": model, "snapshot_at": at(1), "metric": metric,
+             "snapshot_date": at(1).date(), "model_key": key, "value": value}
+            for model, key in (("m1", "k1"), ("m2", "m2")) for metric, value in HOSTILE_METRICS]
+    rows = rows[1::2] + rows[0::2]  # the two snapshots' rows interleaved: not one run per snapshot
+    long = pa.Table.from_pylist(rows, schema=schemas.MODEL_METRICS.schema)
+    warehouse.load([SlotLoad(base.run, {**base.tables, "model_metrics": long})])
+    got = warehouse.fetch_all("SELECT account_id, model_id, snapshot_at, metric, snapshot_date, model_key, value "
+                              "FROM nugen.model_metrics")
+    def exact(row: Sequence) -> tuple:  # repr tells -0.0 from 0.0
+        return (*row[:-1], repr(row[-1]))
+
+    assert sorted(map(exact, got)) == sorted(exact(tuple(r.values())) for r in rows)
+    (lists,), = warehouse.fetch_all("SELECT count(*) FROM nugen.model_metric_lists")
+    assert lists == 2
+
+
+@pytest.mark.parametrize("change, complaint", [
+    (lambda rows: rows + rows[:1], "twice"),
+    (lambda rows: [dict(rows[0], model_key="other"), *rows[1:]], "model_key"),
+    (lambda rows: [dict(rows[0], metric=None), *rows[1:]], "no metric path"),
+])
+def test_metrics_a_snapshot_cannot_hold_twice_are_refused(warehouse: Warehouse, change, complaint) -> None:
+    warehouse.migrate()
+    base = ok_slot("acme", at(1), [{"model_id": "m1"}])
+    rows = [{"account_id": "acme", "model_id": "m1", "snapshot_at": at(1), "metric": metric,
+             "snapshot_date": at(1).date(), "model_key": "m1", "value": value} for metric, value in HOSTILE_METRICS]
+    long = pa.Table.from_pylist(change(rows), schema=schemas.MODEL_METRICS.schema)
+    with pytest.raises(WarehouseError, match=complaint) as caught:
+        warehouse.load([SlotLoad(base.run, {**base.tables, "model_metrics": long})])
+    assert "acme" in str(caught.value)
+    assert warehouse.fetch_all("SELECT count(*) FROM nugen.model_metric_lists") == [(0,)]

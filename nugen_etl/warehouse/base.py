@@ -26,8 +26,11 @@ from nugen_etl.errors import WarehouseError
 from nugen_etl.redaction import mask_url
 from nugen_etl.records import SUCCESS_OUTCOMES, AccountRun, Outcome, SlotLoad, as_utc, latest_per_slot
 from nugen_etl.schemas import TableSpec
+from nugen_etl.warehouse.metric_lists import to_metric_lists
 
 SCHEMA = "nugen"
+# The tables whose rows belong to one (account, slot), as the warehouse stores them.
+SLOT_TABLES = (schemas.MODEL_SNAPSHOTS, schemas.MODEL_METRIC_LISTS, schemas.QUARANTINE)
 # Tables a data-bearing SlotLoad may carry, by name.
 DATA_TABLES = {spec.name: spec for spec in (*schemas.SLOT_TABLES, schemas.EVALUATIONS)}
 SLOT_KEYS_SCHEMA = pa.schema([("account_id", pa.string()), ("snapshot_at", schemas.TS)])
@@ -61,8 +64,8 @@ class Warehouse(ABC):
     def load(self, loads: Sequence[SlotLoad]) -> None:
         """Write a batch of slot loads in one transaction: all of it or none of it.
 
-        Per (account, slot) with tables: the slot's rows of model_snapshots, model_metrics and
-        quarantined_records are replaced; evaluations are upserted (newest ``last_seen_at`` wins,
+        Per (account, slot) with tables: the slot's rows of model_snapshots, model_metrics (stored
+        as model_metric_lists) and quarantined_records are replaced; evaluations are upserted (newest ``last_seen_at`` wins,
         first/last seen widen). Every load upserts its ``account_runs`` row, except that a failure
         never overwrites a recorded success. Raises ``WarehouseError`` naming the batch's accounts.
 
@@ -144,7 +147,7 @@ class StagedBatch:
 
     account_ids: tuple[str, ...]           # sorted, for messages
     slot_keys: tuple[tuple[str, datetime], ...]  # every (account, slot) in the batch, sorted
-    tables: dict[str, pa.Table]            # "stg_slot_keys", "stg_account_runs", "stg_<data table>"
+    tables: dict[str, pa.Table]            # "stg_slot_keys", "stg_account_runs", "stg_<warehouse table>"
 
 
 def staging_name(table: str) -> str:
@@ -169,6 +172,11 @@ def stage_batch(loads: Sequence[SlotLoad]) -> StagedBatch:
                                  else DATA_TABLES[name].schema.empty_table())
             for name in DATA_TABLES
         }
+    try:
+        staged[staging_name(schemas.MODEL_METRIC_LISTS.name)] = to_metric_lists(
+            staged.pop(staging_name(schemas.MODEL_METRICS.name)))
+    except WarehouseError as exc:
+        raise WarehouseError(f"the batch of account(s) {', '.join(account_ids)}: {exc}") from None
     staged["stg_slot_keys"] = pa.Table.from_pylist(
         [{"account_id": a, "snapshot_at": s} for a, s in data_keys], schema=SLOT_KEYS_SCHEMA)
     staged[staging_name(schemas.ACCOUNT_RUNS.name)] = _runs_table(
@@ -349,7 +357,7 @@ def duplicate_key_sql(spec: TableSpec) -> str:
 
 def load_statements() -> list[str]:
     """The batch's statements in order, for an engine to run inside one transaction."""
-    statements = [delete_slot_sql(spec) for spec in schemas.SLOT_TABLES]
-    statements += [insert_slot_sql(spec) for spec in schemas.SLOT_TABLES]
+    statements = [delete_slot_sql(spec) for spec in SLOT_TABLES]
+    statements += [insert_slot_sql(spec) for spec in SLOT_TABLES]
     statements += [upsert_evaluations_sql(), upsert_runs_sql()]
     return statements

@@ -13,7 +13,7 @@ import duckdb
 
 from nugen_etl.errors import WarehouseBusy, WarehouseError, WarehouseUnavailable
 from nugen_etl.warehouse import migrations
-from nugen_etl.schemas import MODEL_METRICS, MODEL_SNAPSHOTS
+from nugen_etl.schemas import MODEL_METRIC_LISTS, MODEL_SNAPSHOTS
 from nugen_etl.warehouse.base import StagedBatch, Warehouse, duplicate_key_sql, load_statements
 
 log = logging.getLogger(__name__)
@@ -172,8 +172,8 @@ class DuckDBWarehouse(Warehouse):
             self._con = None
 
 
-# Tables migration 003 left without an ART primary key: the load checks their keys itself.
-UNKEYED_TABLES = (MODEL_SNAPSHOTS, MODEL_METRICS)
+# Tables left without an ART primary key (migrations 003, 004): the load checks their keys itself.
+UNKEYED_TABLES = (MODEL_SNAPSHOTS, MODEL_METRIC_LISTS)
 
 
 def _refuse_duplicate_keys(con: duckdb.DuckDBPyConnection, batch: StagedBatch) -> None:

@@ -15,9 +15,12 @@ from psycopg import errors as pg_errors
 
 from nugen_etl.errors import WarehouseError, WarehouseUnavailable
 from nugen_etl.warehouse import migrations
-from nugen_etl.warehouse.base import StagedBatch, Warehouse, load_statements, lock_key
+from nugen_etl.warehouse.base import (
+    SCHEMA, SLOT_TABLES, StagedBatch, Warehouse, insert_slot_sql, load_statements, lock_key, staging_name)
 
 _MIGRATION_LOCK = lock_key("nugen_etl", "migrate")
+_SLOT_INSERTS = {insert_slot_sql(spec): spec for spec in SLOT_TABLES}
+_SLOT_STAGING = {staging_name(spec.name) for spec in SLOT_TABLES}
 _LOAD_ATTEMPTS = 3  # a deadlock between two concurrent batches is retried, then reported
 
 # Arrow type -> PostgreSQL type name for binary COPY.
@@ -103,13 +106,18 @@ class PostgresWarehouse(Warehouse):
     def _load_in_transaction(self, batch: StagedBatch) -> None:
         with self.conn.cursor() as cur:
             for name, table in batch.tables.items():
-                _copy_staging(cur, name, table)
+                if name not in _SLOT_STAGING:
+                    _copy_staging(cur, name, table)
             cur.execute("ANALYZE stg_slot_keys")  # so the slot delete plans an index scan
             # Two loads of the same (account, slot) serialize here; the later one replaces the first.
             keys = sorted({lock_key("nugen_etl", "slot", a, s.isoformat()) for a, s in batch.slot_keys})
             cur.execute("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%s::bigint[]) AS k", [keys])
             for statement in load_statements():
-                cur.execute(statement)
+                spec = _SLOT_INSERTS.get(statement)
+                if spec is None:
+                    cur.execute(statement)
+                else:  # the slot's rows go straight into the table: one pass instead of two
+                    _copy_rows(cur, f"{SCHEMA}.{spec.name}", batch.tables[staging_name(spec.name)])
 
     def _connection_lost(self, exc: Exception) -> bool:
         # The server ended the session (restart, failover, pg_terminate_backend) or the network
@@ -140,36 +148,67 @@ class PostgresWarehouse(Warehouse):
 
 
 def _copy_staging(cur: psycopg.Cursor, name: str, table: pa.Table) -> None:
-    """Create temporary table ``name`` shaped like ``table`` and COPY the rows in, ``COPY_CHUNK_ROWS``
-    rows of CSV at a time (a 200-account batch's CSV held whole cost ~35 MiB of peak memory).
+    """Create temporary table ``name`` shaped like ``table`` and copy the rows in."""
+    columns = ", ".join(f"{field.name} {_pg_type(field.type)}" for field in table.schema)
+    cur.execute(f"CREATE TEMPORARY TABLE {name} ({columns}) ON COMMIT DROP")
+    _copy_rows(cur, name, table)
+
+
+def _copy_rows(cur: psycopg.Cursor, target: str, table: pa.Table) -> None:
+    """COPY ``table``'s rows into ``target`` (its columns by name), ``COPY_CHUNK_ROWS`` rows of CSV at
+    a time (a 200-account batch's CSV held whole cost ~35 MiB of peak memory).
 
     The COPY text is CSV written by Arrow (C++, no Python object per value): every string is
     quoted and NULL is the unquoted empty field, so NULL and '' stay apart; doubles are written
-    in their shortest round-trip form, timestamps as UTC ISO text with ``Z``. A table with a
-    non-finite double (which flatten never produces) goes row by row through binary COPY instead.
+    in their shortest round-trip form, timestamps as UTC ISO text with ``Z``, lists as array
+    literals. A table with a non-finite double (which flatten never produces) goes row by row
+    through binary COPY instead.
     """
-    types = [_pg_type(field.type) for field in table.schema]
-    columns = ", ".join(f"{field.name} {pg_type}" for field, pg_type in zip(table.schema, types))
-    cur.execute(f"CREATE TEMPORARY TABLE {name} ({columns}) ON COMMIT DROP")
     if table.num_rows == 0:
         return
+    columns = ", ".join(table.column_names)
+    doubles = [pc.list_flatten(c) if pa.types.is_list(c.type) else c for c in table.columns]
     if all(pc.all(pc.is_finite(column)).as_py() is not False
-           for column in table.columns if pa.types.is_floating(column.type)):
-        with cur.copy(f"COPY {name} FROM STDIN (FORMAT CSV)") as copy:
+           for column in doubles if pa.types.is_floating(column.type)):
+        table = pa.Table.from_arrays(
+            [array_literals(c) if pa.types.is_list(c.type) else c for c in table.columns], names=table.column_names)
+        with cur.copy(f"COPY {target} ({columns}) FROM STDIN (FORMAT CSV)") as copy:
             for batch in table.to_batches(max_chunksize=COPY_CHUNK_ROWS):
                 sink = pa.BufferOutputStream()
                 pa_csv.write_csv(batch, sink, write_options=_CSV_OPTIONS)
                 copy.write(memoryview(sink.getvalue()))
         return
-    with cur.copy(f"COPY {name} FROM STDIN (FORMAT BINARY)") as copy:
-        copy.set_types(types)
+    with cur.copy(f"COPY {target} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types([_pg_type(field.type) for field in table.schema])
         for row in zip(*(column.to_pylist() for column in table.columns)):
             copy.write_row(row)
+
+
+def array_literals(lists: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """Each list of text or doubles as a PostgreSQL array literal (``{"a","b\\"c"}``, ``{0.5,1e-7}``),
+    in Arrow kernels: every text element is quoted with ``\\`` and ``"`` escaped; doubles take their
+    shortest round-trip form, which PostgreSQL reads back to the same double. A null list stays null."""
+    if isinstance(lists, pa.ChunkedArray):
+        lists = lists.combine_chunks()
+    values = pc.list_flatten(lists)
+    if pa.types.is_string(values.type):
+        escaped = pc.replace_substring(pc.replace_substring(values, "\\", "\\\\"), '"', '\\"')
+        values = pc.binary_join_element_wise(pa.scalar('"'), escaped, pa.scalar('"'), "")
+    else:
+        values = pc.cast(values, pa.string())
+    values = pc.fill_null(values, "NULL")  # a quoted element is never the bare word
+    lengths = pc.fill_null(pc.list_value_length(lists), 0).cast(pa.int32())
+    offsets = pa.concat_arrays([pa.array([0], pa.int32()), pc.cumulative_sum(lengths)])
+    joined = pc.binary_join(pa.ListArray.from_arrays(offsets, values), ",")
+    literal = pc.binary_join_element_wise(pa.scalar("{"), joined, pa.scalar("}"), "")
+    return pc.if_else(pc.is_null(lists), pa.scalar(None, pa.string()), literal)
 
 
 def _pg_type(arrow_type: pa.DataType) -> str:
     if pa.types.is_timestamp(arrow_type):
         return "timestamptz"
+    if pa.types.is_list(arrow_type):
+        return _pg_type(arrow_type.value_type) + "[]"
     try:
         return _PG_TYPES[arrow_type]
     except KeyError:
