@@ -32,7 +32,7 @@ import pyarrow as pa
 
 from . import __version__
 from .errors import NugenEtlError
-from .records import SUCCESS_OUTCOMES, AccountRun, Outcome, SlotLoad, as_utc, is_success, latest_per_slot
+from .records import SUCCESS_OUTCOMES, AccountRun, Outcome, SlotLoad, as_utc, gather, is_success, latest_per_slot
 from .schemas import LAKE_ACCOUNT_RUNS, MODEL_METRICS, MODEL_SNAPSHOTS, TableSpec
 from .storage import Storage
 
@@ -219,7 +219,7 @@ class Lake:
         data = [load for load in chosen if load.tables is not None]
         if data:
             keys = [(ld.run.account_id, ld.run.snapshot_at) for ld in data]
-            tables = {spec: _concat([ld.tables[spec.name] for ld in data if spec.name in ld.tables], spec)  # type: ignore[index]
+            tables = {spec: _concat(gather([ld.tables for ld in data if ld.tables is not None], spec.name), spec)
                       for spec in DATA_TABLES}
             # The two data tables are independent commits, made at once: delta-rs encodes and commits
             # without the GIL, so the batch costs the larger of the two, not their sum (the live lake

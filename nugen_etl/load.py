@@ -7,7 +7,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from .errors import WarehouseBusy, WarehouseError, WarehouseUnavailable
 from .lake import Lake, LakeError
-from .records import SlotLoad
+from .records import SlotLoad, table_rows
 from .schemas import MODEL_SNAPSHOTS
 from .summary import RunSummary
 from .warehouse import Warehouse
@@ -49,8 +49,8 @@ class SlotWriter:
     def add(self, load: SlotLoad) -> None:
         self._summary.record(load.run)
         self._batch.append(load)
-        if load.tables is not None and MODEL_SNAPSHOTS.name in load.tables:
-            self._rows += load.tables[MODEL_SNAPSHOTS.name].num_rows
+        if load.tables is not None:
+            self._rows += table_rows(load.tables, MODEL_SNAPSHOTS.name)
         if ((self._batch_size is not None and len(self._batch) >= self._batch_size)
                 or (self._max_rows is not None and self._rows >= self._max_rows)):
             self.flush()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
@@ -71,7 +71,89 @@ class SlotLoad:
     """
 
     run: AccountRun
-    tables: dict[str, "pa.Table"] | None = None
+    tables: Mapping[str, "pa.Table"] | None = None
+
+
+class PackedTables:
+    """The tables of several slots, each one contiguous table: slot ``i`` owns the rows
+    ``offsets[name][i]:offsets[name][i + 1]`` of ``tables[name]``."""
+
+    __slots__ = ("tables", "offsets")
+
+    def __init__(self, tables: dict[str, "pa.Table"], offsets: dict[str, list[int]]) -> None:
+        self.tables, self.offsets = tables, offsets
+
+    def slot(self, index: int) -> SlotTables:
+        return SlotTables(self, index)
+
+
+class SlotTables(Mapping[str, "pa.Table"]):
+    """One slot's tables of a ``PackedTables``, each a zero-copy slice made when it is read.
+
+    ``gather`` hands consecutive slots of one ``PackedTables`` on as one slice: a batch of them costs
+    no per-slot slicing and concatenating."""
+
+    __slots__ = ("packed", "index")
+
+    def __init__(self, packed: PackedTables, index: int) -> None:
+        self.packed, self.index = packed, index
+
+    def bounds(self, name: str) -> tuple[int, int]:
+        offsets = self.packed.offsets[name]
+        return offsets[self.index], offsets[self.index + 1]
+
+    def __getitem__(self, name: str) -> "pa.Table":
+        start, stop = self.bounds(name)
+        return self.packed.tables[name].slice(start, stop - start)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.packed.tables
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.packed.tables)
+
+    def __len__(self) -> int:
+        return len(self.packed.tables)
+
+
+def table_rows(tables: Mapping[str, "pa.Table"], name: str) -> int:
+    """Rows of table ``name`` in one slot's ``tables`` (0 when it has none), without slicing."""
+    if isinstance(tables, SlotTables):
+        if name not in tables:
+            return 0
+        start, stop = tables.bounds(name)
+        return stop - start
+    table = tables.get(name)
+    return 0 if table is None else table.num_rows
+
+
+def gather(slots: Sequence[Mapping[str, "pa.Table"]], name: str) -> list["pa.Table"]:
+    """Table ``name`` of each slot's tables, in order, for concatenating: consecutive slots of one
+    ``PackedTables`` come as one slice; slots without the table are skipped."""
+    parts: list[pa.Table] = []
+    run: tuple[PackedTables, int, int] | None = None  # (packed, first slot, last slot)
+
+    def close() -> None:
+        if run is not None:
+            packed, first, last = run
+            offsets = packed.offsets[name]
+            parts.append(packed.tables[name].slice(offsets[first], offsets[last + 1] - offsets[first]))
+
+    for tables in slots:
+        if isinstance(tables, SlotTables) and name in tables:
+            if run is not None and run[0] is tables.packed and run[2] + 1 == tables.index:
+                run = (run[0], run[1], tables.index)
+                continue
+            close()
+            run = (tables.packed, tables.index, tables.index)
+            continue
+        close()
+        run = None
+        table = tables.get(name)
+        if table is not None:
+            parts.append(table)
+    close()
+    return parts
 
 
 def as_utc(moment: datetime) -> datetime:

@@ -26,7 +26,7 @@ import pyarrow as pa
 from .classify import Classified, classify_answer
 from .flatten import Flattened, flatten_answers
 from .raw_archive import read_raw_answer
-from .records import SUCCESS_OUTCOMES, AccountRun, Outcome, RawAnswer, SlotLoad
+from .records import SUCCESS_OUTCOMES, AccountRun, Outcome, PackedTables, RawAnswer, SlotLoad
 from .storage import Storage
 from .summary import RunSummary
 from .transform import flattened_load, load_or_failure, unsuccessful_load
@@ -179,15 +179,15 @@ class ReplayedUnit:
                    [ld.tables is not None for ld in loads], errors)
 
     def loads(self) -> list[SlotLoad]:
+        """The unit's slot loads; their tables are slices of the unit's, which a batch of them takes whole."""
+        packed = PackedTables(self.tables, self.offsets) if self.offsets is not None else None
         out, k = [], 0
         for run, has in zip(self.runs, self.has_data):
             if not has:
                 out.append(SlotLoad(run))
                 continue
-            assert self.offsets is not None
-            out.append(SlotLoad(run, {name: table.slice(self.offsets[name][k],
-                                                        self.offsets[name][k + 1] - self.offsets[name][k])
-                                      for name, table in self.tables.items()}))
+            assert packed is not None
+            out.append(SlotLoad(run, packed.slot(k)))
             k += 1
         return out
 
