@@ -47,6 +47,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from nugen_etl import schemas
+from nugen_etl.records import PackedTables, SlotTables
 
 MAX_DEPTH = 64  # most segments a metric path may have; deeper values stay in the JSON only
 
@@ -91,22 +92,33 @@ Notes = dict[str, None]  # an insertion-ordered set: one note per problem, even 
 
 @dataclass(frozen=True)
 class Flattened:
-    """The four slot tables of one answer, plus how many values were reported as coerced."""
+    """The four slot tables of one answer, plus how many values were reported as coerced.
 
-    snapshots: pa.Table
-    metrics: pa.Table
-    evaluations: pa.Table
-    quarantine: pa.Table
+    The tables are the answer's slices of the tables its ``flatten_answers`` call built; ``tables()``
+    hands them on as ``SlotTables``, so a batch of answers flattened together is gathered whole."""
+
+    slot: SlotTables
     coerced_count: int
 
-    def tables(self) -> dict[str, pa.Table]:
+    @property
+    def snapshots(self) -> pa.Table:
+        return self.slot[schemas.MODEL_SNAPSHOTS.name]
+
+    @property
+    def metrics(self) -> pa.Table:
+        return self.slot[schemas.MODEL_METRICS.name]
+
+    @property
+    def evaluations(self) -> pa.Table:
+        return self.slot[schemas.EVALUATIONS.name]
+
+    @property
+    def quarantine(self) -> pa.Table:
+        return self.slot[schemas.QUARANTINE.name]
+
+    def tables(self) -> SlotTables:
         """The tables keyed by their ``schemas.TableSpec.name``."""
-        return {
-            schemas.MODEL_SNAPSHOTS.name: self.snapshots,
-            schemas.MODEL_METRICS.name: self.metrics,
-            schemas.EVALUATIONS.name: self.evaluations,
-            schemas.QUARANTINE.name: self.quarantine,
-        }
+        return self.slot
 
 
 # --- small helpers -------------------------------------------------------------------------
@@ -676,22 +688,13 @@ def flatten_answers(answers: Sequence[Answer]) -> list[Flattened]:
     evaluations = _evaluations_table(cols, eval_rows, consts, e_bounds)
     quarantined = _table(schemas.QUARANTINE, _columns(["position", "reason", "raw_json"], quarantine),
                          consts, q_bounds)
-    if len(answers) == 1:
-        return [Flattened(snapshots, metrics_table, evaluations, quarantined, sum(map(len, issues)))]
-    out = []
-    for i in range(len(answers)):
-        out.append(Flattened(
-            snapshots=_slice(snapshots, rec_bounds, i),
-            metrics=_slice(metrics_table, m_bounds, i),
-            evaluations=_slice(evaluations, e_bounds, i),
-            quarantine=_slice(quarantined, q_bounds, i),
-            coerced_count=sum(map(len, issues[rec_bounds[i]:rec_bounds[i + 1]])),
-        ))
-    return out
-
-
-def _slice(table: pa.Table, bounds: list[int], i: int) -> pa.Table:
-    return table.slice(bounds[i], bounds[i + 1] - bounds[i])
+    packed = PackedTables(
+        {schemas.MODEL_SNAPSHOTS.name: snapshots, schemas.MODEL_METRICS.name: metrics_table,
+         schemas.EVALUATIONS.name: evaluations, schemas.QUARANTINE.name: quarantined},
+        {schemas.MODEL_SNAPSHOTS.name: rec_bounds, schemas.MODEL_METRICS.name: m_bounds,
+         schemas.EVALUATIONS.name: e_bounds, schemas.QUARANTINE.name: q_bounds})
+    return [Flattened(packed.slot(i), sum(map(len, issues[rec_bounds[i]:rec_bounds[i + 1]])))
+            for i in range(len(answers))]
 
 
 # --- tables --------------------------------------------------------------------------------

@@ -26,7 +26,8 @@ import pyarrow as pa
 from .classify import Classified, classify_answer
 from .flatten import Flattened, flatten_answers
 from .raw_archive import read_raw_answer
-from .records import SUCCESS_OUTCOMES, AccountRun, Outcome, PackedTables, RawAnswer, SlotLoad
+from .records import (
+    SUCCESS_OUTCOMES, AccountRun, Outcome, PackedTables, RawAnswer, SlotLoad, gather, table_rows)
 from .storage import Storage
 from .summary import RunSummary
 from .transform import flattened_load, load_or_failure, unsuccessful_load
@@ -171,10 +172,9 @@ class ReplayedUnit:
         data = [ld.tables for ld in loads if ld.tables is not None]
         names = sorted({name for tables in data for name in tables})
         tables, offsets = {}, {}
-        for name in names:
-            parts = [tables_[name] for tables_ in data]
-            offsets[name] = [0, *itertools.accumulate(t.num_rows for t in parts)]
-            tables[name] = pa.concat_tables(parts).combine_chunks()
+        for name in names:  # slots flattened together arrive as one slice each (records.gather)
+            offsets[name] = [0, *itertools.accumulate(table_rows(tables_, name) for tables_ in data)]
+            tables[name] = pa.concat_tables(gather(data, name)).combine_chunks()
         return cls(day, [ld.run for ld in loads], tables, offsets if data else None,
                    [ld.tables is not None for ld in loads], errors)
 
