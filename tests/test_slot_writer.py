@@ -1,7 +1,8 @@
 """SlotWriter: each batch is one Delta commit per table, then one warehouse transaction. A batch the
 lake refuses stays out of the warehouse with its accounts reported and the other batches load; the
 same slot added twice ends with the second version; a rerun of one account replaces only its rows;
-a batch also closes at ``max_rows`` model rows."""
+a batch also closes at ``max_rows`` model rows. Overlapped (a backfill), each batch still reaches the
+lake before the warehouse, batches load in order, and a busy warehouse stops the writer."""
 
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ def writes(root: Path, name: str = "model_snapshots") -> list[dict]:
     return [c for c in DeltaTable(str(root / name)).history() if c["operation"] == "WRITE"]
 
 
-def test_a_refused_lake_commit_keeps_its_batch_out_and_the_rest_loads(tmp_path: Path) -> None:
+@pytest.mark.parametrize("overlap", [False, True], ids=["in-turn", "overlapped"])
+def test_a_refused_lake_commit_keeps_its_batch_out_and_the_rest_loads(tmp_path: Path, overlap: bool) -> None:
     """The second batch's day partition cannot be written (a file stands where its folder goes): the
     commit fails, both of its accounts are reported and loaded nowhere, the other batches go on."""
     state = SimulatorState(5, 6, models=4, start=T0)
@@ -61,7 +63,7 @@ def test_a_refused_lake_commit_keeps_its_batch_out_and_the_rest_loads(tmp_path: 
     with open_warehouse(f"duckdb:///{tmp_path / 'w.duckdb'}") as wh:
         wh.migrate()
         with open_lake(LocalStorage(lake_root, fsync=False)) as lake, \
-                SlotWriter(lake, wh, batch_size=2, summary=summary) as writer:
+                SlotWriter(lake, wh, batch_size=2, summary=summary, overlap=overlap) as writer:
             for load in loads:
                 writer.add(load)
         loaded = {r[0] for r in wh.fetch_all("select account_id from nugen.account_runs")}
@@ -145,3 +147,50 @@ def test_a_batch_closes_at_max_rows(tmp_path: Path, max_rows: int) -> None:
     assert len(writes(tmp_path, "account_runs")) == expected and loaded == len(loads)
     runs = DeltaTable(str(tmp_path / "account_runs")).to_pyarrow_table()
     assert pc.count_distinct(runs["account_id"]).as_py() == runs.num_rows == len(loads)
+
+
+def test_overlapped_batches_reach_the_lake_first_load_in_order_and_a_busy_warehouse_stops_them(
+        tmp_path: Path) -> None:
+    """Batch N+1's lake commits may run while batch N loads, but no batch loads before its own commits,
+    loads keep the batches' order, and a WarehouseBusy in the background comes out of the writer."""
+    import threading
+    import time
+
+    from nugen_etl.errors import WarehouseBusy
+
+    state = SimulatorState(5, 9, models=3, start=T0)
+    loads = _loads(state, T0)  # 8 accounts: 4 batches of 2
+    events: list[tuple[str, int, float, float]] = []  # (stage, batch, start, end)
+    lock = threading.Lock()
+    with open_warehouse(f"duckdb:///{tmp_path / 'w.duckdb'}") as wh:
+        wh.migrate()
+        lake = open_lake(LocalStorage(tmp_path / "lake", fsync=False))
+        batch_of = {load.run.account_id: i // 2 for i, load in enumerate(loads)}
+
+        def recording(stage: str, real, busy_at: int | None = None):
+            def wrapper(batch, *args, **kwargs):
+                number = batch_of[batch[0].run.account_id]
+                started = time.perf_counter()
+                if stage == "warehouse":
+                    time.sleep(0.05)  # a slow load: the next batch's lake commits run meanwhile
+                    if number == busy_at:
+                        raise WarehouseBusy("held by a notebook")
+                result = real(batch, *args, **kwargs)
+                with lock:
+                    events.append((stage, number, started, time.perf_counter()))
+                return result
+            return wrapper
+
+        lake.write = recording("lake", lake.write)  # type: ignore[method-assign]
+        wh.load = recording("warehouse", wh.load, busy_at=2)  # type: ignore[method-assign]
+        with pytest.raises(WarehouseBusy, match="notebook"):
+            with lake, SlotWriter(lake, wh, batch_size=2, summary=RunSummary("backfill", None), overlap=True) as writer:
+                for load in loads:
+                    writer.add(load)
+        loaded = sorted({r[0] for r in wh.fetch_all("select account_id from nugen.account_runs")})
+    lake_end = {n: end for stage, n, _, end in events if stage == "lake"}
+    warehouse = [(n, start) for stage, n, start, _ in events if stage == "warehouse"]
+    assert [n for n, _ in warehouse] == [0, 1], "loads in batch order, none after the busy one"
+    assert all(lake_end[n] <= start for n, start in warehouse), "a batch loads only after its lake commits"
+    assert loaded == sorted(a for a, n in batch_of.items() if n < 2)
+    assert 2 in lake_end, "the busy batch had reached the lake: its rows are there for the next backfill"
