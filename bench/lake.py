@@ -36,8 +36,6 @@ from nugen_etl.simulator import SimulatorState
 from nugen_etl.slots import slot_stamp
 from nugen_etl.storage import LocalStorage
 
-LIVE_REFERENCE = 34_000          # records/s of the per-slot Parquet stage (issue 15's "today")
-LIVE_TARGET = 5 * LIVE_REFERENCE
 SCAN_TARGET_S = 0.5
 FILES_TARGET = 2
 # Per account and day over every account: the kind of query a dashboard runs over the lake.
@@ -57,8 +55,8 @@ def run(sizes: Sizes, ctx: Context) -> dict[str, Any]:
     out["rows"].append(row(
         "7 lake", f"live run's lake stage: Lake.write of {live['slots']} hourly slots x {live['accounts']} "
                   f"accounts x {live['models']} models, {live['batch']} accounts a batch", round(rate), "rec/s",
-        target=f">= {LIVE_TARGET:,} (5 x {LIVE_REFERENCE:,})", met=rate >= LIVE_TARGET,
-        note=f"{live['records']:,} records in {live['write_s']:.2f} s, {live['commits']} commits per table; "
+        note=f"a day of small batches (the issue's target is on scenario 2's lake stage, where it was measured): "
+             f"{live['records']:,} records in {live['write_s']:.2f} s, {live['commits']} commits per table; "
              f"median {median(live['batch_s']) * 1000:.0f} ms a batch (3 commits), first slot "
              f"{live['batch_s'][0] * 1000:.0f} ms, last {live['batch_s'][-1] * 1000:.0f} ms"))
     c = live["compaction"]
