@@ -934,3 +934,18 @@ def test_metrics_a_snapshot_cannot_hold_twice_are_refused(warehouse: Warehouse, 
         warehouse.load([SlotLoad(base.run, {**base.tables, "model_metrics": long})])
     assert "acme" in str(caught.value)
     assert warehouse.fetch_all("SELECT count(*) FROM nugen.model_metric_lists") == [(0,)]
+
+
+def test_non_finite_metric_values_load_too(warehouse: Warehouse) -> None:
+    """Flattening never writes NaN or infinities, but a hand-built load may: they go through
+    PostgreSQL's binary COPY (CSV has no spelling for them) and come back as they were."""
+    warehouse.migrate()
+    base = ok_slot("acme", at(1), [{"model_id": "m1"}])
+    values = [("a", float("nan")), ("b", float("inf")), ("c", float("-inf")), ('d"{,}', 0.5)]
+    long = pa.Table.from_pylist([{"account_id": "acme", "model_id": "m1", "snapshot_at": at(1), "metric": m,
+                                  "snapshot_date": at(1).date(), "model_key": "m1", "value": v} for m, v in values],
+                                schema=schemas.MODEL_METRICS.schema)
+    warehouse.load([SlotLoad(base.run, {**base.tables, "model_metrics": long})])
+    got = dict(warehouse.fetch_all("SELECT metric, value FROM nugen.model_metrics"))
+    assert set(got) == {m for m, _ in values}
+    assert got["a"] != got["a"] and got["b"] == float("inf") and got["c"] == float("-inf") and got['d"{,}'] == 0.5
