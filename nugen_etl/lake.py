@@ -22,9 +22,9 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +81,9 @@ class LakeLocation:
 
     root: str
     storage_options: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # The current options, asked again before each use: S3 credentials from an instance role or STS
+    # expire (often within an hour), and a backfill or a long-lived worker outlives them.
+    refresh: Callable[[], Mapping[str, str]] | None = field(default=None, repr=False, compare=False)
 
     def table_uri(self, name: str) -> str:
         return f"{self.root.rstrip('/')}/{name}"
@@ -137,6 +140,17 @@ class Lake:
 
     # --- tables -----------------------------------------------------------------------------
 
+    def refresh_credentials(self) -> None:
+        """Take the storage's current options; if they changed (rotated credentials), reopen the tables
+        with them. Called before every write, read and maintenance step; cheap when nothing changed."""
+        if self.location.refresh is None:
+            return
+        current = dict(self.location.refresh())
+        if current != dict(self.location.storage_options):
+            self.location = replace(self.location, storage_options=current)
+            self._tables.clear()
+            log.info("lake %s: storage credentials changed; reopening its tables with them", self.display)
+
     def table(self, spec: TableSpec) -> DeltaTable:
         """The table's DeltaTable (created empty, with its declared schema, when it does not exist)."""
         found = self._tables.get(spec.name)
@@ -184,6 +198,7 @@ class Lake:
         """Rows of a table (at ``version``, or the latest), with the declared schema."""
         from deltalake import DeltaTable
 
+        self.refresh_credentials()
         if version is None:
             dt = self.table(spec)
             dt.update_incremental()
@@ -206,6 +221,7 @@ class Lake:
         if not chosen:
             return
         try:
+            self.refresh_credentials()
             self._write(chosen, metadata)
         except LakeError:
             raise
@@ -287,6 +303,7 @@ class Lake:
 
     def day_files(self, spec: TableSpec) -> dict[date, list[str]]:
         """The data files of each day partition (relative paths, sorted)."""
+        self.refresh_credentials()
         dt = self.table(spec)
         dt.update_incremental()
         actions = pa.table(dt.get_add_actions(flatten=True))
@@ -301,6 +318,7 @@ class Lake:
 
     def compact_day(self, day: date, *, target_size: int | None = None) -> dict[str, dict[str, Any]]:
         """Rewrite one day of every table into few files, z-ordered by account, model and time."""
+        self.refresh_credentials()
         metrics = {}
         for spec in LAKE_TABLES:
             dt = self.table(spec)
@@ -314,6 +332,7 @@ class Lake:
 
     def vacuum(self, *, retention_hours: float) -> dict[str, int]:
         """Delete files no version within ``retention_hours`` needs; returns the count per table."""
+        self.refresh_credentials()
         removed = {}
         for spec in LAKE_TABLES:
             dt = self.table(spec)
@@ -352,7 +371,8 @@ def open_lake(storage: Storage, *, metadata: Mapping[str, str] | None = None,
               retry: CommitRetry | None = None) -> Lake:
     """The lake under ``storage``'s root, with the same location and credentials (nothing opened yet)."""
     root, options = storage.delta_location()
-    return Lake(LakeLocation(root, options), metadata=metadata, retry=retry,
+    refresh = (lambda: storage.delta_location()[1]) if options else None
+    return Lake(LakeLocation(root, options, refresh), metadata=metadata, retry=retry,
                 layout_probe=LayoutProbe(storage.listdir, storage.display))
 
 

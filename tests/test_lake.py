@@ -428,3 +428,26 @@ def test_the_old_layout_is_refused_then_upgraded_without_deleting_anything(world
     assert all((root / "legacy-parquet" / rel).read_bytes() == data for rel, data in old_files.items())
     assert rebuilt is not None and rebuilt.exit_code == 0
     assert lake_snapshots(root) == lake_rows
+
+
+def test_changed_storage_options_reopen_the_tables_and_unchanged_ones_keep_them(tmp_path: Path) -> None:
+    """The lake asks its location for the current options before each use (rotated S3 credentials, see
+    tests/test_s3_storage.py::test_rotated_credentials_reach_the_next_commit): while they stay the same
+    the open tables are kept; once they change, the tables are opened again with the new ones."""
+    options = {"timeout": "30s"}
+    lake = Lake(LakeLocation(str(tmp_path), dict(options), refresh=lambda: dict(options)))
+    state = SimulatorState(5, 2, models=2, start=T0)
+    account = state.account_ids[0]
+
+    def load(slot: datetime) -> SlotLoad:
+        return answer_to_load(RawAnswer(account_id=account, snapshot_at=slot, fetched_at=slot, http_status=200,
+                                        body=state.body_at(account, slot)))
+
+    lake.write([load(T0)])
+    opened = lake.table(MODEL_SNAPSHOTS)
+    lake.write([load(T0 + timedelta(hours=1))])
+    assert lake.table(MODEL_SNAPSHOTS) is opened, "same options: the open table is kept"
+    options["timeout"] = "31s"
+    lake.write([load(T0 + timedelta(hours=2))])
+    assert lake.table(MODEL_SNAPSHOTS) is not opened and lake.location.storage_options == {"timeout": "31s"}
+    assert lake.read(MODEL_SNAPSHOTS).num_rows == 3 * state.body_at(account, T0).count(b'"id"')

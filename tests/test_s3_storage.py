@@ -408,6 +408,37 @@ def test_each_commit_is_one_conditional_put_on_the_wire(endpoint: str, prefix: s
     assert usage(storage) == expected_usage("acme", version=2, models=4)
 
 
+def test_rotated_credentials_reach_the_next_commit(endpoint: str, prefix: str) -> None:
+    """Instance-role and STS credentials expire (often hourly) while a backfill or a worker goes on: the
+    lake asks the storage's boto3 session before each write and reopens its tables when the keys changed,
+    so the next commit is signed with the new key, not the expired one."""
+    from botocore.credentials import RefreshableCredentials
+
+    holder = {"key": "AKIAROTATEDFIRST0001"}
+
+    def current() -> dict[str, str]:  # always inside boto3's refresh window: every access asks again
+        expiry = datetime.now(UTC) + timedelta(minutes=5)
+        return {"access_key": holder["key"], "secret_key": "rotated-dummy-secret", "token": "",
+                "expiry_time": expiry.isoformat()}
+
+    storage = s3_storage(endpoint, prefix)
+    storage._session._session._credentials = RefreshableCredentials.create_from_metadata(  # type: ignore[union-attr]
+        current(), current, "test-rotation")
+    lake = open_lake(storage)
+    first = recorded_requests(endpoint, lambda: lake.write([model_load("acme", version=1, models=2)]))
+    holder["key"] = "AKIAROTATEDSECOND002"
+    second = recorded_requests(endpoint, lambda: lake.write([model_load("acme", version=2, models=3)]))
+
+    def signed_with(requests: list[dict[str, Any]]) -> set[str]:
+        return {m[1] for r in requests if r["method"] == "PUT"
+                for m in [re.search(r"Credential=(\w+)/", {k.lower(): v for k, v in r["headers"].items()}
+                                    .get("authorization", ""))] if m}
+
+    assert signed_with(first) == {"AKIAROTATEDFIRST0001"}
+    assert signed_with(second) == {"AKIAROTATEDSECOND002"}
+    assert usage(storage) == expected_usage("acme", version=2, models=3)
+
+
 @pytest.mark.parametrize("backend", ["local", "s3"])
 def test_readers_only_ever_see_a_committed_version(backend: str, endpoint: str, prefix: str,
                                                    tmp_path: Path) -> None:
