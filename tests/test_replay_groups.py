@@ -142,3 +142,47 @@ def test_a_transform_failure_among_answers_completed_together_costs_only_its_acc
     assert got["acct-hostile"].outcome == "failed" and "transform failed: RuntimeError: boom" in got["acct-hostile"].error
     assert got["acct-down"].outcome == "failed" and got["acct-down"].error == "timed out"
     assert sum(r.outcome in ("ok", "empty") for r in got.values()) == len(raws) - 2
+
+
+def test_worker_processes_hand_over_the_same_units_through_spooled_files(tmp_path: Path, monkeypatch) -> None:
+    """Replay workers write each unit's tables to Arrow IPC files that the backfill maps: the units equal
+    the in-process replay's, the spool folder is gone afterwards, and a folder a killed backfill left
+    behind (its process is gone) is removed by the next one."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    root = tmp_path / "archive"
+    _archive(root)
+    storage = LocalStorage(root, fsync=False)
+    accounts = SimulatorState(3, 3, models=6, start=T0).account_ids
+    monkeypatch.setattr(replay, "REPLAY_ACCOUNTS_PER_UNIT", 1)  # 3 units: more than the 2 workers
+    spool_root = tmp_path / "tmp"
+    spool_root.mkdir()
+    monkeypatch.setenv("TMPDIR", str(spool_root))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = spool_root / f"{replay.SPOOL_PREFIX}{int(dead.stdout)}-left"
+    stale.mkdir()
+    (stale / "x-model_snapshots.arrow").write_bytes(b"left by a killed backfill")
+    alive = spool_root / f"{replay.SPOOL_PREFIX}{os.getpid()}-busy"
+    alive.mkdir()
+
+    day = T0.date()
+    in_process = list(replay.replay_days(storage, [day], accounts, workers=1))
+    mapped: list[int] = []
+    real_unspooled = replay.ReplayedUnit.unspooled
+
+    def unspooled(unit: replay.ReplayedUnit) -> replay.ReplayedUnit:
+        mapped.append(len(unit.spooled or {}))
+        return real_unspooled(unit)
+
+    monkeypatch.setattr(replay.ReplayedUnit, "unspooled", unspooled)
+    spooled = list(replay.replay_days(storage, [day], accounts, workers=2))
+    assert mapped == [4, 4, 4], "every unit came from the workers as 4 spooled tables"
+    assert len(spooled) == len(in_process) == 3
+    for a, b in zip(in_process, spooled):
+        assert b.spooled is None and a.runs == b.runs and a.offsets == b.offsets and a.errors == b.errors
+        assert a.tables.keys() == b.tables.keys() and all(a.tables[n].equals(b.tables[n]) for n in a.tables)
+    assert sorted(p.name for p in spool_root.iterdir()) == [alive.name], "stale folder removed, ours cleaned up"
