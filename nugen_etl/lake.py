@@ -408,12 +408,18 @@ def runs_table(runs: Sequence[AccountRun]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=LAKE_ACCOUNT_RUNS.schema)
 
 
+FEW_PARTS = 4  # parts a commit's table may keep as they are
+
+
 def _concat(tables: list[pa.Table], spec: TableSpec) -> pa.Table:
     parts = [t.select(spec.schema.names).cast(spec.schema) if not t.schema.equals(spec.schema) else t
              for t in tables if t.num_rows]
-    # One contiguous table: delta-rs encodes a stream of many small record batches (one per slot)
-    # markedly slower than the same rows in a few large ones.
-    return pa.concat_tables(parts).combine_chunks() if parts else spec.schema.empty_table()
+    if not parts:
+        return spec.schema.empty_table()
+    # delta-rs encodes a stream of many small record batches (one per slot) markedly slower than the
+    # same rows in a few large ones; a few large slices (a backfill's units) go as they are, uncopied.
+    table = pa.concat_tables(parts)
+    return table.combine_chunks() if len(parts) > FEW_PARTS else table
 
 
 def _slot_metadata(loads: Sequence[SlotLoad]) -> dict[str, str]:
