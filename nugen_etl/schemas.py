@@ -75,7 +75,7 @@ MODEL_SNAPSHOTS = TableSpec(
         ("evaluation_data_json", pa.string()),
         ("quality_issues", pa.string()),
     ]),
-    ("account_id", "model_id", "snapshot_at"),
+    ("account_id", "snapshot_at", "model_id"),  # the slot first: the slot replace uses the key
 )
 
 MODEL_METRICS = TableSpec(
