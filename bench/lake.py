@@ -78,7 +78,7 @@ def run(sizes: Sizes, ctx: Context) -> dict[str, Any]:
              f"per day after compacting every closed day in {scan['compact_s']:.1f} s); count, sum(usage_count), "
              f"avg(accuracy); opening the table included"))
     out["rows"].append(row(
-        "7 lake", f"the same scan over the old per-slot layout (DuckDB read_parquet, hive partitioning)",
+        "7 lake", "the same scan over the old per-slot layout (DuckDB read_parquet, hive partitioning)",
         round(old_s, 3), "s", note=f"{scan['old_files']:,} files (one per account and slot); "
                                    f"{old_s / delta_s:,.0f}x the Delta scan; same result: "
                                    f"{'yes' if scan['same_result'] else 'NO'}"))
