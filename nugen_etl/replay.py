@@ -273,7 +273,13 @@ def replay_days(storage: Storage, days: Sequence[date], account_ids: Sequence[st
             for day, accounts in itertools.islice(queue, workers + 1):
                 pending.append(pool.submit(_replay_unit_spooled, storage, day, accounts, folder))
             while pending:
-                unit = pending.popleft().result().unspooled()
+                day, accounts = units[done]
+                unit = pending.popleft().result()
+                try:
+                    unit = unit.unspooled()
+                except OSError as exc:  # its files went missing (a temp cleaner): replay it here instead
+                    log.warning("a spooled replay unit could not be read (%s); replaying it in this process", exc)
+                    unit = replay_unit(storage, day, accounts)
                 for day, accounts in itertools.islice(queue, 1):
                     pending.append(pool.submit(_replay_unit_spooled, storage, day, accounts, folder))
                 done += 1
@@ -284,15 +290,20 @@ def replay_days(storage: Storage, days: Sequence[date], account_ids: Sequence[st
         for day, accounts in units[done:]:
             yield replay_unit(storage, day, accounts)
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 SPOOL_PREFIX = "nugen-replay-"
 
 
-def _replay_unit_spooled(storage: Storage, day: date, account_ids: Sequence[str], folder: str) -> ReplayedUnit:
-    """In a replay worker: ``replay_unit``, its tables spooled to ``folder`` (held, if that fails)."""
+def _replay_unit_spooled(storage: Storage, day: date, account_ids: Sequence[str],
+                         folder: str | None) -> ReplayedUnit:
+    """In a replay worker: ``replay_unit``, its tables spooled to ``folder`` (held, without a folder or
+    if that fails)."""
     unit = replay_unit(storage, day, account_ids)
+    if folder is None:
+        return unit
     try:
         return unit.spool(folder)
     except OSError as exc:  # e.g. the temporary folder is full: the tables go through the pipe instead
@@ -300,10 +311,15 @@ def _replay_unit_spooled(storage: Storage, day: date, account_ids: Sequence[str]
         return unit
 
 
-def _spool_folder() -> str:
+def _spool_folder() -> str | None:
     """A new folder for replayed units in the temporary folder (``TMPDIR``), after removing those that
-    backfills killed before they could clean up (their process is gone)."""
-    root = tempfile.gettempdir()
+    backfills killed before they could clean up (their process is gone); None if none can be made
+    (the units then go through the pipe)."""
+    try:
+        root = tempfile.gettempdir()
+    except OSError as exc:
+        log.warning("no temporary folder for replayed units (%s); sending them whole", exc)
+        return None
     with contextlib.suppress(OSError):
         for name in os.listdir(root):
             if not name.startswith(SPOOL_PREFIX):
@@ -311,7 +327,11 @@ def _spool_folder() -> str:
             pid = name.removeprefix(SPOOL_PREFIX).split("-", 1)[0]
             if pid.isdigit() and not _alive(int(pid)):
                 shutil.rmtree(os.path.join(root, name), ignore_errors=True)
-    return tempfile.mkdtemp(prefix=f"{SPOOL_PREFIX}{os.getpid()}-", dir=root)
+    try:
+        return tempfile.mkdtemp(prefix=f"{SPOOL_PREFIX}{os.getpid()}-", dir=root)
+    except OSError as exc:
+        log.warning("cannot make a folder for replayed units in %s (%s); sending them whole", root, exc)
+        return None
 
 
 def _alive(pid: int) -> bool:

@@ -186,3 +186,43 @@ def test_worker_processes_hand_over_the_same_units_through_spooled_files(tmp_pat
         assert b.spooled is None and a.runs == b.runs and a.offsets == b.offsets and a.errors == b.errors
         assert a.tables.keys() == b.tables.keys() and all(a.tables[n].equals(b.tables[n]) for n in a.tables)
     assert sorted(p.name for p in spool_root.iterdir()) == [alive.name], "stale folder removed, ours cleaned up"
+
+
+def test_without_a_usable_spool_the_units_still_arrive_whole(tmp_path: Path, monkeypatch, caplog) -> None:
+    """No temporary folder can be made (the units go through the pipe), or a spooled unit's files went
+    missing (it is replayed in the backfill's process): the units are the same either way."""
+    import tempfile
+
+    root = tmp_path / "archive"
+    _archive(root)
+    storage = LocalStorage(root, fsync=False)
+    accounts = SimulatorState(3, 3, models=6, start=T0).account_ids
+    monkeypatch.setattr(replay, "REPLAY_ACCOUNTS_PER_UNIT", 1)
+    day = T0.date()
+    expected = list(replay.replay_days(storage, [day], accounts, workers=1))
+
+    def same(units: list[replay.ReplayedUnit]) -> bool:
+        return len(units) == len(expected) and all(
+            a.runs == b.runs and all(a.tables[n].equals(b.tables[n]) for n in a.tables)
+            for a, b in zip(expected, units))
+
+    missing = tmp_path / "no-such-folder"
+    monkeypatch.setenv("TMPDIR", str(missing))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(missing))  # mkdtemp there fails
+    assert same(list(replay.replay_days(storage, [day], accounts, workers=2)))
+    assert "sending them whole" in caplog.text and "replay workers failed" not in caplog.text
+    caplog.clear()
+
+    monkeypatch.undo()
+    monkeypatch.setattr(replay, "REPLAY_ACCOUNTS_PER_UNIT", 1)
+    real_unspooled = replay.ReplayedUnit.unspooled
+
+    def files_gone(unit: replay.ReplayedUnit) -> replay.ReplayedUnit:
+        for path in (unit.spooled or {}).values():
+            Path(path).unlink()
+        return real_unspooled(unit)
+
+    monkeypatch.setattr(replay.ReplayedUnit, "unspooled", files_gone)
+    assert same(list(replay.replay_days(storage, [day], accounts, workers=2)))
+    assert caplog.text.count("replaying it in this process") == 3
