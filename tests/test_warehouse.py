@@ -109,12 +109,7 @@ VIEWS_OF_DECLARED_TABLES = (schemas.MODEL_METRICS,)
 @pytest.mark.parametrize("spec", [s for s in schemas.ALL_TABLES if s not in VIEWS_OF_DECLARED_TABLES]
                          + [schemas.MODEL_METRIC_LISTS], ids=lambda s: s.name)
 def test_ddl_mirrors_declared_schema(warehouse: Warehouse, spec: schemas.TableSpec) -> None:
-    columns = warehouse.fetch_all(
-        "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_schema = 'nugen' AND table_name = ? ORDER BY ordinal_position", [spec.name])
-    assert columns == [(f.name, sql_type(warehouse.engine, f.type)) for f in spec.schema]
-    assert warehouse.fetch_all("SELECT table_type FROM information_schema.tables WHERE table_schema = 'nugen' "
-                               "AND table_name = ?", [spec.name]) == [("BASE TABLE",)]
+    assert_relation_mirrors(warehouse, spec, "BASE TABLE")
     primary_key = warehouse.fetch_all(
         "SELECT k.column_name FROM information_schema.table_constraints AS c "
         "JOIN information_schema.key_column_usage AS k ON k.constraint_name = c.constraint_name "
@@ -136,12 +131,17 @@ UNKEYED_ON_DUCKDB = (schemas.MODEL_SNAPSHOTS, schemas.MODEL_METRIC_LISTS)
 
 @pytest.mark.parametrize("spec", VIEWS_OF_DECLARED_TABLES, ids=lambda s: s.name)
 def test_views_of_declared_tables_mirror_the_declared_schema(warehouse: Warehouse, spec: schemas.TableSpec) -> None:
+    assert_relation_mirrors(warehouse, spec, "VIEW")
+
+
+def assert_relation_mirrors(warehouse: Warehouse, spec: schemas.TableSpec, table_type: str) -> None:
+    """``spec``'s relation is a ``table_type`` with the declared columns and types, in order."""
     columns = warehouse.fetch_all(
         "SELECT column_name, data_type FROM information_schema.columns "
         "WHERE table_schema = 'nugen' AND table_name = ? ORDER BY ordinal_position", [spec.name])
     assert columns == [(f.name, sql_type(warehouse.engine, f.type)) for f in spec.schema]
     assert warehouse.fetch_all("SELECT table_type FROM information_schema.tables WHERE table_schema = 'nugen' "
-                               "AND table_name = ?", [spec.name]) == [("VIEW",)]
+                               "AND table_name = ?", [spec.name]) == [(table_type,)]
 
 
 @pytest.mark.parametrize("engine", ENGINES)
