@@ -30,11 +30,13 @@ def to_metric_lists(long: pa.Table) -> pa.Table:
     long = long.combine_chunks()
     if long["metric"].null_count:
         raise WarehouseError("a model_metrics row has no metric path")
-    starts = _run_starts(long)
+    mask = _starts_mask(long)
+    starts = pc.indices_nonzero(mask)
     if _has_repeated_keys(long, starts):
         long = long.take(pc.sort_indices(long, [(k, "ascending") for k in _KEY]))
-        starts = _run_starts(long)
-    run_of_row = pc.subtract(pc.cumulative_sum(_starts_mask(long)), 1)
+        mask = _starts_mask(long)
+        starts = pc.indices_nonzero(mask)
+    run_of_row = pc.subtract(pc.cumulative_sum(mask), 1)
     heads = long.take(starts)
     for name in _PER_SNAPSHOT:
         if not _same(long[name], heads[name].take(run_of_row)):
@@ -65,10 +67,6 @@ def _starts_mask(long: pa.Table) -> pa.Array:
             differs = step if differs is None else pc.or_(differs, step)
         changed = pa.concat_arrays([changed, differs])
     return changed.cast(pa.int64())
-
-
-def _run_starts(long: pa.Table) -> pa.Array:
-    return pc.indices_nonzero(_starts_mask(long))
 
 
 def _has_repeated_keys(long: pa.Table, starts: pa.Array) -> bool:
