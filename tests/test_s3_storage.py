@@ -794,7 +794,7 @@ def test_backfill_from_s3_into_an_empty_warehouse_reproduces_the_views(worlds: d
 
 
 def test_s3_delta_tables_read_with_deltalake_pyarrow_and_duckdb(worlds: dict[str, Any]) -> None:
-    """The README's recipe: DeltaTable with the storage options, as a pyarrow dataset queried by
+    """The documented recipe (docs/lake.md): DeltaTable with the storage options, as a pyarrow dataset queried by
     DuckDB without any extension."""
     s3, _ = both(worlds)
     root, options = s3.delta_location()
