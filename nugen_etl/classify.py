@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from .model_decoder import decode_models
 from .records import Outcome, RawAnswer
 
 NO_MODELS_DETAIL = "No aligned models found"
@@ -14,7 +15,9 @@ NO_MODELS_DETAIL = "No aligned models found"
 @dataclass(frozen=True)
 class Classified:
     outcome: Outcome
-    models: list[Any] | None = None   # the domain_aligned_models list when outcome is ok/empty
+    # the domain_aligned_models list when outcome is ok/empty: typed records (model_decoder) when the
+    # body has the documented shape, else as json.loads gave it
+    models: list[Any] | None = None
     error: str | None = None
 
 
@@ -34,6 +37,9 @@ def classify_answer(raw: RawAnswer) -> Classified:
         return Classified(Outcome.FAILED, error=f"HTTP {status}{_detail(raw.body)}{suffix}")
     if raw.error:
         return Classified(Outcome.FAILED, error=raw.error)
+    decoded = decode_models(raw.body)  # the documented shape, typed; else the general path below
+    if decoded is not None:
+        return Classified(Outcome.OK if decoded else Outcome.EMPTY, models=decoded)
     try:
         doc = json.loads(raw.body)
     except (ValueError, UnicodeDecodeError) as exc:

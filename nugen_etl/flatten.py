@@ -41,12 +41,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
+from operator import attrgetter
 from typing import Any, Callable
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from msgspec import UNSET
 
 from nugen_etl import schemas
+from nugen_etl.model_decoder import (
+    DecodedModels, EvaluationData, EvaluationMetrics, ModelRecord, PerformanceMetrics, evaluation_json)
 from nugen_etl.records import PackedTables, SlotTables
 
 MAX_DEPTH = 64  # most segments a metric path may have; deeper values stay in the JSON only
@@ -361,11 +366,16 @@ def _clean(values: list[Any], type_: pa.DataType) -> bool:
     return True
 
 
-def typed_column(values: list[Any], type_: pa.DataType, path: str, issues: list[Notes]) -> pa.Array:
-    """``values`` as an Arrow array of ``type_``, coercing value by value only when needed."""
+def typed_column(values: list[Any], type_: pa.DataType, path: str, issues: list[Notes], *,
+                 typed: bool = False) -> pa.Array:
+    """``values`` as an Arrow array of ``type_``, coercing value by value only when needed.
+
+    ``typed``: every value is null or of the column's JSON type, and no text holds a NUL nor any
+    number is non-finite (``model_decoder``'s records): then the checks for the fast path are skipped.
+    """
     if type_ == schemas.TS:
-        return _timestamp_column(values, path, issues)
-    if set(map(type, values)) <= _FAST_KINDS[type_] and _clean(values, type_):
+        return _timestamp_column(values, path, issues, typed=typed)
+    if typed or (set(map(type, values)) <= _FAST_KINDS[type_] and _clean(values, type_)):
         try:
             return pa.array(values, type=type_)
         except (ValueError, TypeError, OverflowError):  # e.g. an int beyond 2**53 for a double
@@ -379,10 +389,12 @@ def typed_column(values: list[Any], type_: pa.DataType, path: str, issues: list[
 _PLAIN_ISO = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})", re.ASCII)
 
 
-def _timestamp_column(values: list[Any], path: str, issues: list[Notes]) -> pa.Array:
-    if set(map(type, values)) <= _FAST_KINDS[pa.string()]:
+def _timestamp_column(values: list[Any], path: str, issues: list[Notes], *, typed: bool = False) -> pa.Array:
+    if typed or set(map(type, values)) <= _FAST_KINDS[pa.string()]:
+        distinct = set(values)  # timestamps repeat across a batch (created_date, an evaluation's times)
+        distinct.discard(None)
         try:
-            if all(v is None or _PLAIN_ISO.fullmatch(v) for v in values):
+            if all(_PLAIN_ISO.fullmatch(v) for v in distinct):
                 return pc.cast(pa.array(values, type=pa.string()), schemas.TS)
         except (ValueError, TypeError, OverflowError):  # odd text: decide value by value
             pass
@@ -393,7 +405,8 @@ def _timestamp_column(values: list[Any], path: str, issues: list[Notes]) -> pa.A
 # --- the long metrics table ----------------------------------------------------------------
 
 class _MetricCollector:
-    """Finds every finite numeric leaf, in document order, as (row, path id, value).
+    """Finds every finite numeric leaf as (row, path id, value), an object's keys in sorted order (so a
+    record's metrics come in the same order however the vendor orders its keys).
 
     Paths live in a trie keyed by raw keys, so a path string is built (and escaped) once per
     distinct path in the call rather than once per value.
@@ -437,7 +450,7 @@ class _MetricCollector:
         children: dict[Any, list[Any]] = entry[2]
         keyed = type(node) is dict
         rows, path_ids, values = self.rows, self.path_ids, self.values
-        for k, v in (node.items() if keyed else enumerate(node)):
+        for k, v in (sorted(node.items(), key=_by_key) if keyed else enumerate(node)):
             t = type(v)
             if not (t is float or t is int or ((t is dict or t is list) and v)):
                 continue
@@ -461,6 +474,10 @@ class _MetricCollector:
                 values.append(float(v))
             else:
                 self._leaf(child, v, row, notes)
+
+
+def _by_key(item: tuple[Any, Any]) -> str:
+    return item[0] if type(item[0]) is str else str(item[0])
 
 
 # --- records -------------------------------------------------------------------------------
@@ -533,35 +550,153 @@ _EVAL_FIELDS = (  # (column, key in evaluation_data, type)
     ("eval_raw_answers_count", "raw_answers_count", pa.int64()),
     ("eval_total_questions", "total_questions", pa.int64()), ("eval_accuracy", "accuracy", pa.float64()),
 )
+_EVAL_COLUMN = {key: name for name, key, _ in _EVAL_FIELDS}
 _TOP_FIELDS = ("alignment_id", "name", "base_model", "alignment_project", "created_date", "status",
                "deployment_status", "endpoint", "creator", "usage_count", "last_used",
                "downloadable", "conversation_saving_enabled")
 
 
-def _snapshot_columns(recs: list[dict[str, Any]], issues: list[Notes]) -> dict[str, pa.Array]:
+class _DictRecords:
+    """The records as ``json.loads`` gave them: any shape. Nested objects are checked when first
+    asked for, so notes come in column order."""
+
+    typed = False
+
+    def __init__(self, recs: list[dict[str, Any]], issues: list[Notes]) -> None:
+        self.recs, self._issues = recs, issues
+        self._pms: list[dict[str, Any]] | None = None
+        self._raw_evs: list[Any] | None = None
+        self._evs: list[dict[str, Any]] | None = None
+        self._ems: list[dict[str, Any]] | None = None
+
+    def ids(self) -> list[str]:
+        return [r["id"] for r in self.recs]
+
+    def top(self, name: str) -> list[Any]:
+        return [r.get(name) for r in self.recs]
+
+    def pm(self, key: str) -> list[Any]:
+        if self._pms is None:
+            self._pms = _objects([r.get("performance_metrics") for r in self.recs], "performance_metrics",
+                                 self._issues, ", kept in extra_json")
+        return [p.get(key) for p in self._pms]
+
+    def ev(self, key: str) -> list[Any]:
+        return [e.get(key) for e in self._evaluations()]
+
+    def em(self, key: str) -> list[Any]:
+        if self._ems is None:
+            self._ems = _objects([e.get("metrics") for e in self._evaluations()], "evaluation_data.metrics",
+                                 self._issues, "")
+        return [m.get(key) for m in self._ems]
+
+    def _evaluations(self) -> list[dict[str, Any]]:
+        if self._evs is None:
+            self._raw_evs = [r.get("evaluation_data") for r in self.recs]
+            self._evs = _objects(self._raw_evs, "evaluation_data", self._issues, ", kept in evaluation_data_json")
+        return self._evs
+
+    def extra_json(self) -> pa.Array:
+        return pa.array(_extra_json(self.recs, self._issues), type=pa.string())
+
+    def evaluation_json(self, cols: dict[str, pa.Array]) -> pa.Array:
+        self._evaluations()
+        assert self._raw_evs is not None
+        return pa.array([None if e is None else to_json(e, "evaluation_data", n)
+                         for e, n in zip(self._raw_evs, self._issues)], type=pa.string())
+
+
+class _NeedsGeneralPath(Exception):
+    """Decoded records that the column-at-a-time path would not flatten exactly as the general path does."""
+
+
+_NO_PM = PerformanceMetrics()
+_NO_EV = EvaluationData()
+_NO_EM = EvaluationMetrics()
+_EVAL_FLOATS = ("eval_accuracy", "eval_metrics_accuracy", "eval_metrics_uncertainty", "eval_metrics_overall_score")
+
+
+class _DecodedRecords:
+    """Records decoded into ``model_decoder``'s typed structs: every field has its documented JSON type,
+    so a column is a list of attribute reads. Keeps how many values of each list were null, for the
+    metrics check."""
+
+    typed = True
+
+    def __init__(self, recs: list[ModelRecord]) -> None:
+        self.recs = recs
+        self.nulls: dict[str, int] = {}  # column -> how many of the values it was built from were null
+        self._pms: list[PerformanceMetrics] | None = None
+        self._evs: list[EvaluationData] | None = None
+        self._ems: list[EvaluationMetrics] | None = None
+
+    def ids(self) -> list[str]:
+        return list(map(_ID, self.recs))
+
+    def top(self, name: str) -> list[Any]:
+        return self._counted(name, list(map(attrgetter(name), self.recs)))
+
+    def pm(self, key: str) -> list[Any]:
+        if self._pms is None:
+            self._pms = [_NO_PM if p is None else p for p in map(_PM, self.recs)]
+        return self._counted("pm_" + key, list(map(attrgetter(key), self._pms)))
+
+    def ev(self, key: str) -> list[Any]:
+        return self._counted(_EVAL_COLUMN[key],
+                             [None if v is UNSET else v for v in map(attrgetter(key), self._evaluations())])
+
+    def em(self, key: str) -> list[Any]:
+        if self._ems is None:
+            self._ems = [m if type(m) is EvaluationMetrics else _NO_EM for m in map(_EM, self._evaluations())]
+        return self._counted("eval_metrics_" + key,
+                             [None if v is UNSET else v for v in map(attrgetter(key), self._ems)])
+
+    def _evaluations(self) -> list[EvaluationData]:
+        if self._evs is None:
+            self._evs = [_NO_EV if e is None else e for e in map(_EV, self.recs)]
+        return self._evs
+
+    def _counted(self, column: str, values: list[Any]) -> list[Any]:
+        self.nulls[column] = values.count(None)
+        return values
+
+    def extra_json(self) -> pa.Array:
+        return pa.nulls(len(self.recs), pa.string())  # unknown keys never decode
+
+    def evaluation_json(self, cols: dict[str, pa.Array]) -> pa.Array:
+        for name in _EVAL_FLOATS:  # msgspec writes a float as Python's repr does only in this range
+            size = pc.abs(cols[name])
+            if pc.all(pc.or_(pc.equal(size, 0.0), pc.and_(pc.greater_equal(size, 1e-4),
+                                                          pc.less(size, 1e16)))).as_py() is False:
+                raise _NeedsGeneralPath(f"{name}: a float that JSON text writes with an exponent")
+        return pa.array(evaluation_json(list(map(_EV, self.recs))), type=pa.string())
+
+
+_ID, _PM, _EV, _EM = (attrgetter(n) for n in ("id", "performance_metrics", "evaluation_data", "metrics"))
+
+
+Records = _DictRecords | _DecodedRecords
+
+
+def _snapshot_columns(source: Records, issues: list[Notes]) -> dict[str, pa.Array]:
     """Every model_snapshots column that varies by record, except quality_issues."""
     types = dict(_fields(schemas.MODEL_SNAPSHOTS))
-    cols: dict[str, pa.Array] = {"model_id": pa.array([r["id"] for r in recs], type=pa.string())}
+    typed = source.typed
+    cols: dict[str, pa.Array] = {"model_id": pa.array(source.ids(), type=pa.string())}
     for name in _TOP_FIELDS:
-        cols[name] = typed_column([r.get(name) for r in recs], types[name], name, issues)
+        cols[name] = typed_column(source.top(name), types[name], name, issues, typed=typed)
     cols["model_key"] = pc.coalesce(pc.if_else(pc.equal(cols["alignment_id"], ""), None,
                                                cols["alignment_id"]), cols["model_id"])
 
-    pms = _objects([r.get("performance_metrics") for r in recs], "performance_metrics", issues,
-                   ", kept in extra_json")
     for key in _PM_FLOAT + _PM_INT:
-        cols["pm_" + key] = typed_column([p.get(key) for p in pms], types["pm_" + key],
-                                         "performance_metrics." + key, issues)
-
-    raw_evs = [r.get("evaluation_data") for r in recs]
-    evs = _objects(raw_evs, "evaluation_data", issues, ", kept in evaluation_data_json")
+        cols["pm_" + key] = typed_column(source.pm(key), types["pm_" + key],
+                                         "performance_metrics." + key, issues, typed=typed)
     for name, key, type_ in _EVAL_FIELDS:
-        cols[name] = typed_column([e.get(key) for e in evs], type_, "evaluation_data." + key, issues)
-    ems = _objects([e.get("metrics") for e in evs], "evaluation_data.metrics", issues, "")
+        cols[name] = typed_column(source.ev(key), type_, "evaluation_data." + key, issues, typed=typed)
     for key in ("accuracy", "uncertainty", "domain_violations", "overall_score"):
         name = "eval_metrics_" + key
-        cols[name] = typed_column([m.get(key) for m in ems], types[name],
-                                  "evaluation_data.metrics." + key, issues)
+        cols[name] = typed_column(source.em(key), types[name], "evaluation_data.metrics." + key, issues,
+                                  typed=typed)
 
     _flag_out_of_range(cols, issues)
     cols["accuracy"] = pc.coalesce(cols["pm_accuracy"], cols["pm_accuracy_after"],
@@ -572,10 +707,8 @@ def _snapshot_columns(recs: list[dict[str, Any]], issues: list[Notes]) -> dict[s
                                             cols["pm_domain_violations_after"],
                                             cols["eval_metrics_domain_violations"])
     cols["average_response_time"] = cols["pm_average_response_time"]
-    cols["extra_json"] = pa.array(_extra_json(recs, issues), type=pa.string())
-    cols["evaluation_data_json"] = pa.array(
-        [None if e is None else to_json(e, "evaluation_data", n) for e, n in zip(raw_evs, issues)],
-        type=pa.string())
+    cols["extra_json"] = source.extra_json()
+    cols["evaluation_data_json"] = source.evaluation_json(cols)
     return cols
 
 
@@ -652,11 +785,38 @@ def flatten_answers(answers: Sequence[Answer]) -> list[Flattened]:
         if not isinstance(account_id, str) or not account_id:
             raise ValueError(f"account_id must be a non-empty string, got {account_id!r}")
         slots.append((account_id, _utc(snapshot_at, "snapshot_at"), _utc(fetched_at, "fetched_at")))
+    decoded = [i for i, (models, *_) in enumerate(answers) if isinstance(models, DecodedModels) and models]
+    if not decoded:
+        return _flatten_general([models for models, *_ in answers], slots)
+    try:
+        flats = _flatten_decoded([answers[i][0] for i in decoded], [slots[i] for i in decoded])  # type: ignore[misc]
+    except _NeedsGeneralPath:
+        return _flatten_general([_general(models) for models, *_ in answers], slots)
+    if len(decoded) == len(answers):
+        return flats
+    taken = set(decoded)
+    rest = [i for i in range(len(answers)) if i not in taken]
+    out: list[Flattened | None] = [None] * len(answers)
+    for i, flat in zip(decoded, flats):
+        out[i] = flat
+    for i, flat in zip(rest, _flatten_general([_general(answers[i][0]) for i in rest], [slots[i] for i in rest])):
+        out[i] = flat
+    return out  # type: ignore[return-value]
 
+
+def _general(models: list[Any]) -> list[Any]:
+    """An answer's models as the general path takes them: decoded records go back to ``json.loads``."""
+    if isinstance(models, DecodedModels):
+        return json.loads(models.body)["domain_aligned_models"]
+    return models
+
+
+def _flatten_general(answers: list[list[Any]], slots: list[tuple[str, datetime, datetime]]) -> list[Flattened]:
+    """Any records, value by value: quarantine, coercion, unknown keys and every note."""
     recs: list[dict[str, Any]] = []
     quarantine: list[tuple[int, str, str]] = []
     rec_bounds, q_bounds = [0], [0]
-    for models, *_ in answers:
+    for models in answers:
         first_seen: dict[str, int] = {}  # duplicate ids are judged within one answer
         for position, rec in enumerate(models):
             reason = _quarantine_reason(position, rec, first_seen)
@@ -668,20 +828,46 @@ def flatten_answers(answers: Sequence[Answer]) -> list[Flattened]:
         q_bounds.append(len(quarantine))
 
     issues: list[Notes] = [{} for _ in recs]
-    cols = _snapshot_columns(recs, issues)
-    metrics = _MetricCollector()
+    cols = _snapshot_columns(_DictRecords(recs, issues), issues)
+    collector = _MetricCollector()
     for row, (rec, notes) in enumerate(zip(recs, issues)):
         for field in ("performance_metrics", "evaluation_data"):
             value = rec.get(field)
             if value is not None:
-                metrics.visit(value, field, row, notes)
+                collector.visit(value, field, row, notes)
+    metrics = _MetricRows(np.array(collector.rows, np.int64), np.array(collector.path_ids, np.int64),
+                          collector.paths, np.array(collector.values, np.float64))
+    return _assemble(cols, metrics, issues, quarantine, rec_bounds, q_bounds, slots)
+
+
+def _flatten_decoded(answers: list[DecodedModels], slots: list[tuple[str, datetime, datetime]]) -> list[Flattened]:
+    """Typed records (``model_decoder``), a column at a time. Raises ``_NeedsGeneralPath`` where the
+    general path would quarantine a record or note a metric: it alone knows those rules."""
+    recs: list[ModelRecord] = []
+    rec_bounds = [0]
+    for models in answers:
+        ids = set(map(_ID, models))
+        if len(ids) != len(models) or "" in ids:
+            raise _NeedsGeneralPath("a duplicate or empty id")
+        recs += models
+        rec_bounds.append(len(recs))
+    issues: list[Notes] = [{} for _ in recs]
+    source = _DecodedRecords(recs)
+    cols = _snapshot_columns(source, issues)
+    return _assemble(cols, _decoded_metrics(cols, source.nulls), issues, [], rec_bounds,
+                     [0] * len(rec_bounds), slots)
+
+
+def _assemble(cols: dict[str, pa.Array], metrics: _MetricRows, issues: list[Notes],
+              quarantine: list[tuple[int, str, str]], rec_bounds: list[int], q_bounds: list[int],
+              slots: list[tuple[str, datetime, datetime]]) -> list[Flattened]:
     eval_row_list = _evaluation_rows(cols, issues, rec_bounds)
     eval_rows = pa.array(eval_row_list, type=pa.int64())
     cols["quality_issues"] = pa.array(
         [json.dumps(list(n), ensure_ascii=False) if n else None for n in issues], type=pa.string())
 
     consts = _Constants(slots)
-    m_bounds = [bisect_left(metrics.rows, b) for b in rec_bounds]
+    m_bounds = np.searchsorted(metrics.rows, rec_bounds, side="left").tolist()
     e_bounds = [bisect_left(eval_row_list, b) for b in rec_bounds]
     snapshots = _table(schemas.MODEL_SNAPSHOTS, cols, consts, rec_bounds)
     metrics_table = _metrics_table(metrics, cols, consts, m_bounds)
@@ -694,7 +880,63 @@ def flatten_answers(answers: Sequence[Answer]) -> list[Flattened]:
         {schemas.MODEL_SNAPSHOTS.name: rec_bounds, schemas.MODEL_METRICS.name: m_bounds,
          schemas.EVALUATIONS.name: e_bounds, schemas.QUARANTINE.name: q_bounds})
     return [Flattened(packed.slot(i), sum(map(len, issues[rec_bounds[i]:rec_bounds[i + 1]])))
-            for i in range(len(answers))]
+            for i in range(len(slots))]
+
+
+# --- metrics of decoded records ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _MetricRows:
+    """The long metrics table before its columns are filled in: per value, its record and path."""
+
+    rows: np.ndarray       # int64: the record (snapshot row) each value belongs to, ascending
+    path_ids: np.ndarray   # int64: index into ``paths``
+    paths: list[str]
+    values: np.ndarray     # float64
+
+
+def _leaf_columns() -> list[tuple[str, str]]:
+    """(metric path, model_snapshots column) of every numeric leaf a decoded record can hold, in the
+    order the general path visits them: performance_metrics, then evaluation_data, keys sorted."""
+    tree: dict[str, Any] = {"performance_metrics": {k: "pm_" + k for k in _PM_FLOAT + _PM_INT},
+                            "evaluation_data": {key: name for name, key, type_ in _EVAL_FIELDS
+                                                if type_ in (pa.float64(), pa.int64())}}
+    tree["evaluation_data"]["metrics"] = {k: "eval_metrics_" + k for k in
+                                          ("accuracy", "uncertainty", "domain_violations", "overall_score")}
+    out: list[tuple[str, str]] = []
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for key in sorted(node):
+            if isinstance(node[key], dict):
+                walk(node[key], f"{prefix}{key}.")
+            else:
+                out.append((prefix + key, node[key]))
+
+    for root in ("performance_metrics", "evaluation_data"):
+        walk(tree[root], root + ".")
+    return out
+
+
+_LEAVES = _leaf_columns()
+
+
+def _decoded_metrics(cols: dict[str, pa.Array], nulls: dict[str, int]) -> _MetricRows:
+    """Every numeric leaf of decoded records, from their typed columns: one matrix, row-major."""
+    columns = []
+    for _, name in _LEAVES:
+        col = cols[name]
+        if col.null_count != nulls[name]:  # a value the column could not hold: the general path notes it
+            raise _NeedsGeneralPath(f"{name}: a value the column could not hold")
+        if col.type != pa.float64():
+            try:
+                col = col.cast(pa.float64())  # safe: refuses an int a double cannot hold exactly
+            except pa.ArrowInvalid:
+                raise _NeedsGeneralPath(f"{name}: an integer beyond a double") from None
+        columns.append(col.to_numpy(zero_copy_only=False))  # nulls become NaN; no value is NaN
+    matrix = np.column_stack(columns) if columns else np.empty((0, 0))
+    rows, leaves = np.nonzero(~np.isnan(matrix))
+    return _MetricRows(rows.astype(np.int64), leaves.astype(np.int64), [path for path, _ in _LEAVES],
+                       matrix[rows, leaves])
 
 
 # --- tables --------------------------------------------------------------------------------
@@ -780,15 +1022,14 @@ def _columns(names: list[str], rows: list[tuple[Any, ...]]) -> dict[str, list[An
     return dict(zip(names, map(list, zip(*rows))))
 
 
-def _metrics_table(metrics: _MetricCollector, cols: dict[str, pa.Array], consts: _Constants,
+def _metrics_table(metrics: _MetricRows, cols: dict[str, pa.Array], consts: _Constants,
                    bounds: list[int]) -> pa.Table:
     rows = pa.array(metrics.rows, type=pa.int64())
     return _table(schemas.MODEL_METRICS, {
         "model_id": cols["model_id"].take(rows),
         "model_key": cols["model_key"].take(rows),
-        "metric": pa.array(metrics.paths, type=pa.string()).take(
-            pa.array(metrics.path_ids, type=pa.int64())),
-        "value": metrics.values,
+        "metric": pa.array(metrics.paths, type=pa.string()).take(pa.array(metrics.path_ids, type=pa.int64())),
+        "value": pa.array(metrics.values, type=pa.float64()),
     }, consts, bounds)
 
 

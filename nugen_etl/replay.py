@@ -66,7 +66,7 @@ def replay_archived(storage: Storage, account_id: str, slot: datetime, keys: Seq
         return None
 
 
-REPLAY_GROUP = 48  # archived slots flattened per call in a replay (the per-call cost dominates small slots)
+REPLAY_GROUP = 240  # archived slots flattened per call in a replay (the per-call cost dominates small slots)
 
 
 def replay_items(storage: Storage, items: Iterable[Item], summary: RunSummary) -> Iterator[SlotLoad]:
@@ -161,8 +161,8 @@ class ReplayedUnit:
     """The replay of some accounts' archived slots of one UTC day, packed to cross a process boundary:
     each table's rows of every slot in one contiguous table, and where each slot's rows start.
 
-    (A slot's tables are slices of the group flattened with it; pickled as they are, every slice
-    would carry the whole group's buffers.)
+    (A slot's tables are slices of the group flattened with it: a unit is spooled to Arrow IPC files,
+    which write slices as they are, or ``compacted`` before it is pickled.)
     """
 
     day: date
@@ -217,9 +217,14 @@ class ReplayedUnit:
         tables, offsets = {}, {}
         for name in names:  # slots flattened together arrive as one slice each (records.gather)
             offsets[name] = [0, *itertools.accumulate(table_rows(tables_, name) for tables_ in data)]
-            tables[name] = pa.concat_tables(gather(data, name)).combine_chunks()
+            tables[name] = pa.concat_tables(gather(data, name))  # a chunk per flatten call, not copied
         return cls(day, [ld.run for ld in loads], tables, offsets if data else None,
                    [ld.tables is not None for ld in loads], errors)
+
+    def compacted(self) -> ReplayedUnit:
+        """This unit with each table in one chunk: what goes through a pipe (a pickled slice would carry
+        the whole buffers it was cut from)."""
+        return dataclasses.replace(self, tables={name: table.combine_chunks() for name, table in self.tables.items()})
 
     def loads(self) -> list[SlotLoad]:
         """The unit's slot loads; their tables are slices of the unit's, which a batch of them takes whole."""
@@ -303,12 +308,12 @@ def _replay_unit_spooled(storage: Storage, day: date, account_ids: Sequence[str]
     if that fails)."""
     unit = replay_unit(storage, day, account_ids)
     if folder is None:
-        return unit
+        return unit.compacted()
     try:
         return unit.spool(folder)
     except OSError as exc:  # e.g. the temporary folder is full: the tables go through the pipe instead
         log.warning("could not spool a replayed unit to %s (%s); sending it whole", folder, exc)
-        return unit
+        return unit.compacted()
 
 
 def _spool_folder() -> str | None:

@@ -6,6 +6,7 @@ import json
 import math
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 
 from nugen_etl import schemas
 from nugen_etl.flatten import MAX_DEPTH, Flattened, as_timestamp, flatten_models
+from tests.flatten_paths import PATHS, received
 
 FIXTURES = Path(__file__).parent / "fixtures"
 UTC = timezone.utc
@@ -30,8 +32,19 @@ def load(name: str) -> list[Any]:
     return json.loads((FIXTURES / name).read_text())["domain_aligned_models"]
 
 
+_PATH = {"name": "general"}  # which flatten path ``run`` takes; every test runs on both
+
+
+@pytest.fixture(autouse=True, params=PATHS)
+def flatten_path(request: pytest.FixtureRequest) -> Iterator[str]:
+    _PATH["name"] = request.param
+    yield request.param
+    _PATH["name"] = "general"
+
+
 def run(models: list[Any]) -> Flattened:
-    return flatten_models(models, account_id=ACCOUNT, snapshot_at=SNAP, fetched_at=FETCHED)
+    return flatten_models(received(models, _PATH["name"]), account_id=ACCOUNT, snapshot_at=SNAP,
+                          fetched_at=FETCHED)
 
 
 def model(**fields: Any) -> dict[str, Any]:
@@ -123,22 +136,23 @@ def test_nested_shape_metrics_and_evaluations_exact() -> None:
     result = run(load("aligned_models_nested.json"))
     first, second = "alignment-xyz789-deployed", "alignment-abc456"
     assert metrics(result) == [
+        # per record: performance_metrics, then evaluation_data; keys sorted at every level
         (first, "performance_metrics.accuracy", 0.92),
-        (first, "performance_metrics.uncertainty", 0.15),
-        (first, "performance_metrics.domain_violations", 2.0),
         (first, "performance_metrics.average_response_time", 1.2),
-        (first, "evaluation_data.raw_answers_count", 50.0),
+        (first, "performance_metrics.domain_violations", 2.0),
+        (first, "performance_metrics.uncertainty", 0.15),
         (first, "evaluation_data.metrics.accuracy", 0.92),
-        (first, "evaluation_data.metrics.uncertainty", 0.15),
         (first, "evaluation_data.metrics.domain_violations", 2.0),
         (first, "evaluation_data.metrics.overall_score", 0.92),
+        (first, "evaluation_data.metrics.uncertainty", 0.15),
+        (first, "evaluation_data.raw_answers_count", 50.0),
         (second, "performance_metrics.accuracy", 0.88),
-        (second, "performance_metrics.uncertainty", 0.18),
-        (second, "performance_metrics.domain_violations", 3.0),
         (second, "performance_metrics.average_response_time", 0.0),
-        (second, "evaluation_data.raw_answers_count", 40.0),
+        (second, "performance_metrics.domain_violations", 3.0),
+        (second, "performance_metrics.uncertainty", 0.18),
         (second, "evaluation_data.metrics.accuracy", 0.88),
         (second, "evaluation_data.metrics.overall_score", 0.88),
+        (second, "evaluation_data.raw_answers_count", 40.0),
     ]
     assert result.metrics.to_pylist()[0] == {
         "account_id": ACCOUNT, "model_id": first, "snapshot_at": SNAP,
@@ -198,12 +212,12 @@ def test_before_after_shape_exact() -> None:
     ]
     m = "aligned-model-01kmqm4nrn9fw6r"
     assert metrics(result) == [
-        (m, "performance_metrics.accuracy_before", 0.75),
         (m, "performance_metrics.accuracy_after", 0.92),
-        (m, "performance_metrics.uncertainty_before", 0.35),
-        (m, "performance_metrics.uncertainty_after", 0.15),
-        (m, "performance_metrics.domain_violations_before", 12.0),
+        (m, "performance_metrics.accuracy_before", 0.75),
         (m, "performance_metrics.domain_violations_after", 2.0),
+        (m, "performance_metrics.domain_violations_before", 12.0),
+        (m, "performance_metrics.uncertainty_after", 0.15),
+        (m, "performance_metrics.uncertainty_before", 0.35),
         (m, "evaluation_data.accuracy", 0.92),
         (m, "evaluation_data.total_questions", 50.0),
     ]
@@ -393,9 +407,9 @@ def test_new_numeric_key_under_evaluation_data_reaches_model_metrics() -> None:
         "evaluation_id": "e-1", "calibration": {"ece": 0.03, "bins": [0.1, 0.2]},
         "metrics": {"f1": 0.81, "label": "good", "passed": True, "score_text": "0.5"}})])
     assert metrics(result) == [
-        ("m-1", "evaluation_data.calibration.ece", 0.03),
         ("m-1", "evaluation_data.calibration.bins.0", 0.1),
         ("m-1", "evaluation_data.calibration.bins.1", 0.2),
+        ("m-1", "evaluation_data.calibration.ece", 0.03),
         ("m-1", "evaluation_data.metrics.f1", 0.81),
     ]
     assert result.snapshots.to_pylist()[0]["quality_issues"] is None
@@ -404,7 +418,7 @@ def test_new_numeric_key_under_evaluation_data_reaches_model_metrics() -> None:
 def test_dots_and_backslashes_in_keys_are_escaped_in_metric_paths() -> None:
     result = run([model(evaluation_data={"p.95": 1, "a\\b": {"c": 2}, "p": {"95": 3}})])
     assert [m for _, m, _ in metrics(result)] == [
-        "evaluation_data.p\\.95", "evaluation_data.a\\\\b.c", "evaluation_data.p.95"]
+        "evaluation_data.a\\\\b.c", "evaluation_data.p.95", "evaluation_data.p\\.95"]  # raw keys sorted
 
 
 @pytest.mark.parametrize(("value", "kind", "stored"), [

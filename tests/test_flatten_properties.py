@@ -14,7 +14,10 @@ import copy
 import json
 import tempfile
 from datetime import UTC, datetime, timedelta, timezone
+from collections.abc import Iterator
 from typing import Any
+
+import pytest
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -23,6 +26,7 @@ from nugen_etl.flatten import flatten_models
 from nugen_etl.lake import Lake, LakeLocation
 from nugen_etl.records import AccountRun, Outcome, SlotLoad
 from nugen_etl.schemas import MODEL_METRICS, MODEL_SNAPSHOTS
+from tests.flatten_paths import PATHS, received
 
 SNAP = datetime(2024, 3, 1, 12, tzinfo=UTC)
 FETCHED = SNAP + timedelta(seconds=3)
@@ -153,8 +157,19 @@ def same_number(got: Any, want: Any) -> bool:
 
 # --- the properties ---------------------------------------------------------------------------
 
+_PATH = {"name": "general"}  # which flatten path ``flatten`` takes; every property runs on both
+
+
+@pytest.fixture(autouse=True, params=PATHS)
+def flatten_path(request: pytest.FixtureRequest) -> Iterator[str]:
+    _PATH["name"] = request.param
+    yield request.param
+    _PATH["name"] = "general"
+
+
 def flatten(models: list[Any]):
-    return flatten_models(models, account_id="acct-1", snapshot_at=SNAP, fetched_at=FETCHED)
+    return flatten_models(received(models, _PATH["name"]), account_id="acct-1", snapshot_at=SNAP,
+                          fetched_at=FETCHED)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
