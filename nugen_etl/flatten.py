@@ -20,13 +20,21 @@ Rules a caller may rely on (and that the tests pin down):
   hold them): each becomes U+FFFD and is reported.
 * ``coerced_count`` is the number of notes written to ``quality_issues`` across all rows.
 * ``model_metrics`` holds one row per finite int/float (not bool) found under
-  ``performance_metrics`` and ``evaluation_data``; numeric strings are not leaves. ``metric`` is
+  ``performance_metrics`` and ``evaluation_data``; numeric strings are not leaves. A record's rows
+  come ``performance_metrics`` first, then ``evaluation_data``, keys in sorted order at every level
+  (list items by index), however the vendor orders its keys. ``model_metric_lists`` holds the same
+  values as the warehouse stores them: one row per snapshot with metrics, paths and values as lists. ``metric`` is
   the dotted path from the model object, list items use their index, and a key's ``\\`` and ``.``
   are escaped as ``\\\\`` and ``\\.`` (NUL and unpaired surrogates as ``\\uXXXX``), so a path
   splits back into its keys without ambiguity. Paths stop at 64 segments (reported); ints that a
   double cannot hold exactly are reported, not rounded.
 * JSON columns are compact, key-sorted, non-ASCII kept; non-finite numbers in them become null
   (reported) so they stay valid JSON; unpaired surrogates are written as ``\\uXXXX`` escapes.
+
+Two paths give the same tables, byte for byte (``tests/test_flatten_paths.py``): records that
+``model_decoder`` decoded (the documented shape, typed) are read a column at a time; anything else,
+and any batch where a decoded record needs a rule above (a duplicate or empty id, a value a column
+cannot hold), goes value by value.
 """
 
 from __future__ import annotations
@@ -97,7 +105,7 @@ Notes = dict[str, None]  # an insertion-ordered set: one note per problem, even 
 
 @dataclass(frozen=True)
 class Flattened:
-    """The four slot tables of one answer, plus how many values were reported as coerced.
+    """The slot tables of one answer, plus how many values were reported as coerced.
 
     The tables are the answer's slices of the tables its ``flatten_answers`` call built; ``tables()``
     hands them on as ``SlotTables``, so a batch of answers flattened together is gathered whole."""
@@ -112,6 +120,10 @@ class Flattened:
     @property
     def metrics(self) -> pa.Table:
         return self.slot[schemas.MODEL_METRICS.name]
+
+    @property
+    def metric_lists(self) -> pa.Table:
+        return self.slot[schemas.MODEL_METRIC_LISTS.name]
 
     @property
     def evaluations(self) -> pa.Table:
@@ -874,11 +886,14 @@ def _assemble(cols: dict[str, pa.Array], metrics: _MetricRows, issues: list[Note
     evaluations = _evaluations_table(cols, eval_rows, consts, e_bounds)
     quarantined = _table(schemas.QUARANTINE, _columns(["position", "reason", "raw_json"], quarantine),
                          consts, q_bounds)
+    lists, l_bounds = _metric_lists_table(metrics, snapshots, metrics_table, rec_bounds)
     packed = PackedTables(
         {schemas.MODEL_SNAPSHOTS.name: snapshots, schemas.MODEL_METRICS.name: metrics_table,
-         schemas.EVALUATIONS.name: evaluations, schemas.QUARANTINE.name: quarantined},
+         schemas.MODEL_METRIC_LISTS.name: lists, schemas.EVALUATIONS.name: evaluations,
+         schemas.QUARANTINE.name: quarantined},
         {schemas.MODEL_SNAPSHOTS.name: rec_bounds, schemas.MODEL_METRICS.name: m_bounds,
-         schemas.EVALUATIONS.name: e_bounds, schemas.QUARANTINE.name: q_bounds})
+         schemas.MODEL_METRIC_LISTS.name: l_bounds, schemas.EVALUATIONS.name: e_bounds,
+         schemas.QUARANTINE.name: q_bounds})
     return [Flattened(packed.slot(i), sum(map(len, issues[rec_bounds[i]:rec_bounds[i + 1]])))
             for i in range(len(slots))]
 
@@ -1031,6 +1046,26 @@ def _metrics_table(metrics: _MetricRows, cols: dict[str, pa.Array], consts: _Con
         "metric": pa.array(metrics.paths, type=pa.string()).take(pa.array(metrics.path_ids, type=pa.int64())),
         "value": pa.array(metrics.values, type=pa.float64()),
     }, consts, bounds)
+
+
+_LIST_KEYS = [name for name in schemas.MODEL_METRIC_LISTS.schema.names if not name.startswith("metric_")]
+
+
+def _metric_lists_table(metrics: _MetricRows, snapshots: pa.Table, long: pa.Table,
+                        rec_bounds: list[int]) -> tuple[pa.Table, list[int]]:
+    """The warehouse's form of the metrics (``MODEL_METRIC_LISTS``): one row per snapshot with at least
+    one metric, its paths and values as two lists, in the long table's order (what
+    ``warehouse.metric_lists.to_metric_lists`` computes from the long rows, without the search for
+    runs: here each record's metrics are known to be one run, each path once)."""
+    counts = np.bincount(metrics.rows, minlength=snapshots.num_rows)
+    heads = np.flatnonzero(counts)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(counts[heads])]), pa.int32())
+    table = snapshots.select(_LIST_KEYS).take(pa.array(heads, pa.int64()))
+    table = table.append_column(schemas.MODEL_METRIC_LISTS.schema.field("metric_names"), [
+        pa.ListArray.from_arrays(offsets, long["metric"].combine_chunks())])
+    table = table.append_column(schemas.MODEL_METRIC_LISTS.schema.field("metric_values"), [
+        pa.ListArray.from_arrays(offsets, long["value"].combine_chunks())])
+    return table.cast(schemas.MODEL_METRIC_LISTS.schema), np.searchsorted(heads, rec_bounds).tolist()
 
 
 _EVALUATION_SOURCES = {  # evaluations column -> model_snapshots column

@@ -20,7 +20,7 @@ from msgspec import UNSET, Struct, UnsetType
 Number = int | float | None | UnsetType
 
 
-class PerformanceMetrics(Struct, forbid_unknown_fields=True):
+class PerformanceMetrics(Struct, forbid_unknown_fields=True, gc=False):
     accuracy: int | float | None = None
     uncertainty: int | float | None = None
     average_response_time: int | float | None = None
@@ -33,14 +33,14 @@ class PerformanceMetrics(Struct, forbid_unknown_fields=True):
     domain_violations_after: int | None = None
 
 
-class EvaluationMetrics(Struct, forbid_unknown_fields=True):
+class EvaluationMetrics(Struct, forbid_unknown_fields=True, gc=False):
     accuracy: Number = UNSET
     uncertainty: Number = UNSET
     domain_violations: int | None | UnsetType = UNSET
     overall_score: Number = UNSET
 
 
-class EvaluationData(Struct, forbid_unknown_fields=True):
+class EvaluationData(Struct, forbid_unknown_fields=True, gc=False):
     evaluation_id: str | None | UnsetType = UNSET
     status: str | None | UnsetType = UNSET
     method: str | None | UnsetType = UNSET
@@ -52,7 +52,7 @@ class EvaluationData(Struct, forbid_unknown_fields=True):
     metrics: EvaluationMetrics | None | UnsetType = UNSET
 
 
-class ModelRecord(Struct, forbid_unknown_fields=True):
+class ModelRecord(Struct, forbid_unknown_fields=True, gc=False):
     id: str
     alignment_id: str | None = None
     name: str | None = None
@@ -71,7 +71,7 @@ class ModelRecord(Struct, forbid_unknown_fields=True):
     conversation_saving_enabled: bool | None = None
 
 
-class _Body(Struct):
+class _Body(Struct, gc=False):
     domain_aligned_models: list[ModelRecord]
 
 
@@ -103,9 +103,9 @@ def decode_models(body: bytes) -> DecodedModels | None:
         return None
 
 
-def evaluation_json(values: list[EvaluationData | None]) -> list[str | None]:
-    """Compact, key-sorted JSON of each decoded evaluation_data (None stays None), as ``flatten.to_json``
-    writes its dict, provided every float in them is 0 or has a magnitude in [1e-4, 1e16) (outside
+def evaluation_json(values: list[EvaluationData | None]) -> list[bytes | None]:
+    """Compact, key-sorted JSON of each decoded evaluation_data as UTF-8 (None stays None), as
+    ``flatten.to_json`` writes its dict, provided every float in them is 0 or has a magnitude in [1e-4, 1e16) (outside
     that range msgspec writes exponents differently from Python's repr; the caller checks)."""
     encode = _JSON_TEXT.encode
-    return [None if value is None else encode(value).decode() for value in values]
+    return [None if value is None else encode(value) for value in values]

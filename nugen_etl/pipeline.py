@@ -109,6 +109,7 @@ def backfill(config: Config, *, first: date, last: date, accounts: Sequence[str]
     summary = RunSummary(command="backfill", snapshot_at=None)
     storage = open_storage(config) if storage is None else storage
     with run_lake(storage, "backfill", run_id) as lake, _warehouse_scope(config, warehouse) as wh, \
+            wh.loading_in_bulk(), \
             SlotWriter(lake, wh, batch_size=None, max_rows=BACKFILL_MAX_ROWS, summary=summary,
                        overlap=True) as writer:
         days = [first + timedelta(days=n) for n in range((last - first).days + 1)]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import zlib
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -63,7 +64,7 @@ def encode_raw_answer(raw: RawAnswer) -> bytes:
 
 def decode_raw_answer(data: bytes) -> RawAnswer:
     """The answer back from its archived form (pure)."""
-    head, _, body = gzip.decompress(data).partition(b"\n")
+    head, _, body = _gunzip(data).partition(b"\n")
     meta = json.loads(head)
     return RawAnswer(
         account_id=meta["account_id"],
@@ -75,6 +76,18 @@ def decode_raw_answer(data: bytes) -> RawAnswer:
         attempts=int(meta.get("attempts") or 1),
         error=meta.get("error"),
     )
+
+
+def _gunzip(data: bytes) -> bytes:
+    """``gzip.decompress``, through zlib in one call when ``data`` is one gzip member (as archived)."""
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        out = inflater.decompress(data)
+    except zlib.error:
+        return gzip.decompress(data)  # its error names the problem the way a reader expects
+    if not inflater.eof or inflater.unused_data:  # truncated, or more members: gzip's own reading decides
+        return gzip.decompress(data)
+    return out
 
 
 @overload

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from datetime import UTC, date, datetime, time, timedelta
 
 from .errors import ConfigError
@@ -48,8 +50,19 @@ def slot_stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
+_SLOT_STAMP = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z", re.ASCII)
+
+
 def parse_slot_stamp(text: str) -> datetime:
-    return datetime.strptime(text, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    """The moment of a ``slot_stamp`` (ValueError if ``text`` is not one).
+
+    >>> parse_slot_stamp("20260102T030000Z").isoformat()
+    '2026-01-02T03:00:00+00:00'
+    """
+    match = _SLOT_STAMP.fullmatch(text)  # ~10x cheaper than strptime, which a replay calls per archived answer
+    if match is None:
+        raise ValueError(f"not a slot stamp: {text!r}")
+    return datetime(*map(int, match.groups()), tzinfo=UTC)  # type: ignore[misc]
 
 
 def day_bounds(first: date, last: date) -> tuple[datetime, datetime]:

@@ -12,7 +12,8 @@ from typing import Any
 
 from .classify import Classified, classify_answer
 from .flatten import Flattened, flatten_answers, flatten_models
-from .records import SUCCESS_OUTCOMES, AccountRun, Outcome, RawAnswer, SlotLoad
+from .records import SUCCESS_OUTCOMES, AccountRun, Outcome, RawAnswer, SlotLoad, table_rows
+from .schemas import MODEL_SNAPSHOTS, QUARANTINE
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +38,11 @@ def unsuccessful_load(raw: RawAnswer, classified: Classified) -> SlotLoad:
 
 
 def flattened_load(raw: RawAnswer, classified: Classified, flat: Flattened) -> SlotLoad:
-    run = AccountRun(outcome=classified.outcome, model_count=flat.snapshots.num_rows,
-                     quarantined_count=flat.quarantine.num_rows, coerced_count=flat.coerced_count,
+    tables = flat.tables()
+    run = AccountRun(outcome=classified.outcome, model_count=table_rows(tables, MODEL_SNAPSHOTS.name),
+                     quarantined_count=table_rows(tables, QUARANTINE.name), coerced_count=flat.coerced_count,
                      **_run_fields(raw))
-    return SlotLoad(run, flat.tables())
+    return SlotLoad(run, tables)
 
 
 def loads_of(raws: Sequence[RawAnswer]) -> list[SlotLoad]:

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from nugen_etl.flatten import Flattened
 from nugen_etl.model_decoder import decode_models
+from nugen_etl.warehouse.metric_lists import to_metric_lists
 
 PATHS = ("general", "decoded")
 
@@ -52,3 +53,5 @@ def assert_identical(got: Flattened, want: Flattened) -> None:
         assert other.schema.equals(table.schema, check_metadata=True), name
         assert other.equals(table), (name, other.to_pylist(), table.to_pylist())
         assert parquet_bytes(other) == parquet_bytes(table), name
+    lists = to_metric_lists(got.metrics)  # what the warehouse would compute from the long rows
+    assert got.metric_lists.schema.equals(lists.schema, check_metadata=True) and got.metric_lists.equals(lists)

@@ -537,8 +537,9 @@ def test_empty_list_gives_empty_tables_with_declared_schemas() -> None:
 
 def test_schemas_equal_the_declared_ones() -> None:
     result = run(load("aligned_models_nested.json") + ["junk"])
-    assert set(result.tables()) == {"model_snapshots", "model_metrics", "evaluations",
+    assert set(result.tables()) == {"model_snapshots", "model_metrics", "model_metric_lists", "evaluations",
                                     "quarantined_records"}
+    assert result.metric_lists.schema.equals(schemas.MODEL_METRIC_LISTS.schema, check_metadata=True)
     assert result.snapshots.schema.equals(schemas.MODEL_SNAPSHOTS.schema, check_metadata=True)
     assert result.metrics.schema.equals(schemas.MODEL_METRICS.schema, check_metadata=True)
     assert result.evaluations.schema.equals(schemas.EVALUATIONS.schema, check_metadata=True)

@@ -1006,3 +1006,15 @@ def test_the_data_model_page_example_queries_run(warehouse: Warehouse) -> None:
     for query in queries:
         sql = "\n".join(line for line in query.splitlines() if not line.lstrip().startswith("--"))
         warehouse.fetch_all(sql)
+
+
+def test_the_nul_screen_reads_only_the_characters_of_the_strings() -> None:
+    from nugen_etl.warehouse.base import may_hold_nul
+
+    held = pa.array(["ab", "c\x00d", "ef"])
+    assert may_hold_nul(held) and may_hold_nul(pa.chunked_array([pa.array(["x"]), held]))
+    assert not may_hold_nul(held.slice(0, 1)) and not may_hold_nul(held.slice(2, 1))  # NUL outside the slice
+    assert may_hold_nul(held.slice(1, 1))
+    assert not may_hold_nul(pa.nulls(5, pa.string()))  # its character buffer may hold zero bytes
+    assert not may_hold_nul(pa.array([None, "", None], pa.string()))
+    assert may_hold_nul(pa.array(["a", "\x00"], pa.large_string()).slice(1))
