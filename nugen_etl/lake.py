@@ -379,22 +379,39 @@ def open_lake(storage: Storage, *, metadata: Mapping[str, str] | None = None,
 # --- pure helpers ---------------------------------------------------------------------------------
 
 def slots_predicate(keys: Iterable[tuple[str, datetime]]) -> str:
-    """A replace-where predicate matching exactly the given (account, slot) pairs, grouped by slot.
+    """A replace-where predicate matching exactly the given (account, slot) pairs.
 
-    Account ids are validated ids from the configuration (never API data); quotes are doubled anyway.
+    Slots with the same accounts share one term (slots x accounts), so a backfilled day of 24 slots
+    is one term rather than 24: delta-rs checks every written row against the predicate. Account ids
+    are validated ids from the configuration (never API data); quotes are doubled anyway.
 
+    >>> from datetime import UTC
     >>> slots_predicate([("b", datetime(2026, 3, 1, 5, tzinfo=UTC)), ("a", datetime(2026, 3, 1, 5, tzinfo=UTC))])
     "(snapshot_date = '2026-03-01' AND snapshot_at = '2026-03-01T05:00:00+00:00' AND account_id IN ('a', 'b'))"
+    >>> print(slots_predicate([(a, datetime(2026, 3, 1, h, tzinfo=UTC)) for a in "ab" for h in (5, 6)]
+    ...                       + [("a", datetime(2026, 3, 2, 0, tzinfo=UTC))]))  # doctest: +NORMALIZE_WHITESPACE
+    (snapshot_date = '2026-03-01' AND snapshot_at IN ('2026-03-01T05:00:00+00:00', '2026-03-01T06:00:00+00:00')
+     AND account_id IN ('a', 'b')) OR (snapshot_date = '2026-03-02' AND snapshot_at = '2026-03-02T00:00:00+00:00'
+     AND account_id IN ('a'))
     """
     by_slot: dict[datetime, set[str]] = {}
     for account_id, slot in keys:
         by_slot.setdefault(as_utc(slot), set()).add(account_id)
-    terms = []
+    by_accounts: dict[tuple[str, ...], list[datetime]] = {}
     for slot, accounts in sorted(by_slot.items()):
-        listed = ", ".join(_quote(a) for a in sorted(accounts))
-        terms.append(f"({PARTITION_COLUMN} = '{slot.date().isoformat()}' AND snapshot_at = "
-                     f"'{slot.isoformat()}' AND account_id IN ({listed}))")
+        by_accounts.setdefault(tuple(sorted(accounts)), []).append(slot)
+    terms = []
+    for accounts, slots in sorted(by_accounts.items(), key=lambda item: item[1][0]):
+        days = sorted({slot.date().isoformat() for slot in slots})
+        terms.append(f"({_matches(PARTITION_COLUMN, days)} AND "
+                     f"{_matches('snapshot_at', [slot.isoformat() for slot in slots])} AND "
+                     f"account_id IN ({', '.join(_quote(a) for a in accounts)}))")
     return " OR ".join(terms)
+
+
+def _matches(column: str, values: list[str]) -> str:
+    quoted = [f"'{value}'" for value in values]  # dates and timestamps we formatted: no quotes inside
+    return f"{column} = {quoted[0]}" if len(quoted) == 1 else f"{column} IN ({', '.join(quoted)})"
 
 
 def runs_table(runs: Sequence[AccountRun]) -> pa.Table:

@@ -451,3 +451,19 @@ def test_changed_storage_options_reopen_the_tables_and_unchanged_ones_keep_them(
     lake.write([load(T0 + timedelta(hours=2))])
     assert lake.table(MODEL_SNAPSHOTS) is not opened and lake.location.storage_options == {"timeout": "31s"}
     assert lake.read(MODEL_SNAPSHOTS).num_rows == 3 * state.body_at(account, T0).count(b'"id"')
+
+
+def test_a_replace_of_slots_with_different_accounts_touches_exactly_those_pairs(tmp_path: Path) -> None:
+    """The replace-where predicate groups slots that share their accounts: a batch that is not the full
+    (slots x accounts) square still replaces exactly its own (account, slot) pairs."""
+    lake = Lake(LakeLocation(str(tmp_path)))
+    slots = [CONCURRENT_SLOT + timedelta(hours=h) for h in range(3)]
+    accounts = ACCOUNTS[:3]
+    lake.write([synthetic_load(a, s, version=1) for a in accounts for s in slots])
+    replaced = {(accounts[0], slots[0]), (accounts[0], slots[1]), (accounts[1], slots[0]), (accounts[1], slots[1]),
+                (accounts[2], slots[2]), (accounts[0], slots[2])}
+    lake.write([synthetic_load(a, s, version=2) for a, s in sorted(replaced)])
+    rows = table_rows(tmp_path, "model_snapshots")
+    versions = {(r["account_id"], r["snapshot_at"]): r["usage_count"] // 100 for r in rows}
+    assert len(rows) == 5 * len(accounts) * len(slots), "every pair keeps exactly one copy of its rows"
+    assert versions == {(a, s): 2 if (a, s) in replaced else 1 for a in accounts for s in slots}
