@@ -1018,3 +1018,86 @@ def test_the_nul_screen_reads_only_the_characters_of_the_strings() -> None:
     assert not may_hold_nul(pa.nulls(5, pa.string()))  # its character buffer may hold zero bytes
     assert not may_hold_nul(pa.array([None, "", None], pa.string()))
     assert may_hold_nul(pa.array(["a", "\x00"], pa.large_string()).slice(1))
+
+
+def _flattened_slot(account: str, snapshot_at: datetime, models: int = 4) -> SlotLoad:
+    """A slot load as a run makes it: an answer of the documented shape, classified and flattened."""
+    from nugen_etl.records import RawAnswer
+    from nugen_etl.transform import answer_to_load
+
+    body = json.dumps({"domain_aligned_models": [
+        {"id": f"m{i}", "alignment_id": f"a{i}", "usage_count": 10 * i,
+         "performance_metrics": {"accuracy": 0.5 + i / 100, "domain_violations": i},
+         "evaluation_data": {"evaluation_id": f"e{i}", "metrics": {"overall_score": 0.25}}} for i in range(models)]})
+    return answer_to_load(RawAnswer(account_id=account, snapshot_at=snapshot_at,
+                                    fetched_at=snapshot_at + timedelta(seconds=3), http_status=200,
+                                    body=body.encode()))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_metric_lists_written_by_flattening_load_as_the_computed_ones(engine: str, request: pytest.FixtureRequest,
+                                                                      tmp_path: Path) -> None:
+    """A load carrying flattening's model_metric_lists stores the same rows as the same load without them
+    (the warehouse then computes them from model_metrics); lists that do not hold the long rows' values
+    are ignored and computed."""
+    given = [_flattened_slot(a, at(1, h)) for a in ("acme", "beta") for h in range(3)]
+    assert all("model_metric_lists" in load.tables for load in given)  # type: ignore[operator]
+    computed = [SlotLoad(ld.run, {k: v for k, v in ld.tables.items() if k != "model_metric_lists"})  # type: ignore[union-attr]
+                for ld in given]
+    short = [SlotLoad(ld.run, {**ld.tables, "model_metric_lists": ld.tables["model_metric_lists"].slice(1)})  # type: ignore[index]
+             for ld in given]
+    dumps = []
+    for name, loads in (("given", given), ("computed", computed), ("short", short)):
+        with open_warehouse(fresh_warehouse_url(request, engine, tmp_path / name)) as wh:
+            wh.migrate()
+            wh.load(loads)
+            dumps.append(dump(wh) | {"model_metrics": wh.fetch_all(
+                "SELECT * FROM nugen.model_metrics ORDER BY account_id, snapshot_at, model_id, metric")})
+    assert dumps[0] == dumps[1] == dumps[2]
+    assert len(dumps[0]["model_metrics"]) == 6 * 4 * 3  # slots x models x numeric leaves (accuracy,
+    # domain_violations, overall_score)
+
+
+def test_duckdb_bulk_loading_checkpoints_once_at_the_end_and_keeps_every_load(tmp_path: Path) -> None:
+    from nugen_etl.warehouse.duckdb import BULK_CHECKPOINT_THRESHOLD, DuckDBWarehouse
+
+    loads = [_flattened_slot(a, at(2, h)) for a in ("acme", "beta") for h in range(4)]
+    wal = tmp_path / "bulk.duckdb.wal"
+    with DuckDBWarehouse(str(tmp_path / "plain.duckdb")) as plain:
+        plain.migrate()
+        plain.load(loads)
+        want = dump(plain)
+    with DuckDBWarehouse(str(tmp_path / "bulk.duckdb")) as wh:
+        wh.migrate()
+        default = wh.fetch_all("SELECT current_setting('checkpoint_threshold')")
+        with wh.loading_in_bulk():
+            assert wh.fetch_all("SELECT current_setting('checkpoint_threshold')") != default
+            for load in loads:
+                wh.load([load])
+            assert wal.exists() and wal.stat().st_size > 0, "committed loads wait in the WAL"
+        assert wh.fetch_all("SELECT current_setting('checkpoint_threshold')") == default
+        assert not wal.exists() or wal.stat().st_size == 0, "one checkpoint at the end"
+        assert dump(wh) == want
+    assert BULK_CHECKPOINT_THRESHOLD.endswith("MB")
+
+
+def test_duckdb_loads_of_a_bulk_session_killed_before_its_checkpoint_are_in_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "killed.duckdb"
+    script = f"""
+import os, signal
+from tests.test_warehouse import _flattened_slot, at
+from nugen_etl.warehouse.duckdb import DuckDBWarehouse
+wh = DuckDBWarehouse({str(path)!r})
+wh.migrate()
+with wh.loading_in_bulk():
+    for h in range(3):
+        wh.load([_flattened_slot("acme", at(3, h))])
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parent.parent, timeout=120)
+    assert done.returncode == -9
+    from nugen_etl.warehouse.duckdb import DuckDBWarehouse
+
+    with DuckDBWarehouse(str(path)) as wh:
+        assert wh.fetch_all("SELECT count(*), count(DISTINCT snapshot_at) FROM nugen.model_snapshots") == [(12, 3)]
+        assert wh.fetch_all("SELECT count(*) FROM nugen.account_runs") == [(3,)]

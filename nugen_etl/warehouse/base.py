@@ -172,7 +172,15 @@ def stage_batch(loads: Sequence[SlotLoad]) -> StagedBatch:
     account_ids = tuple(sorted({account for account, _ in keys}))
 
     data_keys = [key for key in keys if chosen[key].tables is not None]
-    staged = _stage_checked_as_batch(chosen, data_keys)
+    staged = None
+    if data_keys and all(_LISTS in chosen[key].tables for key in data_keys):  # type: ignore[operator]
+        # Flattening wrote the lists the warehouse stores: the long rows are not staged, only counted.
+        staged = _stage_checked_as_batch(chosen, data_keys, skip=_LONG)
+        long_rows = sum(table_rows(chosen[key].tables, _LONG) for key in data_keys)  # type: ignore[arg-type]
+        if staged is not None and not _lists_hold(staged[staging_name(_LISTS)], long_rows):
+            staged = None
+    if staged is None:
+        staged = _stage_checked_as_batch(chosen, data_keys)
     if staged is None:  # something is off: check slot by slot, which names the offending slot
         parts: dict[str, list[pa.Table]] = {name: [] for name in DATA_TABLES}
         for key in data_keys:
@@ -183,14 +191,16 @@ def stage_batch(loads: Sequence[SlotLoad]) -> StagedBatch:
                                  else DATA_TABLES[name].schema.empty_table())
             for name in DATA_TABLES
         }
-    long, given = staged.pop(staging_name(_LONG)), staged.pop(staging_name(_LISTS))
-    if not (data_keys and all(_LISTS in chosen[key].tables for key in data_keys)  # type: ignore[operator]
-            and _lists_hold(given, long)):
-        try:
-            given = to_metric_lists(long)
-        except WarehouseError as exc:
-            raise WarehouseError(f"the batch of account(s) {', '.join(account_ids)}: {exc}") from None
-    staged[staging_name(_LISTS)] = given
+    long = staged.pop(staging_name(_LONG), None)
+    if long is not None:  # the lists come from the long rows unless given for every slot and holding them
+        given = staged.pop(staging_name(_LISTS))
+        if not (all(_LISTS in chosen[key].tables for key in data_keys)  # type: ignore[operator]
+                and data_keys and _lists_hold(given, long.num_rows)):
+            try:
+                given = to_metric_lists(long)
+            except WarehouseError as exc:
+                raise WarehouseError(f"the batch of account(s) {', '.join(account_ids)}: {exc}") from None
+        staged[staging_name(_LISTS)] = given
     staged["stg_slot_keys"] = pa.Table.from_pylist(
         [{"account_id": a, "snapshot_at": s} for a, s in data_keys], schema=SLOT_KEYS_SCHEMA)
     staged[staging_name(schemas.ACCOUNT_RUNS.name)] = _runs_table(
@@ -198,18 +208,18 @@ def stage_batch(loads: Sequence[SlotLoad]) -> StagedBatch:
     return StagedBatch(account_ids, tuple(keys), staged)
 
 
-def _lists_hold(lists: pa.Table, long: pa.Table) -> bool:
+def _lists_hold(lists: pa.Table, long_rows: int) -> bool:
     """Whether the given lists hold as many values as the long rows (else they are computed from those)."""
     lengths = pc.sum(pc.list_value_length(lists["metric_names"])).as_py() or 0
     values = pc.sum(pc.list_value_length(lists["metric_values"])).as_py() or 0
-    return lengths == values == long.num_rows
+    return lengths == values == long_rows
 
 
-def _stage_checked_as_batch(chosen: dict[tuple[str, datetime], SlotLoad],
-                            data_keys: list[tuple[str, datetime]]) -> dict[str, pa.Table] | None:
+def _stage_checked_as_batch(chosen: dict[tuple[str, datetime], SlotLoad], data_keys: list[tuple[str, datetime]],
+                            skip: str | None = None) -> dict[str, pa.Table] | None:
     """The staging tables when every slot's tables already have exactly the declared schemas and
     pass the checks of ``_conform`` run once over the whole batch (one kernel per column per batch
-    instead of per slot); None when any does not, so the caller checks slot by slot."""
+    instead of per slot), ``skip`` left out; None when any does not, so the caller checks slot by slot."""
     slot_tables = [chosen[key].tables for key in data_keys]
     if any(not tables.keys() <= DATA_TABLES.keys() for tables in slot_tables):  # type: ignore[union-attr]
         return None
@@ -217,6 +227,8 @@ def _stage_checked_as_batch(chosen: dict[tuple[str, datetime], SlotLoad],
     slots = pa.array([_micros(s) for _, s in data_keys], pa.int64())
     staged = {}
     for name, spec in DATA_TABLES.items():
+        if name == skip:
+            continue
         parts = gather(slot_tables, name)  # type: ignore[arg-type]
         if any(not part.schema.equals(spec.schema) for part in parts):
             return None
