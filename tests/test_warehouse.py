@@ -1069,13 +1069,14 @@ def test_duckdb_bulk_loading_checkpoints_once_at_the_end_and_keeps_every_load(tm
         want = dump(plain)
     with DuckDBWarehouse(str(tmp_path / "bulk.duckdb")) as wh:
         wh.migrate()
-        default = wh.fetch_all("SELECT current_setting('checkpoint_threshold')")
+        settings = "SELECT current_setting('checkpoint_threshold'), current_setting('threads')"
+        default = wh.fetch_all(settings)
         with wh.loading_in_bulk():
-            assert wh.fetch_all("SELECT current_setting('checkpoint_threshold')") != default
+            assert wh.fetch_all(settings)[0][0] != default[0][0] and wh.fetch_all(settings)[0][1] == 1
             for load in loads:
                 wh.load([load])
             assert wal.exists() and wal.stat().st_size > 0, "committed loads wait in the WAL"
-        assert wh.fetch_all("SELECT current_setting('checkpoint_threshold')") == default
+        assert wh.fetch_all(settings) == default
         assert not wal.exists() or wal.stat().st_size == 0, "one checkpoint at the end"
         assert dump(wh) == want
     assert BULK_CHECKPOINT_THRESHOLD.endswith("MB")

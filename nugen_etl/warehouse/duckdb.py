@@ -100,17 +100,21 @@ class DuckDBWarehouse(Warehouse):
     @contextmanager
     def loading_in_bulk(self) -> Iterator[None]:
         """Checkpoint every ``BULK_CHECKPOINT_THRESHOLD`` of write-ahead log instead of DuckDB's 16 MB,
-        and once at the end. A day of a 100-account backfill writes ~50 MB of WAL, so by default every
-        commit checkpointed, rewriting the table's last, partly filled row group each time; committed
-        loads are durable in the WAL either way (see docs/performance.md)."""
+        and once at the end; and load on one DuckDB thread. A day of a 100-account backfill writes
+        ~50 MB of WAL, so by default every commit checkpointed, rewriting the table's last, partly
+        filled row group each time; committed loads are durable in the WAL either way. A backfill's
+        replay workers and lake commits already keep the cores busy: a second DuckDB thread only adds
+        coordination (~20 % more CPU for the same loads). See docs/performance.md."""
         self.con.execute(f"SET checkpoint_threshold = '{BULK_CHECKPOINT_THRESHOLD}'")
+        self.con.execute("SET threads = 1")
         try:
             yield
         finally:
-            con = self._con  # a reconnect in between opened it with the default threshold
+            con = self._con  # a reconnect in between opened it with the defaults
             if con is not None:
                 try:
                     con.execute("RESET checkpoint_threshold")
+                    con.execute("RESET threads")
                     con.execute("CHECKPOINT")
                 except duckdb.Error as exc:  # the loads are committed; DuckDB checkpoints the WAL later
                     log.warning("DuckDB warehouse %s: the checkpoint after the bulk loads failed (%s); "
