@@ -227,3 +227,16 @@ def test_without_a_usable_spool_the_units_still_arrive_whole(tmp_path: Path, mon
     monkeypatch.setattr(replay.ReplayedUnit, "unspooled", files_gone)
     assert same(list(replay.replay_days(storage, [day], accounts, workers=2)))
     assert caplog.text.count("replaying it in this process") == 3
+
+
+def test_a_replay_worker_runs_below_its_backfill_and_exits_with_it() -> None:
+    """A worker lowers its own CPU priority (the backfill's process sets the pace) and watches its parent."""
+    import subprocess
+    import sys
+
+    script = ("import os, threading; from nugen_etl.replay import _start_worker, REPLAY_WORKER_NICENESS as N; "
+              "before = os.nice(0); _start_worker(os.getppid()); "
+              "print(os.nice(0) - before == min(N, 19 - before), "
+              "any(t.name == 'nugen-replay-parent' for t in threading.enumerate()))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.split() == ["True", "True"]
