@@ -9,16 +9,33 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from nugen_etl.flatten import Flattened
 from nugen_etl.model_decoder import decode_models
 from nugen_etl.warehouse.metric_lists import to_metric_lists
 
 PATHS = ("general", "decoded")
+_CHOSEN = {"path": "general"}
+
+
+@pytest.fixture(params=PATHS)
+def flatten_path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Runs a test once per path; ``as_chosen`` hands its records over that way. A module uses it with
+    ``pytestmark = pytest.mark.usefixtures("flatten_path")``."""
+    _CHOSEN["path"] = request.param
+    yield request.param
+    _CHOSEN["path"] = "general"
+
+
+def as_chosen(models: list[Any]) -> list[Any]:
+    """``models`` as the path of the running ``flatten_path`` hands them to flatten."""
+    return received(models, _CHOSEN["path"])
 
 
 def body_of(models: list[Any]) -> bytes | None:

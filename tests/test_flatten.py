@@ -6,7 +6,6 @@ import json
 import math
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,7 +14,7 @@ from hypothesis import strategies as st
 
 from nugen_etl import schemas
 from nugen_etl.flatten import MAX_DEPTH, Flattened, as_timestamp, flatten_models
-from tests.flatten_paths import PATHS, received
+from tests.flatten_paths import as_chosen, flatten_path  # noqa: F401 - flatten_path is the fixture
 
 FIXTURES = Path(__file__).parent / "fixtures"
 UTC = timezone.utc
@@ -32,18 +31,11 @@ def load(name: str) -> list[Any]:
     return json.loads((FIXTURES / name).read_text())["domain_aligned_models"]
 
 
-_PATH = {"name": "general"}  # which flatten path ``run`` takes; every test runs on both
-
-
-@pytest.fixture(autouse=True, params=PATHS)
-def flatten_path(request: pytest.FixtureRequest) -> Iterator[str]:
-    _PATH["name"] = request.param
-    yield request.param
-    _PATH["name"] = "general"
+pytestmark = pytest.mark.usefixtures("flatten_path")  # every test runs on both flatten paths
 
 
 def run(models: list[Any]) -> Flattened:
-    return flatten_models(received(models, _PATH["name"]), account_id=ACCOUNT, snapshot_at=SNAP,
+    return flatten_models(as_chosen(models), account_id=ACCOUNT, snapshot_at=SNAP,
                           fetched_at=FETCHED)
 
 

@@ -14,7 +14,6 @@ import copy
 import json
 import tempfile
 from datetime import UTC, datetime, timedelta, timezone
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,7 +25,7 @@ from nugen_etl.flatten import flatten_models
 from nugen_etl.lake import Lake, LakeLocation
 from nugen_etl.records import AccountRun, Outcome, SlotLoad
 from nugen_etl.schemas import MODEL_METRICS, MODEL_SNAPSHOTS
-from tests.flatten_paths import PATHS, received
+from tests.flatten_paths import as_chosen, flatten_path  # noqa: F401 - flatten_path is the fixture
 
 SNAP = datetime(2024, 3, 1, 12, tzinfo=UTC)
 FETCHED = SNAP + timedelta(seconds=3)
@@ -157,18 +156,11 @@ def same_number(got: Any, want: Any) -> bool:
 
 # --- the properties ---------------------------------------------------------------------------
 
-_PATH = {"name": "general"}  # which flatten path ``flatten`` takes; every property runs on both
-
-
-@pytest.fixture(autouse=True, params=PATHS)
-def flatten_path(request: pytest.FixtureRequest) -> Iterator[str]:
-    _PATH["name"] = request.param
-    yield request.param
-    _PATH["name"] = "general"
+pytestmark = pytest.mark.usefixtures("flatten_path")  # every test runs on both flatten paths
 
 
 def flatten(models: list[Any]):
-    return flatten_models(received(models, _PATH["name"]), account_id="acct-1", snapshot_at=SNAP,
+    return flatten_models(as_chosen(models), account_id="acct-1", snapshot_at=SNAP,
                           fetched_at=FETCHED)
 
 
