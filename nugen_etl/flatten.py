@@ -22,12 +22,13 @@ Rules a caller may rely on (and that the tests pin down):
 * ``model_metrics`` holds one row per finite int/float (not bool) found under
   ``performance_metrics`` and ``evaluation_data``; numeric strings are not leaves. A record's rows
   come ``performance_metrics`` first, then ``evaluation_data``, keys in sorted order at every level
-  (list items by index), however the vendor orders its keys. ``model_metric_lists`` holds the same
-  values as the warehouse stores them: one row per snapshot with metrics, paths and values as lists. ``metric`` is
-  the dotted path from the model object, list items use their index, and a key's ``\\`` and ``.``
-  are escaped as ``\\\\`` and ``\\.`` (NUL and unpaired surrogates as ``\\uXXXX``), so a path
-  splits back into its keys without ambiguity. Paths stop at 64 segments (reported); ints that a
+  (list items by index), however the vendor orders its keys. ``metric`` is the dotted path from
+  the model object, list items use their index, and a key's ``\\`` and ``.`` are escaped as
+  ``\\\\`` and ``\\.`` (NUL and unpaired surrogates as ``\\uXXXX``), so a path splits back into
+  its keys without ambiguity. Paths stop at 64 segments (reported); ints that a
   double cannot hold exactly are reported, not rounded.
+* ``model_metric_lists`` holds the same values as the warehouse stores them: one row per snapshot
+  with metrics, its paths and values as two lists in ``model_metrics``' order.
 * JSON columns are compact, key-sorted, non-ASCII kept; non-finite numbers in them become null
   (reported) so they stay valid JSON; unpaired surrogates are written as ``\\uXXXX`` escapes.
 
@@ -563,6 +564,7 @@ _EVAL_FIELDS = (  # (column, key in evaluation_data, type)
     ("eval_total_questions", "total_questions", pa.int64()), ("eval_accuracy", "accuracy", pa.float64()),
 )
 _EVAL_COLUMN = {key: name for name, key, _ in _EVAL_FIELDS}
+_EM_KEYS = ("accuracy", "uncertainty", "domain_violations", "overall_score")  # evaluation_data.metrics
 _TOP_FIELDS = ("alignment_id", "name", "base_model", "alignment_project", "created_date", "status",
                "deployment_status", "endpoint", "creator", "usage_count", "last_used",
                "downloadable", "conversation_saving_enabled")
@@ -705,7 +707,7 @@ def _snapshot_columns(source: Records, issues: list[Notes]) -> dict[str, pa.Arra
                                          "performance_metrics." + key, issues, typed=typed)
     for name, key, type_ in _EVAL_FIELDS:
         cols[name] = typed_column(source.ev(key), type_, "evaluation_data." + key, issues, typed=typed)
-    for key in ("accuracy", "uncertainty", "domain_violations", "overall_score"):
+    for key in _EM_KEYS:
         name = "eval_metrics_" + key
         cols[name] = typed_column(source.em(key), types[name], "evaluation_data.metrics." + key, issues,
                                   typed=typed)
@@ -916,8 +918,7 @@ def _leaf_columns() -> list[tuple[str, str]]:
     tree: dict[str, Any] = {"performance_metrics": {k: "pm_" + k for k in _PM_FLOAT + _PM_INT},
                             "evaluation_data": {key: name for name, key, type_ in _EVAL_FIELDS
                                                 if type_ in (pa.float64(), pa.int64())}}
-    tree["evaluation_data"]["metrics"] = {k: "eval_metrics_" + k for k in
-                                          ("accuracy", "uncertainty", "domain_violations", "overall_score")}
+    tree["evaluation_data"]["metrics"] = {k: "eval_metrics_" + k for k in _EM_KEYS}
     out: list[tuple[str, str]] = []
 
     def walk(node: dict[str, Any], prefix: str) -> None:

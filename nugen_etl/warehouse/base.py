@@ -173,7 +173,8 @@ def stage_batch(loads: Sequence[SlotLoad]) -> StagedBatch:
 
     data_keys = [key for key in keys if chosen[key].tables is not None]
     staged = None
-    if data_keys and all(_LISTS in chosen[key].tables for key in data_keys):  # type: ignore[operator]
+    lists_given = bool(data_keys) and all(_LISTS in chosen[key].tables for key in data_keys)  # type: ignore[operator]
+    if lists_given:
         # Flattening wrote the lists the warehouse stores: the long rows are not staged, only counted.
         staged = _stage_checked_as_batch(chosen, data_keys, skip=_LONG)
         long_rows = sum(table_rows(chosen[key].tables, _LONG) for key in data_keys)  # type: ignore[arg-type]
@@ -194,8 +195,7 @@ def stage_batch(loads: Sequence[SlotLoad]) -> StagedBatch:
     long = staged.pop(staging_name(_LONG), None)
     if long is not None:  # the lists come from the long rows unless given for every slot and holding them
         given = staged.pop(staging_name(_LISTS))
-        if not (all(_LISTS in chosen[key].tables for key in data_keys)  # type: ignore[operator]
-                and data_keys and _lists_hold(given, long.num_rows)):
+        if not (lists_given and _lists_hold(given, long.num_rows)):
             try:
                 given = to_metric_lists(long)
             except WarehouseError as exc:
