@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -86,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     mig = sub.add_parser("migrate", help="create or upgrade the warehouse tables and views")
     _config_arg(mig)
+    mig.add_argument("--rebuild-rollups", action="store_true",
+                     help="then rebuild the rollups the BI views read from model_snapshots and account_runs, "
+                          "in one transaction (after rows were loaded into those tables by other means)")
     mig.set_defaults(handler=cmd_migrate)
 
     sim = sub.add_parser("simulate-api", help="serve a local simulator of the vendor API")
@@ -190,7 +194,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     with open_configured_warehouse(config) as warehouse:
         applied = warehouse.migrate()
-    print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
+        print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
+        if args.rebuild_rollups:
+            started = time.monotonic()
+            warehouse.rebuild_rollups()
+            print(f"rollups rebuilt from the snapshots in {time.monotonic() - started:.1f} s")
     return 0
 
 

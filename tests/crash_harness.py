@@ -154,12 +154,12 @@ def install(spec: str) -> None:
 
         real_statements = base.load_statements
 
-        def statements() -> Iterator[str] | list[str]:
-            stmts = real_statements()
+        def statements(batch):  # type: ignore[no-untyped-def]
+            stmts = real_statements(batch)
             if not reached():
                 return stmts
 
-            def killing() -> Iterator[str]:
+            def killing():  # type: ignore[no-untyped-def]
                 for i, statement in enumerate(stmts):
                     if i == after:
                         _die()

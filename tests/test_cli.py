@@ -14,10 +14,12 @@ import pytest
 from deltalake import DeltaTable
 
 from nugen_etl.cli import main, resolve_slot
+from nugen_etl.config import load_config
 from nugen_etl.errors import ConfigError
 from nugen_etl.report import lake_example_command
 from nugen_etl.simulator import SimulatorState, serve
 from nugen_etl.slots import floor_slot
+from nugen_etl.warehouse import open_warehouse
 
 from .e2e_helpers import REJECTED, environ_for, key_env, write_toml_config
 
@@ -131,6 +133,30 @@ def test_migrate_and_backfill_commands(sim, tmp_path, monkeypatch, capsys) -> No
     assert json.loads(capsys.readouterr().out)["outcomes"] == {"ok": 1}
     assert state.request_count() == before
     assert main(["backfill", "--config", str(config), "--from", today, "--to", "2000-01-01"]) == 2
+
+
+def test_migrate_rebuild_rollups_restores_the_views(sim, tmp_path, monkeypatch, capsys) -> None:
+    """Rollups that drifted from the snapshots (emptied here) come back exact from `migrate --rebuild-rollups`."""
+    state, server = sim
+    set_keys(monkeypatch, state)
+    config = write_config(tmp_path, server.base_url, ["acct-0001", "acct-0002"])
+    assert main(["run", "--config", str(config), "--quiet"]) == 0
+    views = ("models_latest", "model_usage_daily", "account_health")
+
+    def read() -> dict[str, list[tuple]]:
+        with open_warehouse(load_config(config).warehouse.url) as wh:
+            return {v: sorted(wh.fetch_all(f"SELECT * FROM nugen.{v}"), key=repr) for v in views}
+
+    before = read()
+    assert all(before.values())
+    with open_warehouse(load_config(config).warehouse.url) as wh:
+        for table in ("rollup_model_daily", "rollup_models_current", "rollup_account_health"):
+            wh.fetch_all(f"DELETE FROM nugen.{table}")
+    assert not any(read().values())
+    capsys.readouterr()
+    assert main(["migrate", "--config", str(config), "--rebuild-rollups"]) == 0
+    assert "rollups rebuilt" in capsys.readouterr().out
+    assert read() == before
 
 
 def test_demo_runs_offline_and_reports(tmp_path, capsys) -> None:

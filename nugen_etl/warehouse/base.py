@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from types import TracebackType
 from typing import Any
 
@@ -29,7 +29,9 @@ from nugen_etl.redaction import mask_url
 from nugen_etl.records import (
     SUCCESS_OUTCOMES, AccountRun, Outcome, SlotLoad, as_utc, gather, latest_per_slot, table_rows)
 from nugen_etl.schemas import TableSpec
+from nugen_etl.warehouse import rollups
 from nugen_etl.warehouse.metric_lists import to_metric_lists
+from nugen_etl.warehouse.rollups import Statement
 
 SCHEMA = "nugen"
 # The tables whose rows belong to one (account, slot), as the warehouse stores them.
@@ -104,6 +106,21 @@ class Warehouse(ABC):
             self._reconnect()
             self._load_staged(batch)
 
+    def rebuild_rollups(self) -> None:
+        """Rebuild every rollup the BI views read from model_snapshots and account_runs, in one
+        transaction (after rows reached those tables by other means than ``load``)."""
+        try:
+            self._run_in_transaction(rollups.rebuild_statements())
+        except WarehouseError:
+            raise
+        except Exception as exc:
+            raise WarehouseError(f"{self.engine} warehouse {self.url}: rebuilding the rollups failed: "
+                                 f"{type(exc).__name__}: {exc}") from exc
+
+    @abstractmethod
+    def _run_in_transaction(self, statements: Sequence[Statement]) -> None:
+        """Run ``statements`` (``?`` placeholders) in one transaction."""
+
     @contextmanager
     def loading_in_bulk(self) -> Iterator[None]:
         """A scope for many large loads in a row (a backfill): an engine may defer work that each
@@ -158,6 +175,7 @@ class StagedBatch:
 
     account_ids: tuple[str, ...]           # sorted, for messages
     slot_keys: tuple[tuple[str, datetime], ...]  # every (account, slot) in the batch, sorted
+    data_days: tuple[date, date] | None    # UTC dates of the earliest and latest slot carrying tables
     tables: dict[str, pa.Table]            # "stg_slot_keys", "stg_account_runs", "stg_<warehouse table>"
 
 
@@ -205,7 +223,8 @@ def stage_batch(loads: Sequence[SlotLoad]) -> StagedBatch:
         [{"account_id": a, "snapshot_at": s} for a, s in data_keys], schema=SLOT_KEYS_SCHEMA)
     staged[staging_name(schemas.ACCOUNT_RUNS.name)] = _runs_table(
         [chosen[k].run for k in keys], account_ids)
-    return StagedBatch(account_ids, tuple(keys), staged)
+    days = sorted(as_utc(slot).date() for _, slot in data_keys)
+    return StagedBatch(account_ids, tuple(keys), (days[0], days[-1]) if days else None, staged)
 
 
 def _lists_hold(lists: pa.Table, long_rows: int) -> bool:
@@ -395,9 +414,12 @@ def duplicate_key_sql(spec: TableSpec) -> str:
             f"HAVING count(*) > 1 LIMIT 1")
 
 
-def load_statements() -> list[str]:
-    """The batch's statements in order, for an engine to run inside one transaction."""
-    statements = [delete_slot_sql(spec) for spec in SLOT_TABLES]
-    statements += [insert_slot_sql(spec) for spec in SLOT_TABLES]
-    statements += [upsert_evaluations_sql(), upsert_runs_sql()]
-    return statements
+def load_statements(batch: StagedBatch) -> list[Statement]:
+    """The batch's statements in order (``?`` placeholders), for an engine to run inside one
+    transaction: the slots replaced, evaluations and runs upserted, the rollups brought up to date."""
+    statements = rollups.capture_statements()
+    statements += [(delete_slot_sql(spec), ()) for spec in SLOT_TABLES]
+    statements += [(insert_slot_sql(spec), ()) for spec in SLOT_TABLES]
+    statements += [(upsert_evaluations_sql(), ()), (upsert_runs_sql(), ())]
+    first_day, last_day = batch.data_days or (None, None)
+    return statements + rollups.maintenance_statements(first_day, last_day)

@@ -16,6 +16,7 @@ from nugen_etl.errors import WarehouseBusy, WarehouseError, WarehouseUnavailable
 from nugen_etl.warehouse import migrations
 from nugen_etl.schemas import MODEL_METRIC_LISTS, MODEL_SNAPSHOTS
 from nugen_etl.warehouse.base import StagedBatch, Warehouse, duplicate_key_sql, load_statements
+from nugen_etl.warehouse.rollups import Statement
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,8 @@ class DuckDBWarehouse(Warehouse):
             con.begin()
             try:
                 con.execute(migration.sql)
+                for sql, params in migrations.follow_ups(migration):
+                    con.execute(sql, list(params))
                 con.execute("INSERT INTO nugen.schema_migrations (version, applied_at) "
                             "VALUES (?, current_timestamp)", [migration.version])
                 con.commit()
@@ -156,8 +159,8 @@ class DuckDBWarehouse(Warehouse):
                 for name, table in batch.tables.items():
                     con.register(name, table)
                 _refuse_duplicate_keys(con, batch)
-                for statement in load_statements():
-                    con.execute(statement)
+                for sql, params in load_statements(batch):
+                    con.execute(sql, list(params))
                 if self._budgeted:
                     self._index_bytes = max(self._index_bytes or 0, _index_bytes(con))
                 con.commit()
@@ -170,6 +173,17 @@ class DuckDBWarehouse(Warehouse):
         finally:
             if memory_limit is not None:
                 con.execute("RESET memory_limit")
+
+    def _run_in_transaction(self, statements: Sequence[Statement]) -> None:
+        con = self.con
+        con.begin()
+        try:
+            for sql, params in statements:
+                con.execute(sql, list(params))
+            con.commit()
+        except BaseException:
+            _rollback(con)
+            raise
 
     def _connection_lost(self, exc: Exception) -> bool:
         # FatalException: DuckDB invalidated the database (e.g. a checkpoint's write failed) and refuses

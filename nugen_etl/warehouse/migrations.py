@@ -14,6 +14,7 @@ from importlib.resources import files
 from importlib.resources.abc import Traversable
 
 from nugen_etl.errors import WarehouseError
+from nugen_etl.warehouse import rollups
 
 _MIGRATION_FILE = re.compile(r"^(?P<version>\d{3})_(?P<name>[a-z0-9_]+)\.sql$")
 ENGINES = ("duckdb", "postgresql")
@@ -25,6 +26,16 @@ class Migration:
     name: str
     source: str  # path inside the sql package, e.g. "002_views.sql" or "postgresql/003_x.sql"
     sql: str
+
+
+# Statements a migration's transaction runs after its SQL: what plain SQL files cannot share with the
+# code (007 fills the rollups with the statements `migrate --rebuild-rollups` runs).
+FOLLOW_UPS = {"007": rollups.rebuild_statements}
+
+
+def follow_ups(migration: Migration) -> list[rollups.Statement]:
+    make = FOLLOW_UPS.get(migration.version)
+    return make() if make else []
 
 
 def sql_root() -> Traversable:

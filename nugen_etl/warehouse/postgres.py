@@ -17,6 +17,7 @@ from nugen_etl.errors import WarehouseError, WarehouseUnavailable
 from nugen_etl.warehouse import migrations
 from nugen_etl.warehouse.base import (
     SCHEMA, SLOT_TABLES, StagedBatch, Warehouse, insert_slot_sql, load_statements, lock_key, staging_name)
+from nugen_etl.warehouse.rollups import Statement
 
 _MIGRATION_LOCK = lock_key("nugen_etl", "migrate")
 _SLOT_INSERTS = {insert_slot_sql(spec): spec for spec in SLOT_TABLES}
@@ -81,6 +82,8 @@ class PostgresWarehouse(Warehouse):
                     try:
                         with conn.transaction():
                             conn.execute(migration.sql)
+                            for sql, params in migrations.follow_ups(migration):
+                                _execute(conn, sql, params)
                             conn.execute("INSERT INTO nugen.schema_migrations (version, applied_at) "
                                          "VALUES (%s, now())", [migration.version])
                     except psycopg.Error as exc:
@@ -112,12 +115,17 @@ class PostgresWarehouse(Warehouse):
             # Two loads of the same (account, slot) serialize here; the later one replaces the first.
             keys = sorted({lock_key("nugen_etl", "slot", a, s.isoformat()) for a, s in batch.slot_keys})
             cur.execute("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%s::bigint[]) AS k", [keys])
-            for statement in load_statements():
-                spec = _SLOT_INSERTS.get(statement)
+            for sql, params in load_statements(batch):
+                spec = _SLOT_INSERTS.get(sql)
                 if spec is None:
-                    cur.execute(statement)
+                    _execute(cur, sql, params)
                 else:  # the slot's rows go straight into the table: one pass instead of two
                     _copy_rows(cur, f"{SCHEMA}.{spec.name}", batch.tables[staging_name(spec.name)])
+
+    def _run_in_transaction(self, statements: Sequence[Statement]) -> None:
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            for sql, params in statements:
+                _execute(cur, sql, params)
 
     def _connection_lost(self, exc: Exception) -> bool:
         # The server ended the session (restart, failover, pg_terminate_backend) or the network
@@ -145,6 +153,14 @@ class PostgresWarehouse(Warehouse):
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _execute(cur: psycopg.Cursor | psycopg.Connection, sql: str, params: Sequence[Any]) -> None:
+    """Run a statement written with ``?`` placeholders."""
+    if params:
+        cur.execute(qmark_to_pyformat(sql), list(params))
+    else:
+        cur.execute(sql)
 
 
 def _copy_staging(cur: psycopg.Cursor, name: str, table: pa.Table) -> None:

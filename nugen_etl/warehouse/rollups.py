@@ -1,0 +1,330 @@
+"""The rollups the BI views read, kept exact inside each load's transaction, and their rebuild.
+
+Four tables in schema ``nugen`` (DDL and comments: ``sql/007_rollups.sql``; grain and definitions:
+docs/data-model.md):
+
+- ``rollup_model_daily``: one row per (account_id, model_key, day): the day's observations, its
+  first and last snapshot, usage at both ends, the usage delta within the day and in total, and the
+  fields of the day's last snapshot (``model_key_snapshots`` semantics: usage summed over the records
+  sharing the key, the other fields from the greatest model_id);
+- ``rollup_status_changes``: one row per observation whose status or deployment_status differs from
+  the model_key's previous observation;
+- ``rollup_models_current``: one row per (account_id, model_key): its last day's row plus
+  first_seen_at / last_seen_at;
+- ``rollup_account_health``: one row per account seen in account_runs.
+
+A load replaces whole slots, so it recomputes everything the replaced and the new rows can change:
+the touched (account_id, model_key, day) rows from their snapshots, then, for those days and the
+next observed day after each, the part that depends on the previous observed day (the first
+usage_delta pair and the first status change), then the current row of each touched model_key and
+the health of each account in the batch. Searches for a previous or next observed day look within
+``LOOKBACK_DAYS`` of the batch's days first (DuckDB prunes that range by zone maps; PostgreSQL
+walks its keys) and fall back to the whole history only for model_keys whose current row says they
+reach past that window. Rows loaded by other means are caught up with :func:`rebuild_statements`.
+
+Invariant the rollups rely on, which flattening guarantees: ``snapshot_date`` is the UTC date of
+``snapshot_at``, and model_key is never NULL (rows with a NULL model_key are left out).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, timedelta
+from typing import Any
+
+LOOKBACK_DAYS = 7
+
+# The fields of a model_key's snapshot that the daily and current rows carry from its last snapshot
+# (model_key_snapshots' columns, usage_count apart).
+_SNAPSHOT_FIELDS = (
+    "model_id", "alignment_id", "name", "base_model", "alignment_project", "created_date", "status",
+    "deployment_status", "endpoint", "creator", "last_used", "downloadable", "conversation_saving_enabled",
+    "accuracy", "uncertainty", "domain_violations", "average_response_time", "record_count")
+DAILY_COLUMNS = (
+    "account_id", "model_key", "day", "observations", "first_snapshot_at", "last_snapshot_at",
+    "first_usage_count", "usage_count", "usage_delta_within_day", "usage_delta",
+    "first_status", "first_deployment_status", *_SNAPSHOT_FIELDS)
+CURRENT_COLUMNS = (
+    "account_id", "model_key", *_SNAPSHOT_FIELDS[:10], "usage_count", *_SNAPSHOT_FIELDS[10:],
+    "first_seen_at", "last_seen_at")
+STATUS_COLUMNS = ("account_id", "model_key", "changed_at", "day", "from_status", "to_status",
+                  "from_deployment_status", "to_deployment_status")
+HEALTH_COLUMNS = ("account_id", "last_success_at", "last_outcome", "consecutive_failures", "last_run_at")
+_FAILED = "('failed', 'auth_failed')"
+_SUCCESS = "('empty', 'ok')"
+
+# Temporary tables of one maintenance, dropped before its transaction ends.
+TEMP_TABLES = ("rollup_touched", "rollup_key_snapshots", "rollup_keys", "rollup_next", "rollup_prev", "rollup_spans")
+
+Statement = tuple[str, Sequence[Any]]
+
+
+def _list(columns: Sequence[str], prefix: str = "") -> str:
+    return ", ".join(prefix + c for c in columns)
+
+
+def _key_snapshots(source: str) -> str:
+    """model_key_snapshots (sql/002_views.sql) over the snapshot rows ``source`` selects."""
+    return f"""
+SELECT account_id, model_key, snapshot_at, snapshot_date, usage_count, {_list(_SNAPSHOT_FIELDS)}
+FROM (
+    SELECT s.account_id, s.model_key, s.snapshot_at, s.snapshot_date, s.model_id, s.alignment_id, s.name,
+           s.base_model, s.alignment_project, s.created_date, s.status, s.deployment_status, s.endpoint,
+           s.creator, SUM(s.usage_count) OVER k AS usage_count, MAX(s.last_used) OVER k AS last_used,
+           s.downloadable, s.conversation_saving_enabled, s.accuracy, s.uncertainty, s.domain_violations,
+           s.average_response_time, COUNT(*) OVER k AS record_count,
+           ROW_NUMBER() OVER (PARTITION BY s.account_id, s.model_key, s.snapshot_at
+                              ORDER BY s.model_id DESC) AS pick
+    FROM ({source}) AS s
+    WINDOW k AS (PARTITION BY s.account_id, s.model_key, s.snapshot_at)
+) AS r
+WHERE pick = 1"""
+
+
+def _daily_from(key_snapshots: str) -> str:
+    """Daily rows (usage_delta left NULL: it needs the previous observed day) from key snapshots."""
+    last = ", ".join(f"l.{c}" for c in _SNAPSHOT_FIELDS)
+    return f"""
+WITH o AS (
+    SELECT ks.*,
+           LAG(usage_count) OVER w AS prev_usage,
+           ROW_NUMBER() OVER w AS first_of_day,
+           ROW_NUMBER() OVER (PARTITION BY account_id, model_key, snapshot_date ORDER BY snapshot_at DESC) AS last_of_day
+    FROM {key_snapshots} AS ks
+    WINDOW w AS (PARTITION BY account_id, model_key, snapshot_date ORDER BY snapshot_at)
+), a AS (
+    SELECT account_id, model_key, snapshot_date, COUNT(*) AS observations, MIN(snapshot_at) AS first_snapshot_at,
+           MAX(CASE WHEN first_of_day = 1 THEN usage_count END) AS first_usage_count,
+           SUM(CASE WHEN usage_count < prev_usage THEN usage_count ELSE usage_count - prev_usage END) AS within_day,
+           MAX(CASE WHEN first_of_day = 1 THEN status END) AS first_status,
+           MAX(CASE WHEN first_of_day = 1 THEN deployment_status END) AS first_deployment_status
+    FROM o
+    GROUP BY account_id, model_key, snapshot_date
+)
+SELECT l.account_id, l.model_key, l.snapshot_date, a.observations, a.first_snapshot_at, l.snapshot_at,
+       a.first_usage_count, l.usage_count, a.within_day, NULL, a.first_status, a.first_deployment_status, {last}
+FROM o AS l
+JOIN a ON a.account_id = l.account_id AND a.model_key = l.model_key AND a.snapshot_date = l.snapshot_date
+WHERE l.last_of_day = 1"""
+
+
+def _within_day_changes(key_snapshots: str) -> str:
+    return f"""
+SELECT account_id, model_key, snapshot_at, snapshot_date, prev_status, status, prev_deployment_status, deployment_status
+FROM (
+    SELECT ks.account_id, ks.model_key, ks.snapshot_at, ks.snapshot_date, ks.status, ks.deployment_status,
+           LAG(ks.status) OVER w AS prev_status, LAG(ks.deployment_status) OVER w AS prev_deployment_status,
+           ROW_NUMBER() OVER w AS observation
+    FROM {key_snapshots} AS ks
+    WINDOW w AS (PARTITION BY ks.account_id, ks.model_key, ks.snapshot_date ORDER BY ks.snapshot_at)
+) AS x
+WHERE observation > 1
+  AND (status IS DISTINCT FROM prev_status OR deployment_status IS DISTINCT FROM prev_deployment_status)"""
+
+
+_BOUNDARY_DELTA = ("CASE WHEN cur.first_usage_count < prv.usage_count THEN cur.first_usage_count "
+                   "ELSE cur.first_usage_count - prv.usage_count END")
+
+
+def _set_usage_delta(pairs: str) -> str:
+    """usage_delta = the day's within-day pairs plus its first pair (with ``pairs``' prev_day), NULL
+    when no pair is known: SUM's rule over the pairs."""
+    return f"""
+UPDATE nugen.rollup_model_daily AS d
+SET usage_delta = CASE WHEN d.usage_delta_within_day IS NULL AND b.boundary IS NULL THEN NULL
+                       ELSE COALESCE(d.usage_delta_within_day, 0) + COALESCE(b.boundary, 0) END
+FROM (
+    SELECT p.account_id, p.model_key, p.day, {_BOUNDARY_DELTA} AS boundary
+    FROM ({pairs}) AS p
+    JOIN nugen.rollup_model_daily AS cur
+      ON cur.account_id = p.account_id AND cur.model_key = p.model_key AND cur.day = p.day
+    LEFT JOIN nugen.rollup_model_daily AS prv
+      ON prv.account_id = p.account_id AND prv.model_key = p.model_key AND prv.day = p.prev_day
+) AS b
+WHERE d.account_id = b.account_id AND d.model_key = b.model_key AND d.day = b.day"""
+
+
+def _boundary_changes(pairs: str) -> str:
+    return f"""
+INSERT INTO nugen.rollup_status_changes ({_list(STATUS_COLUMNS)})
+SELECT cur.account_id, cur.model_key, cur.first_snapshot_at, cur.day, prv.status, cur.first_status,
+       prv.deployment_status, cur.first_deployment_status
+FROM ({pairs}) AS p
+JOIN nugen.rollup_model_daily AS cur
+  ON cur.account_id = p.account_id AND cur.model_key = p.model_key AND cur.day = p.day
+JOIN nugen.rollup_model_daily AS prv
+  ON prv.account_id = p.account_id AND prv.model_key = p.model_key AND prv.day = p.prev_day
+WHERE cur.first_status IS DISTINCT FROM prv.status
+   OR cur.first_deployment_status IS DISTINCT FROM prv.deployment_status"""
+
+
+def _current_from(spans: str) -> str:
+    """Current rows from ``spans`` (account_id, model_key, first_day, last_day) and the daily rows."""
+    fields = ", ".join(f"l.{c}" for c in CURRENT_COLUMNS[2:-2])
+    return f"""
+INSERT INTO nugen.rollup_models_current ({_list(CURRENT_COLUMNS)})
+SELECT l.account_id, l.model_key, {fields}, f.first_snapshot_at, l.last_snapshot_at
+FROM ({spans}) AS sp
+JOIN nugen.rollup_model_daily AS l
+  ON l.account_id = sp.account_id AND l.model_key = sp.model_key AND l.day = sp.last_day
+JOIN nugen.rollup_model_daily AS f
+  ON f.account_id = sp.account_id AND f.model_key = sp.model_key AND f.day = sp.first_day"""
+
+
+def _health_of(accounts: str) -> str:
+    """Health rows of the accounts ``accounts`` selects, from account_runs (account_health's rules)."""
+    return f"""
+INSERT INTO nugen.rollup_account_health ({_list(HEALTH_COLUMNS)})
+SELECT s.account_id, s.last_success_at, latest.outcome,
+       (SELECT COUNT(*) FROM nugen.account_runs AS f
+         WHERE f.account_id = s.account_id AND f.outcome IN {_FAILED}
+           AND (s.last_success_at IS NULL OR f.snapshot_at > s.last_success_at)),
+       s.last_run_at
+FROM (
+    SELECT a.account_id,
+           (SELECT MAX(r.snapshot_at) FROM nugen.account_runs AS r
+             WHERE r.account_id = a.account_id AND r.outcome IN {_SUCCESS}) AS last_success_at,
+           (SELECT MAX(r.snapshot_at) FROM nugen.account_runs AS r WHERE r.account_id = a.account_id) AS last_run_at
+    FROM ({accounts}) AS a
+) AS s
+JOIN nugen.account_runs AS latest ON latest.account_id = s.account_id AND latest.snapshot_at = s.last_run_at"""
+
+
+# --- maintenance inside a load -----------------------------------------------------------------
+
+def capture_statements() -> list[Statement]:
+    """Before the slot delete: the (account_id, model_key, day) rows the replaced slots held."""
+    return [(
+        "CREATE TEMPORARY TABLE rollup_touched AS "
+        "SELECT DISTINCT account_id, model_key, snapshot_date AS day FROM nugen.model_snapshots "
+        "WHERE (account_id, snapshot_at) IN (SELECT account_id, snapshot_at FROM stg_slot_keys) "
+        "AND model_key IS NOT NULL", ())]
+
+
+def maintenance_statements(first_day: date | None, last_day: date | None) -> list[Statement]:
+    """After the batch's rows are in: bring every rollup the batch can change up to date.
+
+    ``first_day``/``last_day``: the UTC dates of the batch's earliest and latest data-bearing slot
+    (None when it carries none: then only the health of its accounts changes)."""
+    health = [
+        ("DELETE FROM nugen.rollup_account_health WHERE account_id IN (SELECT account_id FROM stg_account_runs)", ()),
+        (_health_of("SELECT DISTINCT account_id FROM stg_account_runs"), ()),
+    ]
+    if first_day is None or last_day is None:
+        return [*health, ("DROP TABLE rollup_touched", ())]
+    lo, hi = first_day - timedelta(days=LOOKBACK_DAYS), last_day + timedelta(days=LOOKBACK_DAYS)
+    lo_at, hi_at = lo.isoformat(), (hi + timedelta(days=1)).isoformat()
+    touched_ks = _key_snapshots(
+        "SELECT s.* FROM (SELECT DISTINCT account_id, model_key, day FROM rollup_touched) AS t "
+        "JOIN nugen.model_snapshots AS s ON s.account_id = t.account_id AND s.model_key = t.model_key "
+        "AND s.snapshot_date = t.day AND s.snapshot_at >= CAST(t.day AS TIMESTAMPTZ) "
+        "AND s.snapshot_at < CAST(t.day AS TIMESTAMPTZ) + INTERVAL '1 day'")
+    in_touched = "(account_id, model_key, day) IN (SELECT account_id, model_key, day FROM rollup_touched)"
+    return [
+        # The days the new rows fall on, beside those the replaced rows fell on.
+        ("INSERT INTO rollup_touched SELECT DISTINCT account_id, model_key, snapshot_date FROM nugen.model_snapshots "
+         "WHERE (account_id, snapshot_at) IN (SELECT account_id, snapshot_at FROM stg_slot_keys) "
+         "AND model_key IS NOT NULL", ()),
+        (f"CREATE TEMPORARY TABLE rollup_key_snapshots AS {touched_ks}", ()),
+        # The model_keys whose rows the batch touched, with their span before it (for the fallbacks).
+        ("CREATE TEMPORARY TABLE rollup_keys AS "
+         "SELECT t.account_id, t.model_key, c.first_seen_at, c.last_seen_at "
+         "FROM (SELECT DISTINCT account_id, model_key FROM rollup_touched) AS t "
+         "LEFT JOIN nugen.rollup_models_current AS c ON c.account_id = t.account_id AND c.model_key = t.model_key", ()),
+        # 1. The touched days, from their snapshots.
+        (f"DELETE FROM nugen.rollup_model_daily WHERE {in_touched}", ()),
+        (f"INSERT INTO nugen.rollup_model_daily ({_list(DAILY_COLUMNS)}) {_daily_from('rollup_key_snapshots')}", ()),
+        (f"DELETE FROM nugen.rollup_status_changes WHERE {in_touched}", ()),
+        (f"INSERT INTO nugen.rollup_status_changes ({_list(STATUS_COLUMNS)}) "
+         f"{_within_day_changes('rollup_key_snapshots')}", ()),
+        # 2. The days whose previous observed day may have changed: the touched ones and the next
+        # observed day after each, then the previous observed day of each of those.
+        ("CREATE TEMPORARY TABLE rollup_next AS "
+         "SELECT t.account_id, t.model_key, t.day AS touched_day, n.day FROM "
+         "(SELECT DISTINCT account_id, model_key, day FROM rollup_touched) AS t "
+         "LEFT JOIN LATERAL (SELECT d.day FROM nugen.rollup_model_daily AS d "
+         " WHERE d.account_id = t.account_id AND d.model_key = t.model_key AND d.day > t.day AND d.day <= ? "
+         " ORDER BY d.day LIMIT 1) AS n ON TRUE", (hi,)),
+        ("UPDATE rollup_next SET day = f.day FROM ("
+         " SELECT x.account_id, x.model_key, x.touched_day, MIN(d.day) AS day"
+         " FROM (SELECT n.* FROM rollup_next AS n JOIN rollup_keys AS k"
+         "       ON k.account_id = n.account_id AND k.model_key = n.model_key"
+         "       WHERE n.day IS NULL AND k.last_seen_at >= CAST(? AS TIMESTAMPTZ)) AS x"
+         " JOIN nugen.rollup_model_daily AS d ON d.account_id = x.account_id AND d.model_key = x.model_key"
+         "  AND d.day > x.touched_day"
+         " GROUP BY x.account_id, x.model_key, x.touched_day) AS f "
+         "WHERE rollup_next.account_id = f.account_id AND rollup_next.model_key = f.model_key "
+         "AND rollup_next.touched_day = f.touched_day", (hi_at,)),
+        ("CREATE TEMPORARY TABLE rollup_prev AS "
+         "SELECT t.account_id, t.model_key, t.day, p.day AS prev_day FROM ("
+         " SELECT account_id, model_key, touched_day AS day FROM rollup_next"
+         " UNION SELECT account_id, model_key, day FROM rollup_next WHERE day IS NOT NULL) AS t "
+         "LEFT JOIN LATERAL (SELECT d.day FROM nugen.rollup_model_daily AS d "
+         " WHERE d.account_id = t.account_id AND d.model_key = t.model_key AND d.day < t.day AND d.day >= ? "
+         " ORDER BY d.day DESC LIMIT 1) AS p ON TRUE", (lo,)),
+        ("UPDATE rollup_prev SET prev_day = f.prev_day FROM ("
+         " SELECT x.account_id, x.model_key, x.day, MAX(d.day) AS prev_day"
+         " FROM (SELECT p.* FROM rollup_prev AS p JOIN rollup_keys AS k"
+         "       ON k.account_id = p.account_id AND k.model_key = p.model_key"
+         "       WHERE p.prev_day IS NULL AND k.first_seen_at < CAST(? AS TIMESTAMPTZ)) AS x"
+         " JOIN nugen.rollup_model_daily AS d ON d.account_id = x.account_id AND d.model_key = x.model_key"
+         "  AND d.day < x.day"
+         " GROUP BY x.account_id, x.model_key, x.day) AS f "
+         "WHERE rollup_prev.account_id = f.account_id AND rollup_prev.model_key = f.model_key "
+         "AND rollup_prev.day = f.day", (lo_at,)),
+        (_set_usage_delta("SELECT * FROM rollup_prev"), ()),
+        ("DELETE FROM nugen.rollup_status_changes WHERE (account_id, model_key, changed_at) IN ("
+         " SELECT d.account_id, d.model_key, d.first_snapshot_at FROM rollup_prev AS p"
+         " JOIN nugen.rollup_model_daily AS d"
+         "  ON d.account_id = p.account_id AND d.model_key = p.model_key AND d.day = p.day)", ()),
+        (_boundary_changes("SELECT * FROM rollup_prev WHERE prev_day IS NOT NULL"), ()),
+        # 3. The current row of each touched model_key: its first and last observed day. Days outside
+        # the window are untouched, so the span before the batch settles an end that lies past it;
+        # an end the window no longer holds is searched in the whole history.
+        ("CREATE TEMPORARY TABLE rollup_spans AS "
+         "SELECT k.account_id, k.model_key,"
+         " CASE WHEN k.first_seen_at < CAST(? AS TIMESTAMPTZ) THEN CAST(k.first_seen_at AS DATE)"
+         "      ELSE w.first_day END AS first_day,"
+         " CASE WHEN k.last_seen_at >= CAST(? AS TIMESTAMPTZ) THEN CAST(k.last_seen_at AS DATE)"
+         "      ELSE w.last_day END AS last_day "
+         "FROM rollup_keys AS k LEFT JOIN ("
+         " SELECT d.account_id, d.model_key, MIN(d.day) AS first_day, MAX(d.day) AS last_day"
+         " FROM nugen.rollup_model_daily AS d"
+         " JOIN rollup_keys AS k2 ON k2.account_id = d.account_id AND k2.model_key = d.model_key"
+         " WHERE d.day >= ? AND d.day <= ?"
+         " GROUP BY d.account_id, d.model_key) AS w"
+         " ON w.account_id = k.account_id AND w.model_key = k.model_key", (lo_at, hi_at, lo, hi)),
+        ("UPDATE rollup_spans SET first_day = COALESCE(rollup_spans.first_day, f.first_day),"
+         " last_day = COALESCE(rollup_spans.last_day, f.last_day) FROM ("
+         " SELECT x.account_id, x.model_key, MIN(d.day) AS first_day, MAX(d.day) AS last_day"
+         " FROM (SELECT * FROM rollup_spans WHERE (first_day IS NULL) <> (last_day IS NULL)) AS x"
+         " JOIN nugen.rollup_model_daily AS d ON d.account_id = x.account_id AND d.model_key = x.model_key"
+         " GROUP BY x.account_id, x.model_key) AS f "
+         "WHERE rollup_spans.account_id = f.account_id AND rollup_spans.model_key = f.model_key", ()),
+        ("DELETE FROM nugen.rollup_models_current WHERE (account_id, model_key) IN "
+         "(SELECT account_id, model_key FROM rollup_keys)", ()),
+        (_current_from("SELECT * FROM rollup_spans"), ()),
+        *health,
+        *[(f"DROP TABLE {name}", ()) for name in TEMP_TABLES],
+    ]
+
+
+# --- rebuild from the snapshots ------------------------------------------------------------------
+
+def rebuild_statements() -> list[Statement]:
+    """Every rollup rebuilt from model_snapshots and account_runs, set-based (one transaction)."""
+    all_ks = _key_snapshots("SELECT * FROM nugen.model_snapshots WHERE model_key IS NOT NULL")
+    daily_pairs = ("SELECT account_id, model_key, day, "
+                   "LAG(day) OVER (PARTITION BY account_id, model_key ORDER BY day) AS prev_day "
+                   "FROM nugen.rollup_model_daily")
+    return [
+        *[(f"DELETE FROM nugen.{table}", ()) for table in (
+            "rollup_model_daily", "rollup_status_changes", "rollup_models_current", "rollup_account_health")],
+        (f"INSERT INTO nugen.rollup_model_daily ({_list(DAILY_COLUMNS)}) {_daily_from(f'({all_ks})')}", ()),
+        (f"INSERT INTO nugen.rollup_status_changes ({_list(STATUS_COLUMNS)}) {_within_day_changes(f'({all_ks})')}", ()),
+        (_set_usage_delta(daily_pairs), ()),
+        (_boundary_changes(f"SELECT * FROM ({daily_pairs}) AS q WHERE prev_day IS NOT NULL"), ()),
+        (_current_from("SELECT account_id, model_key, MIN(day) AS first_day, MAX(day) AS last_day "
+                       "FROM nugen.rollup_model_daily GROUP BY account_id, model_key"), ()),
+        (_health_of("SELECT DISTINCT account_id FROM nugen.account_runs"), ()),
+    ]

@@ -1,0 +1,202 @@
+"""The BI views read rollups kept at load time; they must equal the full-history views they replaced.
+
+tests/reference_views.sql holds those views (migration 002's SQL) in schema ``nugen_reference``. A
+property test loads random histories in random order, with reruns, failed reruns, backfills of
+earlier days, deploy id changes, counter resets, NULL usage, records sharing a key, gaps longer than
+the maintenance's look-back window, and accounts that go empty or fail; after every load every view
+equals its reference, on both engines, and a rebuild from the snapshots leaves the rollups unchanged.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nugen_etl.records import Outcome, SlotLoad
+from nugen_etl.warehouse import Warehouse, migrations, open_warehouse
+from nugen_etl.warehouse.rollups import LOOKBACK_DAYS
+
+from .conftest import ENGINES, fresh_warehouse_url
+from .test_warehouse import UTC, _apply_migrations_before, _execute, failed_slot, ok_slot
+
+REFERENCE_SQL = Path(__file__).with_name("reference_views.sql").read_text()
+BI_VIEWS = ("models_latest", "model_usage_daily", "model_accuracy_daily", "model_status_changes", "account_health")
+ROLLUPS = ("rollup_model_daily", "rollup_status_changes", "rollup_models_current", "rollup_account_health")
+DATA = ("model_snapshots", "model_metric_lists", "quarantined_records", "evaluations", "account_runs")
+
+
+def install_reference(wh: Warehouse) -> None:
+    if wh.engine == "postgresql":
+        _execute(wh, "DROP SCHEMA IF EXISTS nugen_reference CASCADE")
+    _execute(wh, REFERENCE_SQL)
+
+
+def normal(value: object) -> object:
+    """PostgreSQL's SUM(bigint) is numeric; the rollup stores bigint. Same number, same value."""
+    if isinstance(value, Decimal) and value == value.to_integral_value():
+        return int(value)
+    return value
+
+
+def rows_of(wh: Warehouse, relation: str) -> Counter:
+    return Counter(tuple(normal(v) for v in row) for row in wh.fetch_all(f"SELECT * FROM {relation}"))
+
+
+def assert_views_equal_reference(wh: Warehouse, context: str = "") -> None:
+    for view in BI_VIEWS:
+        got, want = rows_of(wh, f"nugen.{view}"), rows_of(wh, f"nugen_reference.{view}")
+        assert got == want, (f"{wh.engine} {view} {context}: only in the rollup view {sorted(got - want, key=repr)}, "
+                             f"only in the reference {sorted(want - got, key=repr)}")
+
+
+def rollup_contents(wh: Warehouse) -> dict[str, Counter]:
+    return {name: rows_of(wh, f"nugen.{name}") for name in ROLLUPS}
+
+
+@pytest.fixture(params=ENGINES)
+def bi_warehouse(request: pytest.FixtureRequest, tmp_path: Path):
+    with open_warehouse(fresh_warehouse_url(request, request.param, tmp_path)) as wh:
+        wh.migrate()
+        install_reference(wh)
+        yield wh
+
+
+def clear(wh: Warehouse) -> None:
+    for table in (*DATA, *ROLLUPS):
+        _execute(wh, f"DELETE FROM nugen.{table}")
+
+
+# --- random histories ------------------------------------------------------------------------------
+
+T0 = datetime(2024, 3, 1, tzinfo=UTC)
+# Days far enough apart that some previous/next observed days lie beyond the look-back window.
+DAYS = (0, 1, 2, 3, 3 + LOOKBACK_DAYS + 2, 4 + LOOKBACK_DAYS + 2, 6 + 3 * LOOKBACK_DAYS)
+HOURS = (0, 7, 23)
+SLOTS = [T0 + timedelta(days=d, hours=h) for d in DAYS for h in HOURS]
+ACCOUNTS = ("acct-a", "acct-b")
+KEYS = ("align-1", "align-2", "model-3")  # model-3 has no alignment_id: its id is its key
+STATUSES = ("READY", "DEPLOYED", "FAILED")
+DEPLOYMENTS = ("DEPLOYED", "UNDEPLOYED", None)
+
+
+@st.composite
+def records(draw: st.DrawFn, key: str) -> list[dict]:
+    """One model_key's records in one answer: usually one, sometimes a deploy's two ids sharing it."""
+    ids = [key] if key.startswith("model-") else draw(st.sampled_from([[key], [f"{key}-deployed"],
+                                                                        [key, f"{key}-deployed"]]))
+    out = []
+    for model_id in ids:
+        accuracy = draw(st.none() | st.floats(0, 1, allow_nan=False).map(lambda a: round(a, 3)))
+        out.append({
+            "model_id": model_id, "alignment_id": None if key.startswith("model-") else key,
+            "usage_count": draw(st.none() | st.integers(0, 60)),  # small: counters reset often
+            "status": draw(st.sampled_from(STATUSES)), "deployment_status": draw(st.sampled_from(DEPLOYMENTS)),
+            "accuracy": accuracy, "uncertainty": draw(st.none() | st.just(0.1)),
+            "domain_violations": draw(st.none() | st.integers(0, 3)), "name": f"{model_id} name",
+        })
+    return out
+
+
+@st.composite
+def slot_loads(draw: st.DrawFn) -> SlotLoad:
+    account = draw(st.sampled_from(ACCOUNTS))
+    slot = draw(st.sampled_from(SLOTS))
+    kind = draw(st.sampled_from(["ok", "ok", "ok", "empty", "failed", "auth_failed"]))
+    if kind == "failed":
+        return failed_slot(account, slot)
+    if kind == "auth_failed":
+        return failed_slot(account, slot, Outcome.AUTH_FAILED)
+    if kind == "empty":
+        return ok_slot(account, slot, [])
+    keys = draw(st.lists(st.sampled_from(KEYS), min_size=1, max_size=3, unique=True))
+    return ok_slot(account, slot, [r for key in keys for r in draw(records(key))])
+
+
+histories = st.lists(st.lists(slot_loads(), min_size=1, max_size=3), min_size=1, max_size=12)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=histories)
+def test_views_over_rollups_equal_the_full_history_views_after_every_load(
+        bi_warehouse: Warehouse, batches: list[list[SlotLoad]]) -> None:
+    wh = bi_warehouse
+    clear(wh)
+    for number, batch in enumerate(batches, 1):
+        wh.load(batch)
+        assert_views_equal_reference(wh, f"after load {number} of {len(batches)}")
+    maintained = rollup_contents(wh)
+    wh.rebuild_rollups()
+    assert rollup_contents(wh) == maintained
+    assert_views_equal_reference(wh, "after the rebuild")
+
+
+def test_a_failed_rerun_retires_nothing_and_a_late_backfill_fixes_the_next_day(bi_warehouse: Warehouse) -> None:
+    """Hand-picked order: day 2 arrives before day 1; day 1 then changes day 2's first usage_delta and its
+    first status change; a failed rerun of day 2 keeps day 2's success."""
+    wh = bi_warehouse
+    model = {"model_id": "m", "alignment_id": "k", "status": "READY", "deployment_status": "DEPLOYED"}
+    wh.load([ok_slot("acct", T0 + timedelta(days=1), [{**model, "usage_count": 15, "status": "DEPLOYED"}])])
+    (delta,), = wh.fetch_all("SELECT usage_delta FROM nugen.model_usage_daily")
+    assert delta is None  # its first observation: no pair yet
+    wh.load([ok_slot("acct", T0, [{**model, "usage_count": 10}])])
+    assert wh.fetch_all("SELECT day, usage_delta FROM nugen.model_usage_daily ORDER BY day") == [
+        (T0.date(), None), ((T0 + timedelta(days=1)).date(), 15 - 10)]
+    assert wh.fetch_all("SELECT changed_at, from_status, to_status FROM nugen.model_status_changes") == [
+        (T0 + timedelta(days=1), "READY", "DEPLOYED")]
+    wh.load([failed_slot("acct", T0 + timedelta(days=1))])
+    assert wh.fetch_all("SELECT last_outcome, consecutive_failures FROM nugen.account_health") == [("ok", 0)]
+    assert wh.fetch_all("SELECT is_present FROM nugen.models_latest") == [(True,)]
+    assert_views_equal_reference(wh)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_migration_builds_the_rollups_of_an_existing_warehouse(engine: str, request: pytest.FixtureRequest,
+                                                                   tmp_path: Path) -> None:
+    """A warehouse at 006 holding history gets exact rollups from migration 007, in its transaction."""
+    loads = [ok_slot(a, T0 + timedelta(hours=h), [{"model_id": "m", "alignment_id": "k", "usage_count": h * 3 % 7,
+                                                   "status": STATUSES[h % 3]}])
+             for a in ACCOUNTS for h in range(0, 72, 5)] + [failed_slot("acct-a", T0 + timedelta(hours=80))]
+    with open_warehouse(fresh_warehouse_url(request, engine, tmp_path / "old")) as wh:
+        _apply_migrations_before(wh, "007")
+        # The 006 load path: the same statements without the rollups (which do not exist yet).
+        with open_warehouse(fresh_warehouse_url(request, engine, tmp_path / "donor")) as donor:
+            donor.migrate()
+            donor.load(loads)
+            for table in ("model_snapshots", "account_runs"):
+                rows = donor.fetch_all(f"SELECT * FROM nugen.{table}")
+                marks = ", ".join(["?"] * len(rows[0]))
+                for row in rows:
+                    _execute(wh, f"INSERT INTO nugen.{table} VALUES ({marks})", row)
+        applied = wh.migrate()
+        assert "007" in applied
+        install_reference(wh)
+        assert wh.fetch_all("SELECT count(*) FROM nugen.rollup_model_daily")[0][0] > 0
+        assert_views_equal_reference(wh)
+
+
+def test_rebuild_catches_up_rows_loaded_by_other_means(bi_warehouse: Warehouse) -> None:
+    wh = bi_warehouse
+    wh.load([ok_slot("acct", T0, [{"model_id": "m", "usage_count": 1}])])
+    _execute(wh, "INSERT INTO nugen.model_snapshots (account_id, model_id, snapshot_at, snapshot_date, model_key, "
+                 "usage_count, status) VALUES ('acct', 'm', ?, ?, 'm', 9, 'READY')",
+             [T0 + timedelta(hours=1), T0.date()])
+    _execute(wh, "INSERT INTO nugen.account_runs (account_id, snapshot_at, outcome) VALUES ('acct', ?, 'ok')",
+             [T0 + timedelta(hours=1)])
+    with pytest.raises(AssertionError):
+        assert_views_equal_reference(wh)  # the load path never saw these rows
+    wh.rebuild_rollups()
+    assert_views_equal_reference(wh)
+    assert wh.fetch_all("SELECT usage_count, usage_delta FROM nugen.model_usage_daily") == [(9, 8)]
+
+
+def test_the_follow_up_of_the_rollup_migration_is_the_rebuild() -> None:
+    (rollup,) = [m for m in migrations.discover("duckdb") if m.version == "007"]
+    from nugen_etl.warehouse import rollups
+
+    assert migrations.follow_ups(rollup) == rollups.rebuild_statements()
