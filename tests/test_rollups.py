@@ -200,3 +200,57 @@ def test_the_follow_up_of_the_rollup_migration_is_the_rebuild() -> None:
     from nugen_etl.warehouse import rollups
 
     assert migrations.follow_ups(rollup) == rollups.rebuild_statements()
+
+
+# --- PostgreSQL: the dashboard queries read the rollups through their indexes --------------------
+
+DASHBOARD_QUERIES = {
+    "usage trend, all accounts, 30 days": (
+        "SELECT day, SUM(usage_delta) FROM nugen.model_usage_daily WHERE day >= DATE '2024-12-01' - 30 "
+        "GROUP BY day ORDER BY day", "rollup_model_daily_day_idx"),
+    "one account's usage and accuracy, 90 days": (
+        "SELECT u.day, u.model_key, u.usage_delta, a.accuracy FROM nugen.model_usage_daily AS u "
+        "JOIN nugen.model_accuracy_daily AS a USING (account_id, model_key, day) "
+        "WHERE u.account_id = 'acct-7' AND u.day >= DATE '2024-12-01' - 90 ORDER BY u.day", "rollup_model_daily_pkey"),
+    "present models": (
+        "SELECT account_id, model_key, name, usage_count FROM nugen.models_latest WHERE is_present", None),
+    "account health": ("SELECT * FROM nugen.account_health ORDER BY consecutive_failures DESC", None),
+    "status changes, 7 days": (
+        "SELECT * FROM nugen.model_status_changes WHERE changed_at >= TIMESTAMPTZ '2024-12-01 00:00Z' - INTERVAL '7 days' "
+        "ORDER BY changed_at", "rollup_status_changes_changed_at_idx"),
+}
+
+
+@pytest.mark.postgres
+def test_pg_dashboard_queries_read_only_the_rollups_through_their_indexes(pg_url: str) -> None:
+    """On a year of 4-hourly history (20 accounts x 5 models), the dashboard queries touch no history
+    table and the date-bounded and one-account ones use the rollups' indexes."""
+    import psycopg
+
+    with open_warehouse(pg_url) as wh:
+        wh.migrate()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO nugen.model_snapshots (account_id, model_id, snapshot_at, snapshot_date, model_key, "
+            " usage_count, status, deployment_status, accuracy) "
+            "SELECT 'acct-' || a, 'model-' || m, ts, (ts AT TIME ZONE 'UTC')::date, 'model-' || m, "
+            " (extract(epoch FROM ts)::bigint / 3600) % (100 + m), "
+            " CASE WHEN (extract(epoch FROM ts)::bigint / 3600 + a) % 97 < 50 THEN 'READY' ELSE 'DEPLOYED' END, "
+            " 'DEPLOYED', 0.5 + m / 100.0 "
+            "FROM generate_series(1, 20) AS a, generate_series(1, 5) AS m, "
+            " generate_series(timestamptz '2024-01-01 00:00Z', timestamptz '2024-12-01 20:00Z', interval '4 hours') AS ts")
+        conn.execute("INSERT INTO nugen.account_runs (account_id, snapshot_at, outcome) "
+                     "SELECT DISTINCT account_id, snapshot_at, 'ok' FROM nugen.model_snapshots")
+    with open_warehouse(pg_url) as wh:
+        wh.rebuild_rollups()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("ANALYZE")
+        (days,), = conn.execute("SELECT count(*) FROM nugen.rollup_model_daily").fetchall()
+        assert days == 20 * 5 * 336
+        for name, (query, index) in DASHBOARD_QUERIES.items():
+            plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + query))
+            for history in ("model_snapshots", "account_runs", "model_metric_lists"):
+                assert f" {history} " not in plan and not plan.endswith(f" {history}"), (name, plan)
+            if index is not None:
+                assert f"Seq Scan on rollup" not in plan, (name, plan)
+                assert index in plan, (name, plan)

@@ -849,19 +849,16 @@ def test_pg_slot_delete_uses_an_index(pg_url: str) -> None:
 
 
 @pytest.mark.postgres
-def test_pg_views_use_the_keys_for_one_model(pg_url: str) -> None:
+def test_pg_key_snapshots_use_the_keys_for_one_model(pg_url: str) -> None:
+    """model_key_snapshots still reads model_snapshots (the BI views read rollups: tests/test_rollups.py)."""
     import psycopg
 
     with open_warehouse(pg_url) as wh:
         wh.migrate()
     fill_history(pg_url, accounts=40, slots=50, models=10)
     with psycopg.connect(pg_url) as conn:
-        for view in ("model_usage_daily", "model_accuracy_daily", "model_status_changes"):
-            plan = "\n".join(r[0] for r in conn.execute(
-                f"EXPLAIN SELECT * FROM nugen.{view} WHERE account_id = 'acct-7' AND model_key = 'model-3'"))
-            assert "Seq Scan on model_snapshots" not in plan, (view, plan)
         plan = "\n".join(r[0] for r in conn.execute(
-            "EXPLAIN SELECT * FROM nugen.models_latest WHERE account_id = 'acct-7'"))
+            "EXPLAIN SELECT * FROM nugen.model_key_snapshots WHERE account_id = 'acct-7' AND model_key = 'model-3'"))
         assert "Seq Scan on model_snapshots" not in plan, plan
 
 
