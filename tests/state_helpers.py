@@ -13,16 +13,23 @@ from nugen_etl.warehouse import Warehouse
 # The lake's tables, named here rather than taken from nugen_etl.lake so a table the product stops
 # writing shows up as a difference.
 LAKE_SPECS = (schemas.MODEL_SNAPSHOTS, schemas.MODEL_METRICS, schemas.LAKE_ACCOUNT_RUNS)
+# The BI views, which read the rollups each load maintains: a dump holds what a dashboard shows too.
+BI_VIEWS = ("models_latest", "model_usage_daily", "model_accuracy_daily", "model_status_changes", "account_health")
 
 
 def warehouse_dump(wh: Warehouse, account_id: str | None = None) -> dict[str, list[tuple]]:
-    """All ``nugen.*`` tables (of one account, if given), rows in primary-key order, no ``fetched_at``."""
+    """All ``nugen.*`` tables (of one account, if given), rows in primary-key order, no ``fetched_at``;
+    and the BI views' rows, sorted."""
     out = {}
     for spec in schemas.ALL_TABLES:
         cols = ", ".join(n for n in spec.schema.names if n != "fetched_at")
         where = " where account_id = ?" if account_id else ""
         out[spec.name] = wh.fetch_all(f"select {cols} from nugen.{spec.name}{where} "
                                       f"order by {', '.join(spec.primary_key)}", [account_id] if account_id else [])
+    for view in BI_VIEWS:
+        where = " where account_id = ?" if account_id else ""
+        out[view] = sorted(wh.fetch_all(f"select * from nugen.{view}{where}", [account_id] if account_id else []),
+                           key=repr)
     return out
 
 

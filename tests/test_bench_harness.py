@@ -18,7 +18,7 @@ from nugen_etl.config import WarehouseConfig  # noqa: E402
 
 def test_quick_harness_on_tiny_sizes_writes_json_and_markdown(tmp_path):
     pg_url = os.environ.get("NUGEN_TEST_PG_URL")
-    scenarios = ["fanout", "throughput", "rebuild", "flat_cost", "memory", "lake"]
+    scenarios = ["fanout", "throughput", "rebuild", "flat_cost", "memory", "lake", "bi"]
     result = bench_runner.run_suite(TINY, scenarios=scenarios, out=tmp_path / "out", pg_url=pg_url,
                                     cache=tmp_path / "cache")
 
@@ -76,12 +76,22 @@ def test_quick_harness_on_tiny_sizes_writes_json_and_markdown(tmp_path):
     defaults = WarehouseConfig(url="duckdb:///w.duckdb")
     assert {(r["duckdb_memory_limit"], r["batch_accounts"]) for r in s["memory"]["engines"]["duckdb"]["runs"][
         str(TINY.mem_large)]} == {(defaults.duckdb_memory_limit, defaults.batch_accounts)}
+    assert set(s["bi"]["engines"]) == ({"duckdb", "postgresql"} if pg_url else {"duckdb"})
+    bi_history = {res["history_rows"] for res in s["bi"]["engines"].values()}
+    assert len(bi_history) == 1 and bi_history.pop() > 0  # the same history on every engine
+    for res in s["bi"]["engines"].values():
+        assert res["run_rows"] == TINY.bi_accounts * TINY.bi_hours
+        assert len(res["queries"]) == 5
+        for q in res["queries"].values():  # the rollup-backed views answer as the pre-rollup ones
+            assert q["same_answer"] and len(q["times_s"]) == TINY.bi_reps
+        assert len(res["full_s"]) == len(res["empty_s"]) == TINY.bi_slot_reps and res["ratio"] > 0
     table = (tmp_path / "out" / "latest.md").read_text()
     assert "| 1 fan-out |" in table and "| 3 rebuild |" in table
     assert "| 1 fan-out | pipeline CPU / CPU the target leaves" in table
     assert all(f"| 3 rebuild | CPU per row, backfill -> {engine}" in table for engine in engines)
     assert all(f"| 3 rebuild | where the CPU goes, backfill -> {engine}" in table for engine in engines)
     assert "| 3 rebuild | replay + flatten alone" in table
+    assert all(f"| 8 bi | {engine}: usage trend, all accounts, 30 days |" in table for engine in s["bi"]["engines"])
     assert "| 2 throughput | stage lake |" in table
     assert "| 7 lake | live run's lake stage" in table
     assert all(f"| 7 lake | data files in a closed day after compaction: {name} |" in table for name in tables)

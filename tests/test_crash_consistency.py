@@ -53,11 +53,13 @@ BATCH = 2                                           # warehouse.batch_accounts
 
 # 4 accounts fetched one at a time (the last one has no models): 4 raw files; 2 batches of 2
 # accounts, each 3 Delta commits (model_snapshots, model_metrics, account_runs) then a load
-# transaction of 8 statements. Kill points spread over all of them.
+# transaction (the slot statements, then the rollup upkeep from statement 9 on). Kill points spread
+# over all of them.
 FILE_POINTS = ["raw-partial:1", "raw-before-rename:2", "raw-after-rename:3"]
 LAKE_POINTS = ["lake-before-commit:1", "lake-files-written:1", "lake-after-commit:1",
                "lake-after-commit:3", "lake-files-written:4", "lake-after-commit:5"]
-WAREHOUSE_POINTS = ["warehouse-0:1", "warehouse-3:1", "warehouse-8:1", "warehouse-4:2", "warehouse-8:2"]
+WAREHOUSE_POINTS = ["warehouse-0:1", "warehouse-3:1", "warehouse-8:1", "warehouse-4:2", "warehouse-8:2",
+                    "warehouse-20:2"]
 POINTS = {"duckdb": FILE_POINTS + LAKE_POINTS + WAREHOUSE_POINTS,
           # the file and lake points do not depend on the engine; two of them prove the warehouse
           # side holds when the process dies around the lake
