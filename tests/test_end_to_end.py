@@ -20,6 +20,7 @@ from .conftest import ENGINES, fresh_warehouse_url
 from .e2e_helpers import (FETCH_OFFSET, REJECTED, SLOTS, T0, canonical_accuracy, expected_status_changes,
                           expected_usage_daily, make_config, observations)
 from .state_helpers import lake_commits_since, lake_dump, lake_version
+from .test_rollups import assert_views_equal_reference, install_reference
 
 FAILING = "acct-0002"
 
@@ -199,6 +200,9 @@ def test_backfill_into_an_empty_warehouse_reproduces_the_views(world, request, t
     assert state.request_count() == requests, "backfill must never call the API"
     assert summary.exit_code == 0 and len(summary.runs) == len(SLOTS) * (len(state.account_ids) + 1)
     assert views(fresh) == views(config)
+    with open_configured_warehouse(fresh) as wh:  # and the rollups are exact, not merely repeatable
+        install_reference(wh)
+        assert_views_equal_reference(wh, "after the backfill")
     # the lake is rewritten to the same rows, one commit per table and day
     assert lake_dump(root) == before_lake
     days = sorted({s.date() for s in SLOTS})
