@@ -1,7 +1,8 @@
 """The BI views read rollups kept at load time; they must equal the full-history views they replaced.
 
 tests/reference_views.sql holds those views (migration 002's SQL) in schema ``nugen_reference``. A
-property test loads random histories in random order, with reruns, failed reruns, backfills of
+property test loads random histories of API answers (flattened by the product: usage as a number,
+a string or NULL) in random order, with reruns, failed reruns, backfills of
 earlier days, deploy id changes, counter resets, NULL usage, records sharing a key, gaps longer than
 the maintenance's look-back window, and accounts that go empty or fail; after every load every view
 equals its reference, on both engines, and a rebuild from the snapshots leaves the rollups unchanged.
@@ -9,6 +10,7 @@ equals its reference, on both engines, and a rebuild from the snapshots leaves t
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -18,7 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nugen_etl.records import Outcome, SlotLoad
+from nugen_etl.records import RawAnswer, SlotLoad
+from nugen_etl.transform import answer_to_load
 from nugen_etl.warehouse import Warehouse, migrations, open_warehouse
 from nugen_etl.warehouse.rollups import LOOKBACK_DAYS
 
@@ -87,20 +90,28 @@ DEPLOYMENTS = ("DEPLOYED", "UNDEPLOYED", None)
 
 @st.composite
 def records(draw: st.DrawFn, key: str) -> list[dict]:
-    """One model_key's records in one answer: usually one, sometimes a deploy's two ids sharing it."""
+    """One model_key's records in one API answer: usually one, sometimes a deploy's two ids sharing it."""
     ids = [key] if key.startswith("model-") else draw(st.sampled_from([[key], [f"{key}-deployed"],
                                                                         [key, f"{key}-deployed"]]))
     out = []
     for model_id in ids:
-        accuracy = draw(st.none() | st.floats(0, 1, allow_nan=False).map(lambda a: round(a, 3)))
+        usage = draw(st.none() | st.integers(0, 60) | st.integers(0, 60).map(str) | st.just("n/a"))  # resets often
         out.append({
-            "model_id": model_id, "alignment_id": None if key.startswith("model-") else key,
-            "usage_count": draw(st.none() | st.integers(0, 60)),  # small: counters reset often
-            "status": draw(st.sampled_from(STATUSES)), "deployment_status": draw(st.sampled_from(DEPLOYMENTS)),
-            "accuracy": accuracy, "uncertainty": draw(st.none() | st.just(0.1)),
-            "domain_violations": draw(st.none() | st.integers(0, 3)), "name": f"{model_id} name",
+            "id": model_id, "alignment_id": None if key.startswith("model-") else key, "name": f"{model_id} name",
+            "usage_count": usage, "status": draw(st.sampled_from(STATUSES)),
+            "deployment_status": draw(st.sampled_from(DEPLOYMENTS)),
+            "performance_metrics": {
+                "accuracy": draw(st.none() | st.floats(0, 1, allow_nan=False).map(lambda a: round(a, 3))),
+                "uncertainty": draw(st.none() | st.just(0.1)),
+                "domain_violations": draw(st.none() | st.integers(0, 3))},
         })
     return out
+
+
+def answer(account: str, slot: datetime, status: int, body: object) -> SlotLoad:
+    """What the pipeline loads for one API answer: classified and flattened by the product's own code."""
+    return answer_to_load(RawAnswer(account_id=account, snapshot_at=slot, fetched_at=slot + timedelta(minutes=2),
+                                    http_status=status, body=json.dumps(body).encode()))
 
 
 @st.composite
@@ -109,13 +120,13 @@ def slot_loads(draw: st.DrawFn) -> SlotLoad:
     slot = draw(st.sampled_from(SLOTS))
     kind = draw(st.sampled_from(["ok", "ok", "ok", "empty", "failed", "auth_failed"]))
     if kind == "failed":
-        return failed_slot(account, slot)
+        return answer(account, slot, 503, {"detail": "unavailable"})
     if kind == "auth_failed":
-        return failed_slot(account, slot, Outcome.AUTH_FAILED)
+        return answer(account, slot, 401, {"detail": "bad key"})
     if kind == "empty":
-        return ok_slot(account, slot, [])
+        return answer(account, slot, 404, {"detail": "No aligned models found"})
     keys = draw(st.lists(st.sampled_from(KEYS), min_size=1, max_size=3, unique=True))
-    return ok_slot(account, slot, [r for key in keys for r in draw(records(key))])
+    return answer(account, slot, 200, {"domain_aligned_models": [r for key in keys for r in draw(records(key))]})
 
 
 histories = st.lists(st.lists(slot_loads(), min_size=1, max_size=3), min_size=1, max_size=12)
