@@ -28,6 +28,7 @@ Invariant the rollups rely on, which flattening guarantees: ``snapshot_date`` is
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Any
@@ -159,20 +160,21 @@ WHERE cur.first_status IS DISTINCT FROM prv.status
 
 
 def _current_from(spans: str) -> str:
-    """Current rows from ``spans`` (account_id, model_key, first_day, last_day) and the daily rows."""
+    """Current rows from ``spans`` (account_id, model_key, first_seen_at, last_seen_at) and the last
+    observed day's row (the UTC date of last_seen_at)."""
     fields = ", ".join(f"l.{c}" for c in CURRENT_COLUMNS[2:-2])
     return f"""
 INSERT INTO nugen.rollup_models_current ({_list(CURRENT_COLUMNS)})
-SELECT l.account_id, l.model_key, {fields}, f.first_snapshot_at, l.last_snapshot_at
+SELECT l.account_id, l.model_key, {fields}, sp.first_seen_at, l.last_snapshot_at
 FROM ({spans}) AS sp
 JOIN nugen.rollup_model_daily AS l
-  ON l.account_id = sp.account_id AND l.model_key = sp.model_key AND l.day = sp.last_day
-JOIN nugen.rollup_model_daily AS f
-  ON f.account_id = sp.account_id AND f.model_key = sp.model_key AND f.day = sp.first_day"""
+  ON l.account_id = sp.account_id AND l.model_key = sp.model_key AND l.day = CAST(sp.last_seen_at AS DATE)
+WHERE sp.first_seen_at IS NOT NULL"""
 
 
-def _health_of(accounts: str) -> str:
-    """Health rows of the accounts ``accounts`` selects, from account_runs (account_health's rules)."""
+def _health_from(spans: str) -> str:
+    """Health rows from ``spans`` (account_id, last_success_at, last_run_at) and account_runs
+    (account_health's rules: failures counted since the last success, all of them if none)."""
     return f"""
 INSERT INTO nugen.rollup_account_health ({_list(HEALTH_COLUMNS)})
 SELECT s.account_id, s.last_success_at, latest.outcome,
@@ -180,13 +182,7 @@ SELECT s.account_id, s.last_success_at, latest.outcome,
          WHERE f.account_id = s.account_id AND f.outcome IN {_FAILED}
            AND (s.last_success_at IS NULL OR f.snapshot_at > s.last_success_at)),
        s.last_run_at
-FROM (
-    SELECT a.account_id,
-           (SELECT MAX(r.snapshot_at) FROM nugen.account_runs AS r
-             WHERE r.account_id = a.account_id AND r.outcome IN {_SUCCESS}) AS last_success_at,
-           (SELECT MAX(r.snapshot_at) FROM nugen.account_runs AS r WHERE r.account_id = a.account_id) AS last_run_at
-    FROM ({accounts}) AS a
-) AS s
+FROM ({spans}) AS s
 JOIN nugen.account_runs AS latest ON latest.account_id = s.account_id AND latest.snapshot_at = s.last_run_at"""
 
 
@@ -206,12 +202,22 @@ def maintenance_statements(first_day: date | None, last_day: date | None) -> lis
 
     ``first_day``/``last_day``: the UTC dates of the batch's earliest and latest data-bearing slot
     (None when it carries none: then only the health of its accounts changes)."""
+    # account_runs rows are never deleted and a success is never overwritten, so an account's last run
+    # and last success only move forward: the batch's runs and the health before it settle them.
     health = [
-        ("DELETE FROM nugen.rollup_account_health WHERE account_id IN (SELECT account_id FROM stg_account_runs)", ()),
-        (_health_of("SELECT DISTINCT account_id FROM stg_account_runs"), ()),
+        ("CREATE TEMPORARY TABLE rollup_accounts AS "
+         "SELECT b.account_id,"
+         f" GREATEST(MAX(h.last_success_at), MAX(CASE WHEN b.outcome IN {_SUCCESS} THEN b.snapshot_at END))"
+         "  AS last_success_at,"
+         " GREATEST(MAX(h.last_run_at), MAX(b.snapshot_at)) AS last_run_at "
+         "FROM stg_account_runs AS b LEFT JOIN nugen.rollup_account_health AS h ON h.account_id = b.account_id "
+         "GROUP BY b.account_id", ()),
+        ("DELETE FROM nugen.rollup_account_health WHERE account_id IN (SELECT account_id FROM rollup_accounts)", ()),
+        (_health_from("SELECT * FROM rollup_accounts"), ()),
+        ("DROP TABLE rollup_accounts", ()),
     ]
     if first_day is None or last_day is None:
-        return [*health, ("DROP TABLE rollup_touched", ())]
+        return _analyzed([*health, ("DROP TABLE rollup_touched", ())])
     lo, hi = first_day - timedelta(days=LOOKBACK_DAYS), last_day + timedelta(days=LOOKBACK_DAYS)
     lo_at, hi_at = lo.isoformat(), (hi + timedelta(days=1)).isoformat()
     touched_ks = _key_snapshots(
@@ -220,7 +226,7 @@ def maintenance_statements(first_day: date | None, last_day: date | None) -> lis
         "AND s.snapshot_date = t.day AND s.snapshot_at >= CAST(t.day AS TIMESTAMPTZ) "
         "AND s.snapshot_at < CAST(t.day AS TIMESTAMPTZ) + INTERVAL '1 day'")
     in_touched = "(account_id, model_key, day) IN (SELECT account_id, model_key, day FROM rollup_touched)"
-    return [
+    return _analyzed([
         # The days the new rows fall on, beside those the replaced rows fell on.
         ("INSERT INTO rollup_touched SELECT DISTINCT account_id, model_key, snapshot_date FROM nugen.model_snapshots "
          "WHERE (account_id, snapshot_at) IN (SELECT account_id, snapshot_at FROM stg_slot_keys) "
@@ -243,8 +249,9 @@ def maintenance_statements(first_day: date | None, last_day: date | None) -> lis
          "SELECT t.account_id, t.model_key, t.day AS touched_day, n.day FROM "
          "(SELECT DISTINCT account_id, model_key, day FROM rollup_touched) AS t "
          "LEFT JOIN LATERAL (SELECT d.day FROM nugen.rollup_model_daily AS d "
-         " WHERE d.account_id = t.account_id AND d.model_key = t.model_key AND d.day > t.day AND d.day <= ? "
-         " ORDER BY d.day LIMIT 1) AS n ON TRUE", (hi,)),
+         " WHERE d.account_id = t.account_id AND d.model_key = t.model_key AND d.day > t.day"
+         "  AND d.day > ? AND d.day <= ?"  # constants DuckDB prunes by: t.day >= first_day
+         " ORDER BY d.day LIMIT 1) AS n ON TRUE", (first_day, hi)),
         ("UPDATE rollup_next SET day = f.day FROM ("
          " SELECT x.account_id, x.model_key, x.touched_day, MIN(d.day) AS day"
          " FROM (SELECT n.* FROM rollup_next AS n JOIN rollup_keys AS k"
@@ -260,8 +267,9 @@ def maintenance_statements(first_day: date | None, last_day: date | None) -> lis
          " SELECT account_id, model_key, touched_day AS day FROM rollup_next"
          " UNION SELECT account_id, model_key, day FROM rollup_next WHERE day IS NOT NULL) AS t "
          "LEFT JOIN LATERAL (SELECT d.day FROM nugen.rollup_model_daily AS d "
-         " WHERE d.account_id = t.account_id AND d.model_key = t.model_key AND d.day < t.day AND d.day >= ? "
-         " ORDER BY d.day DESC LIMIT 1) AS p ON TRUE", (lo,)),
+         " WHERE d.account_id = t.account_id AND d.model_key = t.model_key AND d.day < t.day"
+         "  AND d.day >= ? AND d.day <= ?"  # a previous day is never past last_day (see docs above)
+         " ORDER BY d.day DESC LIMIT 1) AS p ON TRUE", (lo, last_day)),
         ("UPDATE rollup_prev SET prev_day = f.prev_day FROM ("
          " SELECT x.account_id, x.model_key, x.day, MAX(d.day) AS prev_day"
          " FROM (SELECT p.* FROM rollup_prev AS p JOIN rollup_keys AS k"
@@ -283,21 +291,23 @@ def maintenance_statements(first_day: date | None, last_day: date | None) -> lis
         # an end the window no longer holds is searched in the whole history.
         ("CREATE TEMPORARY TABLE rollup_spans AS "
          "SELECT k.account_id, k.model_key,"
-         " CASE WHEN k.first_seen_at < CAST(? AS TIMESTAMPTZ) THEN CAST(k.first_seen_at AS DATE)"
-         "      ELSE w.first_day END AS first_day,"
-         " CASE WHEN k.last_seen_at >= CAST(? AS TIMESTAMPTZ) THEN CAST(k.last_seen_at AS DATE)"
-         "      ELSE w.last_day END AS last_day "
+         " CASE WHEN k.first_seen_at < CAST(? AS TIMESTAMPTZ) THEN k.first_seen_at ELSE w.first_seen_at END"
+         "  AS first_seen_at,"
+         " CASE WHEN k.last_seen_at >= CAST(? AS TIMESTAMPTZ) THEN k.last_seen_at ELSE w.last_seen_at END"
+         "  AS last_seen_at "
          "FROM rollup_keys AS k LEFT JOIN ("
-         " SELECT d.account_id, d.model_key, MIN(d.day) AS first_day, MAX(d.day) AS last_day"
+         " SELECT d.account_id, d.model_key, MIN(d.first_snapshot_at) AS first_seen_at,"
+         "  MAX(d.last_snapshot_at) AS last_seen_at"
          " FROM nugen.rollup_model_daily AS d"
          " JOIN rollup_keys AS k2 ON k2.account_id = d.account_id AND k2.model_key = d.model_key"
          " WHERE d.day >= ? AND d.day <= ?"
          " GROUP BY d.account_id, d.model_key) AS w"
          " ON w.account_id = k.account_id AND w.model_key = k.model_key", (lo_at, hi_at, lo, hi)),
-        ("UPDATE rollup_spans SET first_day = COALESCE(rollup_spans.first_day, f.first_day),"
-         " last_day = COALESCE(rollup_spans.last_day, f.last_day) FROM ("
-         " SELECT x.account_id, x.model_key, MIN(d.day) AS first_day, MAX(d.day) AS last_day"
-         " FROM (SELECT * FROM rollup_spans WHERE (first_day IS NULL) <> (last_day IS NULL)) AS x"
+        ("UPDATE rollup_spans SET first_seen_at = COALESCE(rollup_spans.first_seen_at, f.first_seen_at),"
+         " last_seen_at = COALESCE(rollup_spans.last_seen_at, f.last_seen_at) FROM ("
+         " SELECT x.account_id, x.model_key, MIN(d.first_snapshot_at) AS first_seen_at,"
+         "  MAX(d.last_snapshot_at) AS last_seen_at"
+         " FROM (SELECT * FROM rollup_spans WHERE (first_seen_at IS NULL) <> (last_seen_at IS NULL)) AS x"
          " JOIN nugen.rollup_model_daily AS d ON d.account_id = x.account_id AND d.model_key = x.model_key"
          " GROUP BY x.account_id, x.model_key) AS f "
          "WHERE rollup_spans.account_id = f.account_id AND rollup_spans.model_key = f.model_key", ()),
@@ -306,7 +316,22 @@ def maintenance_statements(first_day: date | None, last_day: date | None) -> lis
         (_current_from("SELECT * FROM rollup_spans"), ()),
         *health,
         *[(f"DROP TABLE {name}", ()) for name in TEMP_TABLES],
-    ]
+    ])
+
+
+_FILLS_TEMP_TABLE = re.compile(r"^(?:CREATE TEMPORARY TABLE|INSERT INTO) (rollup_[a-z_]+) ")
+
+
+def _analyzed(statements: list[Statement]) -> list[Statement]:
+    """``statements`` with an ANALYZE after each that fills a temporary table: PostgreSQL keeps no
+    statistics of one otherwise and plans the joins on it blind (seq scans of the history)."""
+    out: list[Statement] = []
+    for sql, params in statements:
+        out.append((sql, params))
+        filled = _FILLS_TEMP_TABLE.match(sql)
+        if filled:
+            out.append((f"ANALYZE {filled[1]}", ()))
+    return out
 
 
 # --- rebuild from the snapshots ------------------------------------------------------------------
@@ -324,7 +349,8 @@ def rebuild_statements() -> list[Statement]:
         (f"INSERT INTO nugen.rollup_status_changes ({_list(STATUS_COLUMNS)}) {_within_day_changes(f'({all_ks})')}", ()),
         (_set_usage_delta(daily_pairs), ()),
         (_boundary_changes(f"SELECT * FROM ({daily_pairs}) AS q WHERE prev_day IS NOT NULL"), ()),
-        (_current_from("SELECT account_id, model_key, MIN(day) AS first_day, MAX(day) AS last_day "
-                       "FROM nugen.rollup_model_daily GROUP BY account_id, model_key"), ()),
-        (_health_of("SELECT DISTINCT account_id FROM nugen.account_runs"), ()),
+        (_current_from("SELECT account_id, model_key, MIN(first_snapshot_at) AS first_seen_at, "
+                       "MAX(last_snapshot_at) AS last_seen_at FROM nugen.rollup_model_daily GROUP BY account_id, model_key"), ()),
+        (_health_from(f"SELECT account_id, MAX(CASE WHEN outcome IN {_SUCCESS} THEN snapshot_at END) AS last_success_at, "
+                      "MAX(snapshot_at) AS last_run_at FROM nugen.account_runs GROUP BY account_id"), ()),
     ]
