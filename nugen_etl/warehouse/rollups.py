@@ -127,9 +127,11 @@ _BOUNDARY_DELTA = ("CASE WHEN cur.first_usage_count < prv.usage_count THEN cur.f
                    "ELSE cur.first_usage_count - prv.usage_count END")
 
 
-def _set_usage_delta(pairs: str) -> str:
+def _set_usage_delta(pairs: str, *, floored: bool = False) -> str:
     """usage_delta = the day's within-day pairs plus its first pair (with ``pairs``' prev_day), NULL
-    when no pair is known: SUM's rule over the pairs."""
+    when no pair is known: SUM's rule over the pairs. ``floored``: two ``?`` for the earliest day
+    ``pairs`` holds, a constant DuckDB prunes the table's older blocks by."""
+    floor = " AND cur.day >= ?" if floored else ""
     return f"""
 UPDATE nugen.rollup_model_daily AS d
 SET usage_delta = CASE WHEN d.usage_delta_within_day IS NULL AND b.boundary IS NULL THEN NULL
@@ -138,22 +140,25 @@ FROM (
     SELECT p.account_id, p.model_key, p.day, {_BOUNDARY_DELTA} AS boundary
     FROM ({pairs}) AS p
     JOIN nugen.rollup_model_daily AS cur
-      ON cur.account_id = p.account_id AND cur.model_key = p.model_key AND cur.day = p.day
+      ON cur.account_id = p.account_id AND cur.model_key = p.model_key AND cur.day = p.day{floor}
     LEFT JOIN nugen.rollup_model_daily AS prv
       ON prv.account_id = p.account_id AND prv.model_key = p.model_key AND prv.day = p.prev_day
 ) AS b
-WHERE d.account_id = b.account_id AND d.model_key = b.model_key AND d.day = b.day"""
+WHERE d.account_id = b.account_id AND d.model_key = b.model_key AND d.day = b.day{floor.replace("cur.", "d.")}"""
 
 
-def _boundary_changes(pairs: str) -> str:
+def _boundary_changes(pairs: str, *, floored: bool = False) -> str:
+    """A status change at each day's first snapshot that differs from the previous observed day's last
+    (``floored``: one ``?``, as in ``_set_usage_delta``)."""
+    floor = " AND cur.day >= ?" if floored else ""
     return f"""
 INSERT INTO nugen.rollup_status_changes ({_list(STATUS_COLUMNS)})
 SELECT cur.account_id, cur.model_key, cur.first_snapshot_at, cur.day, prv.status, cur.first_status,
        prv.deployment_status, cur.first_deployment_status
 FROM ({pairs}) AS p
 JOIN nugen.rollup_model_daily AS cur
-  ON cur.account_id = p.account_id AND cur.model_key = p.model_key AND cur.day = p.day
-JOIN nugen.rollup_model_daily AS prv
+  ON cur.account_id = p.account_id AND cur.model_key = p.model_key AND cur.day = p.day{floor}
+LEFT JOIN nugen.rollup_model_daily AS prv  -- p.prev_day's row exists: LEFT keeps PostgreSQL joining p first
   ON prv.account_id = p.account_id AND prv.model_key = p.model_key AND prv.day = p.prev_day
 WHERE cur.first_status IS DISTINCT FROM prv.status
    OR cur.first_deployment_status IS DISTINCT FROM prv.deployment_status"""
@@ -180,7 +185,7 @@ INSERT INTO nugen.rollup_account_health ({_list(HEALTH_COLUMNS)})
 SELECT s.account_id, s.last_success_at, latest.outcome,
        (SELECT COUNT(*) FROM nugen.account_runs AS f
          WHERE f.account_id = s.account_id AND f.outcome IN {_FAILED}
-           AND (s.last_success_at IS NULL OR f.snapshot_at > s.last_success_at)),
+           AND f.snapshot_at > COALESCE(s.last_success_at, CAST('-infinity' AS TIMESTAMPTZ))),
        s.last_run_at
 FROM ({spans}) AS s
 JOIN nugen.account_runs AS latest ON latest.account_id = s.account_id AND latest.snapshot_at = s.last_run_at"""
@@ -225,7 +230,8 @@ def maintenance_statements(first_day: date | None, last_day: date | None) -> lis
         "JOIN nugen.model_snapshots AS s ON s.account_id = t.account_id AND s.model_key = t.model_key "
         "AND s.snapshot_date = t.day AND s.snapshot_at >= CAST(t.day AS TIMESTAMPTZ) "
         "AND s.snapshot_at < CAST(t.day AS TIMESTAMPTZ) + INTERVAL '1 day'")
-    in_touched = "(account_id, model_key, day) IN (SELECT account_id, model_key, day FROM rollup_touched)"
+    touched = ("USING (SELECT DISTINCT account_id, model_key, day FROM rollup_touched) AS t "
+               "WHERE r.account_id = t.account_id AND r.model_key = t.model_key AND r.day = t.day")
     return _analyzed([
         # The days the new rows fall on, beside those the replaced rows fell on.
         ("INSERT INTO rollup_touched SELECT DISTINCT account_id, model_key, snapshot_date FROM nugen.model_snapshots "
@@ -238,9 +244,9 @@ def maintenance_statements(first_day: date | None, last_day: date | None) -> lis
          "FROM (SELECT DISTINCT account_id, model_key FROM rollup_touched) AS t "
          "LEFT JOIN nugen.rollup_models_current AS c ON c.account_id = t.account_id AND c.model_key = t.model_key", ()),
         # 1. The touched days, from their snapshots.
-        (f"DELETE FROM nugen.rollup_model_daily WHERE {in_touched}", ()),
+        (f"DELETE FROM nugen.rollup_model_daily AS r {touched}", ()),
         (f"INSERT INTO nugen.rollup_model_daily ({_list(DAILY_COLUMNS)}) {_daily_from('rollup_key_snapshots')}", ()),
-        (f"DELETE FROM nugen.rollup_status_changes WHERE {in_touched}", ()),
+        (f"DELETE FROM nugen.rollup_status_changes AS r {touched}", ()),
         (f"INSERT INTO nugen.rollup_status_changes ({_list(STATUS_COLUMNS)}) "
          f"{_within_day_changes('rollup_key_snapshots')}", ()),
         # 2. The days whose previous observed day may have changed: the touched ones and the next
@@ -280,29 +286,31 @@ def maintenance_statements(first_day: date | None, last_day: date | None) -> lis
          " GROUP BY x.account_id, x.model_key, x.day) AS f "
          "WHERE rollup_prev.account_id = f.account_id AND rollup_prev.model_key = f.model_key "
          "AND rollup_prev.day = f.day", (lo_at,)),
-        (_set_usage_delta("SELECT * FROM rollup_prev"), ()),
-        ("DELETE FROM nugen.rollup_status_changes WHERE (account_id, model_key, changed_at) IN ("
+        # (Every day in rollup_prev is on or after first_day: the constants below let DuckDB skip the rest.)
+        (_set_usage_delta("SELECT * FROM rollup_prev", floored=True), (first_day, first_day)),
+        ("DELETE FROM nugen.rollup_status_changes WHERE changed_at >= CAST(? AS TIMESTAMPTZ)"
+         " AND (account_id, model_key, changed_at) IN ("
          " SELECT d.account_id, d.model_key, d.first_snapshot_at FROM rollup_prev AS p"
          " JOIN nugen.rollup_model_daily AS d"
-         "  ON d.account_id = p.account_id AND d.model_key = p.model_key AND d.day = p.day)", ()),
-        (_boundary_changes("SELECT * FROM rollup_prev WHERE prev_day IS NOT NULL"), ()),
+         "  ON d.account_id = p.account_id AND d.model_key = p.model_key AND d.day = p.day AND d.day >= ?)",
+         (first_day.isoformat(), first_day)),
+        (_boundary_changes("SELECT * FROM rollup_prev WHERE prev_day IS NOT NULL", floored=True), (first_day,)),
         # 3. The current row of each touched model_key: its first and last observed day. Days outside
         # the window are untouched, so the span before the batch settles an end that lies past it;
         # an end the window no longer holds is searched in the whole history.
         ("CREATE TEMPORARY TABLE rollup_spans AS "
          "SELECT k.account_id, k.model_key,"
-         " CASE WHEN k.first_seen_at < CAST(? AS TIMESTAMPTZ) THEN k.first_seen_at ELSE w.first_seen_at END"
+         " CASE WHEN k.first_seen_at < CAST(? AS TIMESTAMPTZ) THEN k.first_seen_at ELSE f.first_snapshot_at END"
          "  AS first_seen_at,"
-         " CASE WHEN k.last_seen_at >= CAST(? AS TIMESTAMPTZ) THEN k.last_seen_at ELSE w.last_seen_at END"
+         " CASE WHEN k.last_seen_at >= CAST(? AS TIMESTAMPTZ) THEN k.last_seen_at ELSE l.last_snapshot_at END"
          "  AS last_seen_at "
-         "FROM rollup_keys AS k LEFT JOIN ("
-         " SELECT d.account_id, d.model_key, MIN(d.first_snapshot_at) AS first_seen_at,"
-         "  MAX(d.last_snapshot_at) AS last_seen_at"
-         " FROM nugen.rollup_model_daily AS d"
-         " JOIN rollup_keys AS k2 ON k2.account_id = d.account_id AND k2.model_key = d.model_key"
-         " WHERE d.day >= ? AND d.day <= ?"
-         " GROUP BY d.account_id, d.model_key) AS w"
-         " ON w.account_id = k.account_id AND w.model_key = k.model_key", (lo_at, hi_at, lo, hi)),
+         "FROM rollup_keys AS k "
+         "LEFT JOIN LATERAL (SELECT d.first_snapshot_at FROM nugen.rollup_model_daily AS d"
+         " WHERE d.account_id = k.account_id AND d.model_key = k.model_key AND d.day >= ? AND d.day <= ?"
+         " ORDER BY d.day LIMIT 1) AS f ON TRUE "
+         "LEFT JOIN LATERAL (SELECT d.last_snapshot_at FROM nugen.rollup_model_daily AS d"
+         " WHERE d.account_id = k.account_id AND d.model_key = k.model_key AND d.day >= ? AND d.day <= ?"
+         " ORDER BY d.day DESC LIMIT 1) AS l ON TRUE", (lo_at, hi_at, lo, hi, lo, hi)),
         ("UPDATE rollup_spans SET first_seen_at = COALESCE(rollup_spans.first_seen_at, f.first_seen_at),"
          " last_seen_at = COALESCE(rollup_spans.last_seen_at, f.last_seen_at) FROM ("
          " SELECT x.account_id, x.model_key, MIN(d.first_snapshot_at) AS first_seen_at,"
