@@ -225,11 +225,14 @@ def maintenance_statements(first_day: date | None, last_day: date | None) -> lis
         return _analyzed([*health, ("DROP TABLE rollup_touched", ())])
     lo, hi = first_day - timedelta(days=LOOKBACK_DAYS), last_day + timedelta(days=LOOKBACK_DAYS)
     lo_at, hi_at = lo.isoformat(), (hi + timedelta(days=1)).isoformat()
+    # LATERAL ... OFFSET 0 (kept from being flattened into a join): a nested loop over the key index. As a
+    # plain join PostgreSQL hash-joined the whole history: 0.67 s a slot at 2 M rows instead of 0.07 s.
     touched_ks = _key_snapshots(
         "SELECT s.* FROM (SELECT DISTINCT account_id, model_key, day FROM rollup_touched) AS t "
-        "JOIN nugen.model_snapshots AS s ON s.account_id = t.account_id AND s.model_key = t.model_key "
-        "AND s.snapshot_date = t.day AND s.snapshot_at >= CAST(t.day AS TIMESTAMPTZ) "
-        "AND s.snapshot_at < CAST(t.day AS TIMESTAMPTZ) + INTERVAL '1 day'")
+        "CROSS JOIN LATERAL (SELECT * FROM nugen.model_snapshots AS m"
+        " WHERE m.account_id = t.account_id AND m.model_key = t.model_key AND m.snapshot_date = t.day"
+        " AND m.snapshot_at >= CAST(t.day AS TIMESTAMPTZ)"
+        " AND m.snapshot_at < CAST(t.day AS TIMESTAMPTZ) + INTERVAL '1 day' OFFSET 0) AS s")
     touched = ("USING (SELECT DISTINCT account_id, model_key, day FROM rollup_touched) AS t "
                "WHERE r.account_id = t.account_id AND r.model_key = t.model_key AND r.day = t.day")
     return _analyzed([
