@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import ROOT, SEED, T0, Context, median, row, scratch_pg_database
-from bench.flat_cost import _slot_loads, _timed_load
+from bench.flat_cost import alternate_slots
 from bench.sizes import Sizes
 from nugen_etl.simulator import SimulatorState
 from nugen_etl.warehouse import Warehouse, open_warehouse
@@ -331,13 +331,7 @@ def run(sizes: Sizes, ctx: Context) -> dict[str, Any]:
                          f"median of {len(q['times_s'])} after a warm-up; {q['rows']:,} rows, "
                          + ("same answer" if q["same_answer"] else "ANSWER DIFFERS from pre-rollup")))
             with _empty(ctx, engine) as empty:
-                t_empty, t_full = [], []
-                for rep in range(sizes.bi_slot_reps + 1):
-                    loads = _slot_loads(state, accounts, rep)
-                    te, tf = _timed_load(empty, loads), _timed_load(full, loads)
-                    if rep:  # the first slot warms both up
-                        t_empty.append(te)
-                        t_full.append(tf)
+                t_empty, t_full = alternate_slots(state, accounts, sizes.bi_slot_reps, empty, full)
             e, f = median(t_empty), median(t_full)
             ratio = f / e
             res.update(empty_s=t_empty, full_s=t_full, ratio=ratio)

@@ -72,6 +72,20 @@ def _slot_loads(state: SimulatorState, accounts: list[str], hour: int) -> list[S
                                      body=state.body_at(a, fetched))) for a in accounts]
 
 
+def alternate_slots(state: SimulatorState, accounts: list[str], reps: int, empty: Warehouse,
+                    full: Warehouse) -> tuple[list[float], list[float]]:
+    """Load ``reps`` hourly slots into ``empty`` and ``full`` alternately, after one warm-up slot:
+    the seconds each took, per warehouse."""
+    t_empty, t_full = [], []
+    for rep in range(reps + 1):
+        loads = _slot_loads(state, accounts, rep)
+        te, tf = _timed_load(empty, loads), _timed_load(full, loads)
+        if rep:  # the first slot warms both up
+            t_empty.append(te)
+            t_full.append(tf)
+    return t_empty, t_full
+
+
 def _timed_load(wh: Warehouse, loads: list[SlotLoad], batch: int = 200) -> float:
     started = time.perf_counter()
     for i in range(0, len(loads), batch):
@@ -101,13 +115,7 @@ def run(sizes: Sizes, ctx: Context) -> dict[str, Any]:
             fill_s = time.perf_counter() - started
             (count,), = full.fetch_all("SELECT count(*) FROM nugen.model_snapshots")
             ctx.log(f"  flat cost {engine}: {count:,} history rows in {fill_s:.1f} s")
-            t_empty, t_full = [], []
-            for rep in range(sizes.fc_reps + 1):
-                loads = _slot_loads(state, accounts, rep)
-                te, tf = _timed_load(empty, loads), _timed_load(full, loads)
-                if rep:  # the first slot warms both up
-                    t_empty.append(te)
-                    t_full.append(tf)
+            t_empty, t_full = alternate_slots(state, accounts, sizes.fc_reps, empty, full)
             e, f = median(t_empty), median(t_full)
             ratio = f / e
             ctx.log(f"  flat cost {engine}: empty {e * 1000:.0f} ms, full {f * 1000:.0f} ms, ratio {ratio:.2f}")
