@@ -23,6 +23,8 @@ from hypothesis import strategies as st
 from nugen_etl.records import RawAnswer, SlotLoad
 from nugen_etl.transform import answer_to_load
 from nugen_etl.warehouse import Warehouse, migrations, open_warehouse
+from nugen_etl.warehouse.base import stage_batch
+from nugen_etl.warehouse.rollup_batch import batch_rollups
 from nugen_etl.warehouse.rollups import LOOKBACK_DAYS
 
 from .conftest import ENGINES, fresh_warehouse_url
@@ -95,7 +97,8 @@ def records(draw: st.DrawFn, key: str) -> list[dict]:
                                                                         [key, f"{key}-deployed"]]))
     out = []
     for model_id in ids:
-        usage = draw(st.none() | st.integers(0, 60) | st.integers(0, 60).map(str) | st.just("n/a"))  # resets often
+        usage = draw(st.none() | st.integers(0, 60) | st.just(7) | st.integers(0, 60).map(str)  # resets and repeats
+                     | st.just("n/a"))
         out.append({
             "id": model_id, "alignment_id": None if key.startswith("model-") else key, "name": f"{model_id} name",
             "usage_count": usage, "status": draw(st.sampled_from(STATUSES)),
@@ -129,7 +132,20 @@ def slot_loads(draw: st.DrawFn) -> SlotLoad:
     return answer(account, slot, 200, {"domain_aligned_models": [r for key in keys for r in draw(records(key))]})
 
 
-histories = st.lists(st.lists(slot_loads(), min_size=1, max_size=3), min_size=1, max_size=12)
+@st.composite
+def whole_days(draw: st.DrawFn) -> list[SlotLoad]:
+    """Every slot of one account's day in one batch, as a backfill loads it (the rollups of such a day
+    come from the batch itself when the warehouse holds no other slot of it)."""
+    account, day = draw(st.sampled_from(ACCOUNTS)), draw(st.sampled_from(DAYS))
+    loads = []
+    for hour in HOURS:
+        keys = draw(st.lists(st.sampled_from(KEYS), min_size=1, max_size=3, unique=True))
+        loads.append(answer(account, T0 + timedelta(days=day, hours=hour), 200,
+                            {"domain_aligned_models": [r for key in keys for r in draw(records(key))]}))
+    return loads
+
+
+histories = st.lists(st.lists(slot_loads(), min_size=1, max_size=3) | whole_days(), min_size=1, max_size=12)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -145,6 +161,25 @@ def test_views_over_rollups_equal_the_full_history_views_after_every_load(
     wh.rebuild_rollups()
     assert rollup_contents(wh) == maintained
     assert_views_equal_reference(wh, "after the rebuild")
+
+
+def test_a_batchs_own_rollups_cover_the_days_of_the_common_shape_only() -> None:
+    """Days whose snapshots hold two records of one key, or a usage_count whose sums could overflow,
+    are left to the SQL path; the others come from the batch."""
+    def model(model_id: str, usage: int) -> dict:
+        return {"id": model_id, "alignment_id": "k", "usage_count": usage, "status": "READY"}
+    loads = [answer("plain", T0 + timedelta(hours=h), 200, {"domain_aligned_models": [model("m", h)]}) for h in HOURS]
+    loads.append(answer("shared", T0, 200, {"domain_aligned_models": [model("m", 1), model("m-deployed", 2)]}))
+    loads.append(answer("huge", T0, 200, {"domain_aligned_models": [model("m", 1 << 50)]}))
+    loads.append(answer("huge", T0 + timedelta(days=1), 200, {"domain_aligned_models": [model("m", 5)]}))
+    own = batch_rollups(stage_batch(loads).tables["stg_model_snapshots"])
+    assert sorted(own.days.to_pylist(), key=lambda r: (r["account_id"], r["day"])) == [
+        {"account_id": "huge", "day": (T0 + timedelta(days=1)).date(), "snapshot_rows": 1},
+        {"account_id": "plain", "day": T0.date(), "snapshot_rows": len(HOURS)}]
+    plain = [r for r in own.daily.to_pylist() if r["account_id"] == "plain"]
+    usages = [h for h in HOURS]
+    assert [(r["observations"], r["first_usage_count"], r["usage_count"], r["usage_delta_within_day"])
+            for r in plain] == [(len(HOURS), usages[0], usages[-1], sum(b - a for a, b in zip(usages, usages[1:])))]
 
 
 def test_a_failed_rerun_retires_nothing_and_a_late_backfill_fixes_the_next_day(bi_warehouse: Warehouse) -> None:

@@ -31,6 +31,7 @@ from nugen_etl.records import (
 from nugen_etl.schemas import TableSpec
 from nugen_etl.warehouse import rollups
 from nugen_etl.warehouse.metric_lists import to_metric_lists
+from nugen_etl.warehouse.rollup_batch import batch_rollups
 from nugen_etl.warehouse.rollups import Statement
 
 SCHEMA = "nugen"
@@ -176,7 +177,7 @@ class StagedBatch:
     account_ids: tuple[str, ...]           # sorted, for messages
     slot_keys: tuple[tuple[str, datetime], ...]  # every (account, slot) in the batch, sorted
     data_days: tuple[date, date] | None    # UTC dates of the earliest and latest slot carrying tables
-    tables: dict[str, pa.Table]            # "stg_slot_keys", "stg_account_runs", "stg_<warehouse table>"
+    tables: dict[str, pa.Table]            # "stg_slot_keys", "stg_account_runs", "stg_<warehouse table>", "stg_rollup_*"
 
 
 def staging_name(table: str) -> str:
@@ -223,6 +224,9 @@ def stage_batch(loads: Sequence[SlotLoad]) -> StagedBatch:
         [{"account_id": a, "snapshot_at": s} for a, s in data_keys], schema=SLOT_KEYS_SCHEMA)
     staged[staging_name(schemas.ACCOUNT_RUNS.name)] = _runs_table(
         [chosen[k].run for k in keys], account_ids)
+    own = batch_rollups(staged[staging_name(schemas.MODEL_SNAPSHOTS.name)])
+    staged["stg_rollup_days"], staged["stg_rollup_daily"] = own.days, own.daily
+    staged["stg_rollup_status_changes"] = own.status_changes
     days = sorted(as_utc(slot).date() for _, slot in data_keys)
     return StagedBatch(account_ids, tuple(keys), (days[0], days[-1]) if days else None, staged)
 
@@ -414,12 +418,13 @@ def duplicate_key_sql(spec: TableSpec) -> str:
             f"HAVING count(*) > 1 LIMIT 1")
 
 
-def load_statements(batch: StagedBatch) -> list[Statement]:
+def load_statements(batch: StagedBatch, *, analyze: bool = True) -> list[Statement]:
     """The batch's statements in order (``?`` placeholders), for an engine to run inside one
-    transaction: the slots replaced, evaluations and runs upserted, the rollups brought up to date."""
+    transaction: the slots replaced, evaluations and runs upserted, the rollups brought up to date
+    (``analyze``: see ``rollups.maintenance_statements``)."""
     statements = rollups.capture_statements()
     statements += [(delete_slot_sql(spec), ()) for spec in SLOT_TABLES]
     statements += [(insert_slot_sql(spec), ()) for spec in SLOT_TABLES]
     statements += [(upsert_evaluations_sql(), ()), (upsert_runs_sql(), ())]
     first_day, last_day = batch.data_days or (None, None)
-    return statements + rollups.maintenance_statements(first_day, last_day)
+    return statements + rollups.maintenance_statements(first_day, last_day, analyze=analyze)

@@ -159,7 +159,7 @@ class DuckDBWarehouse(Warehouse):
                 for name, table in batch.tables.items():
                     con.register(name, table)
                 _refuse_duplicate_keys(con, batch)
-                for sql, params in load_statements(batch):
+                for sql, params in load_statements(batch, analyze=False):
                     con.execute(sql, list(params))
                 if self._budgeted:
                     self._index_bytes = max(self._index_bytes or 0, _index_bytes(con))

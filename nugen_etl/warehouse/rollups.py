@@ -52,10 +52,12 @@ STATUS_COLUMNS = ("account_id", "model_key", "changed_at", "day", "from_status",
                   "from_deployment_status", "to_deployment_status")
 HEALTH_COLUMNS = ("account_id", "last_success_at", "last_outcome", "consecutive_failures", "last_run_at")
 _FAILED = "('failed', 'auth_failed')"
+_ON_BATCH_DAYS = ("WHERE EXISTS (SELECT 1 FROM rollup_batch_days AS b "
+                  "WHERE b.account_id = s.account_id AND b.day = s.day)")
 _SUCCESS = "('empty', 'ok')"
 
 # Temporary tables of one maintenance, dropped before its transaction ends.
-TEMP_TABLES = ("rollup_touched", "rollup_key_snapshots", "rollup_keys", "rollup_next", "rollup_prev", "rollup_spans")
+TEMP_TABLES = ("rollup_touched", "rollup_batch_days", "rollup_key_snapshots", "rollup_keys", "rollup_next", "rollup_prev", "rollup_spans")
 
 Statement = tuple[str, Sequence[Any]]
 
@@ -202,11 +204,16 @@ def capture_statements() -> list[Statement]:
         "AND model_key IS NOT NULL", ())]
 
 
-def maintenance_statements(first_day: date | None, last_day: date | None) -> list[Statement]:
+def maintenance_statements(first_day: date | None, last_day: date | None, *,
+                           analyze: bool = True) -> list[Statement]:
     """After the batch's rows are in: bring every rollup the batch can change up to date.
 
     ``first_day``/``last_day``: the UTC dates of the batch's earliest and latest data-bearing slot
-    (None when it carries none: then only the health of its accounts changes)."""
+    (None when it carries none: then only the health of its accounts changes). The batch's own
+    rollups are staged as ``stg_rollup_days``, ``stg_rollup_daily`` and ``stg_rollup_status_changes``
+    (``rollup_batch.py``). ``analyze``: ANALYZE each temporary table the joins probe once it is
+    filled (PostgreSQL keeps no statistics of one otherwise and plans the joins on it blind; DuckDB
+    has them from the insert)."""
     # account_runs rows are never deleted and a success is never overwritten, so an account's last run
     # and last success only move forward: the batch's runs and the health before it settle them.
     health = [
@@ -221,25 +228,37 @@ def maintenance_statements(first_day: date | None, last_day: date | None) -> lis
         (_health_from("SELECT * FROM rollup_accounts"), ()),
         ("DROP TABLE rollup_accounts", ()),
     ]
+    finish = _analyzed if analyze else list
     if first_day is None or last_day is None:
-        return _analyzed([*health, ("DROP TABLE rollup_touched", ())])
+        return finish([*health, ("DROP TABLE rollup_touched", ())])
     lo, hi = first_day - timedelta(days=LOOKBACK_DAYS), last_day + timedelta(days=LOOKBACK_DAYS)
     lo_at, hi_at = lo.isoformat(), (hi + timedelta(days=1)).isoformat()
     # LATERAL ... OFFSET 0 (kept from being flattened into a join): a nested loop over the key index. As a
     # plain join PostgreSQL hash-joined the whole history: 0.67 s a slot at 2 M rows instead of 0.07 s.
     touched_ks = _key_snapshots(
-        "SELECT s.* FROM (SELECT DISTINCT account_id, model_key, day FROM rollup_touched) AS t "
+        "SELECT s.* FROM (SELECT DISTINCT account_id, model_key, day FROM rollup_touched AS u"
+        " WHERE NOT EXISTS (SELECT 1 FROM rollup_batch_days AS b"
+        "  WHERE b.account_id = u.account_id AND b.day = u.day)) AS t "
         "CROSS JOIN LATERAL (SELECT * FROM nugen.model_snapshots AS m"
         " WHERE m.account_id = t.account_id AND m.model_key = t.model_key AND m.snapshot_date = t.day"
         " AND m.snapshot_at >= CAST(t.day AS TIMESTAMPTZ)"
         " AND m.snapshot_at < CAST(t.day AS TIMESTAMPTZ) + INTERVAL '1 day' OFFSET 0) AS s")
     touched = ("USING (SELECT DISTINCT account_id, model_key, day FROM rollup_touched) AS t "
                "WHERE r.account_id = t.account_id AND r.model_key = t.model_key AND r.day = t.day")
-    return _analyzed([
+    return finish([
         # The days the new rows fall on, beside those the replaced rows fell on.
         ("INSERT INTO rollup_touched SELECT DISTINCT account_id, model_key, snapshot_date FROM nugen.model_snapshots "
          "WHERE (account_id, snapshot_at) IN (SELECT account_id, snapshot_at FROM stg_slot_keys) "
          "AND model_key IS NOT NULL", ()),
+        # The (account_id, day) pairs the batch holds every slot of: their rows come from the batch's
+        # own rollups (rollup_batch.py); every other touched day is computed from its snapshots.
+        ("CREATE TEMPORARY TABLE rollup_batch_days AS "
+         "SELECT d.account_id, d.day FROM stg_rollup_days AS d "
+         "CROSS JOIN LATERAL (SELECT COUNT(*) AS n FROM nugen.model_snapshots AS m"
+         " WHERE m.account_id = d.account_id AND m.snapshot_at >= CAST(d.day AS TIMESTAMPTZ)"
+         " AND m.snapshot_at < CAST(d.day AS TIMESTAMPTZ) + INTERVAL '1 day'"
+         " AND m.snapshot_date >= ? AND m.snapshot_date <= ? OFFSET 0) AS w "
+         "WHERE w.n = d.snapshot_rows", (first_day, last_day)),
         (f"CREATE TEMPORARY TABLE rollup_key_snapshots AS {touched_ks}", ()),
         # The model_keys whose rows the batch touched, with their span before it (for the fallbacks).
         ("CREATE TEMPORARY TABLE rollup_keys AS "
@@ -249,9 +268,13 @@ def maintenance_statements(first_day: date | None, last_day: date | None) -> lis
         # 1. The touched days, from their snapshots.
         (f"DELETE FROM nugen.rollup_model_daily AS r {touched}", ()),
         (f"INSERT INTO nugen.rollup_model_daily ({_list(DAILY_COLUMNS)}) {_daily_from('rollup_key_snapshots')}", ()),
+        (f"INSERT INTO nugen.rollup_model_daily ({_list(DAILY_COLUMNS)}) "
+         f"SELECT {_list(DAILY_COLUMNS, 's.')} FROM stg_rollup_daily AS s {_ON_BATCH_DAYS}", ()),
         (f"DELETE FROM nugen.rollup_status_changes AS r {touched}", ()),
         (f"INSERT INTO nugen.rollup_status_changes ({_list(STATUS_COLUMNS)}) "
          f"{_within_day_changes('rollup_key_snapshots')}", ()),
+        (f"INSERT INTO nugen.rollup_status_changes ({_list(STATUS_COLUMNS)}) "
+         f"SELECT {_list(STATUS_COLUMNS, 's.')} FROM stg_rollup_status_changes AS s {_ON_BATCH_DAYS}", ()),
         # 2. The days whose previous observed day may have changed: the touched ones and the next
         # observed day after each, then the previous observed day of each of those.
         ("CREATE TEMPORARY TABLE rollup_next AS "
@@ -334,13 +357,13 @@ _FILLS_TEMP_TABLE = re.compile(r"^(?:CREATE TEMPORARY TABLE|INSERT INTO) (rollup
 
 
 def _analyzed(statements: list[Statement]) -> list[Statement]:
-    """``statements`` with an ANALYZE after each that fills a temporary table: PostgreSQL keeps no
-    statistics of one otherwise and plans the joins on it blind (seq scans of the history)."""
+    """``statements`` with an ANALYZE after each that fills a temporary table a join probes
+    (rollup_key_snapshots is only ever read whole)."""
     out: list[Statement] = []
     for sql, params in statements:
         out.append((sql, params))
         filled = _FILLS_TEMP_TABLE.match(sql)
-        if filled:
+        if filled and filled[1] != "rollup_key_snapshots":
             out.append((f"ANALYZE {filled[1]}", ()))
     return out
 
