@@ -154,8 +154,8 @@ def install(spec: str) -> None:
 
         real_statements = base.load_statements
 
-        def statements(batch):  # type: ignore[no-untyped-def]
-            stmts = real_statements(batch)
+        def statements(batch, **options):  # type: ignore[no-untyped-def]
+            stmts = real_statements(batch, **options)
             if not reached():
                 return stmts
 

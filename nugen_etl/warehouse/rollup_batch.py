@@ -13,7 +13,7 @@ An (account_id, day) is taken from here only when its rows are of the common sha
 of one snapshot share a model_key (``model_key_snapshots`` then picks by model_id, which follows the
 database's collation) and every usage_count is small enough that no sum or difference of them can
 overflow (the SQL raises there). ``daily`` and ``status_changes`` may hold rows of the days left out;
-the load takes only the rows of ``days``.
+the load takes only the rows of ``days`` (and the (account_id, model_key, day) keys of all).
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ _NEEDED = ("account_id", "model_key", "snapshot_at", "snapshot_date", "usage_cou
 
 @dataclass(frozen=True)
 class BatchRollups:
-    """The daily rows and within-day status changes of the batch; those of the (account_id, day)
-    pairs in ``days`` are exact."""
+    """The daily rows and within-day status changes of the batch: one daily row per (account_id,
+    model_key, day) the batch has rows of; those of the (account_id, day) pairs in ``days`` are exact."""
 
     days: pa.Table            # DAYS_SCHEMA: the (account_id, day) pairs the batch has rows with a model_key on
     daily: pa.Table           # DAILY_SCHEMA, usage_delta NULL (it needs the previous observed day)
@@ -138,8 +138,6 @@ def batch_rollups(snapshots: pa.Table) -> BatchRollups:
         where = pa.array(np.flatnonzero(odd))
         left_out = pa.table({"account_id": account.take(where), "day": rows["snapshot_date"].chunk(0).take(where)})
         days = days.join(left_out, ["account_id", "day"], join_type="left anti", use_threads=False)
-        if days.num_rows == 0:
-            return EMPTY
     return BatchRollups(days.select(DAYS_SCHEMA.names).cast(DAYS_SCHEMA), daily, changes)
 
 

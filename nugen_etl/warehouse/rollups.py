@@ -247,9 +247,7 @@ def maintenance_statements(first_day: date | None, last_day: date | None, *,
                "WHERE r.account_id = t.account_id AND r.model_key = t.model_key AND r.day = t.day")
     return finish([
         # The days the new rows fall on, beside those the replaced rows fell on.
-        ("INSERT INTO rollup_touched SELECT DISTINCT account_id, model_key, snapshot_date FROM nugen.model_snapshots "
-         "WHERE (account_id, snapshot_at) IN (SELECT account_id, snapshot_at FROM stg_slot_keys) "
-         "AND model_key IS NOT NULL", ()),
+        ("INSERT INTO rollup_touched SELECT account_id, model_key, day FROM stg_rollup_daily", ()),
         # The (account_id, day) pairs the batch holds every slot of: their rows come from the batch's
         # own rollups (rollup_batch.py); every other touched day is computed from its snapshots.
         ("CREATE TEMPORARY TABLE rollup_batch_days AS "
