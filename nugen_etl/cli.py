@@ -1,7 +1,8 @@
 """The ``nugen-etl`` command line: parse options, build the pieces, call the library, report.
 
 Exit codes: 0 every account ok/empty; 1 some accounts failed (the rest is written);
-2 bad configuration or usage.
+2 bad configuration or usage; 3 everything is archived and in the lake but warehouse loads are
+pending (the warehouse was busy or down: the next run or ``load-pending`` loads them).
 """
 
 from __future__ import annotations
@@ -71,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     bf.add_argument("--account", action="append", metavar="ID", help="only this account (repeatable)")
     _output_args(bf)
     bf.set_defaults(handler=cmd_backfill)
+
+    lp = sub.add_parser("load-pending", help="load the slots whose warehouse load was deferred (warehouse "
+                                             "busy or down during a run) from the raw archive")
+    _config_arg(lp)
+    lp.add_argument("--max-slots", type=int, metavar="N", help="at most this many slots, oldest first (default: all)")
+    _output_args(lp)
+    lp.set_defaults(handler=cmd_load_pending)
 
     cp = sub.add_parser("compact", help="compact closed days of the Delta lake, then vacuum old files")
     _config_arg(cp)
@@ -152,6 +160,14 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     reporter = Reporter(None, quiet=args.quiet)
     summary = backfill(config, first=first, last=last, accounts=accounts, progress=reporter.account_done)
     return reporter.finish(summary, as_json=args.json)
+
+
+def cmd_load_pending(args: argparse.Namespace) -> int:
+    from .pipeline import load_pending
+
+    config = load_config(args.config)
+    reporter = Reporter(None, quiet=args.quiet)
+    return reporter.finish(load_pending(config, max_slots=args.max_slots), as_json=args.json)
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
@@ -244,4 +260,14 @@ class Reporter:
                 reason = summary.errors.get(account_id) or next(
                     (r.error for r in reversed(summary.runs) if r.account_id == account_id), "")
                 print(f"  failed: {account_id}: {reason}", file=self.stream)
+            if summary.caught_up:
+                print(f"  caught up: {len(summary.caught_up)} pending warehouse load(s)", file=self.stream)
+            if summary.pending:
+                print(f"  warehouse load pending for {len(summary.pending)} account(s) (archived and in the "
+                      f"lake): {next(iter(summary.pending.values()))}", file=self.stream)
+        if summary.backlog:  # even when quiet: a load that stays pending must be seen
+            overdue = [e for e in summary.backlog if e["overdue"]]
+            print(f"  pending warehouse loads: {len(summary.backlog)} slot batch(es)"
+                  f"{f', {len(overdue)} OVERDUE' if overdue else ''}, oldest {summary.backlog[0]['snapshot_at']}; "
+                  "`nugen-etl load-pending --config FILE` loads them", file=self.stream)
         return summary.exit_code

@@ -77,6 +77,8 @@ class WarehouseConfig:
     password_env: str | None = None
     password: Secret | None = None
     batch_accounts: int = 100           # accounts per warehouse transaction
+    catch_up_slots: int = 24            # pending slots a run loads first (load-pending: all)
+    pending_alert_hours: float = 6.0    # a load pending longer is reported as overdue
     duckdb_memory_limit: str | None = "auto"  # "auto" (a budget per load), a size, or None (DuckDB's 80 % of RAM)
 
     def __repr__(self) -> str:  # a password written into the URL is masked like the Secret
@@ -269,7 +271,10 @@ def _parse_warehouse(t: Mapping[str, Any], base_dir: Path, root: Path | None,
             raise ConfigError(f"warehouse.password_env: environment variable {password_env} is not set")
         password = Secret(environ[password_env])
     batch = int(_number(t, "batch_accounts", "warehouse", 100, minimum=1, integer=True))
+    catch_up = int(_number(t, "catch_up_slots", "warehouse", 24, minimum=0, integer=True))
+    alert = float(_number(t, "pending_alert_hours", "warehouse", 6.0, minimum=0))
     return WarehouseConfig(url=url, password_env=password_env, password=password, batch_accounts=batch,
+                           catch_up_slots=catch_up, pending_alert_hours=alert,
                            duckdb_memory_limit=_duckdb_memory_limit(t, scheme))
 
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime
 
 from .errors import WarehouseBusy, WarehouseError, WarehouseUnavailable
 from .lake import Lake, LakeError
+from .pending import PendingJournal, PendingLoad
 from .records import SlotLoad, table_rows
 from .schemas import MODEL_SNAPSHOTS
+from .slots import utcnow
 from .summary import RunSummary
 from .warehouse import Warehouse
 
@@ -27,6 +31,12 @@ class SlotWriter:
     batch-mates down with it. If the warehouse is unreachable, the batch's accounts fail together
     and the next batch tries again.
 
+    With a ``journal`` (a live run) the warehouse is never a gate: each batch's entry is written to
+    the pending-load journal after its lake commit and before its warehouse load, and removed once the
+    load commits. A load that does not commit (warehouse busy, unreachable, failing, or ``None``:
+    ``unavailable`` says why) leaves the accounts recorded as pending, not failed, for the next run
+    or ``nugen-etl load-pending`` to load from the raw archive.
+
     With ``overlap``, a closed batch is written by two threads (the lake's commits and the
     warehouse's load release the GIL): batch N+1's lake commits run while batch N loads into the
     warehouse, and the caller prepares batch N+2. Each batch still reaches the lake before the
@@ -35,9 +45,11 @@ class SlotWriter:
     ``with`` block.
     """
 
-    def __init__(self, lake: Lake, warehouse: Warehouse, *, batch_size: int | None, summary: RunSummary,
-                 max_rows: int | None = None, overlap: bool = False) -> None:
+    def __init__(self, lake: Lake, warehouse: Warehouse | None, *, batch_size: int | None, summary: RunSummary,
+                 max_rows: int | None = None, overlap: bool = False, journal: PendingJournal | None = None,
+                 unavailable: str = "", clock: Callable[[], datetime] = utcnow) -> None:
         self._lake, self._warehouse = lake, warehouse
+        self._journal, self._unavailable, self._clock = journal, unavailable, clock
         self._batch_size, self._max_rows, self._summary = batch_size, max_rows, summary
         self._batch: list[SlotLoad] = []
         self._rows = 0
@@ -101,33 +113,85 @@ class SlotWriter:
             raise first
 
     def _load(self, batch: list[SlotLoad]) -> None:
+        if self._journal is None:
+            for account_id, message in self._load_batch(batch).items():
+                self._summary.record_error(account_id, message)
+            return
+        entry = self._mark_pending(batch)
+        not_loaded = self._load_batch(batch)
+        try:
+            if not not_loaded:
+                if entry is not None:
+                    self._journal.clear(entry.key)
+                return
+            outcomes = {load.run.account_id: str(load.run.outcome) for load in batch
+                        if load.run.account_id in not_loaded}
+            reason = next(iter(not_loaded.values()))
+            if entry is not None:
+                self._journal.update(entry, outcomes, reason)
+            else:
+                self._journal.mark(batch[0].run.snapshot_at, outcomes, now=self._clock(), reason=reason)
+        except OSError as exc:
+            log.error("the pending-load journal could not be updated (%s)", exc)
+        log.warning("warehouse load of %d account(s) deferred: %s (archived and in the lake; the next run "
+                    "or `nugen-etl load-pending` loads them)", len(not_loaded), reason)
+        for account_id, message in not_loaded.items():
+            self._summary.record_pending(account_id, message)
+
+    def _mark_pending(self, batch: list[SlotLoad]) -> PendingLoad | None:
+        """The batch's journal entry, written before its warehouse load (None if it cannot be written:
+        the load goes ahead, only a crash before its commit would then go unrecorded)."""
+        assert self._journal is not None
+        slot, now = batch[0].run.snapshot_at, self._clock()
+        outcomes = {load.run.account_id: str(load.run.outcome) for load in batch}
+        try:
+            key = self._journal.mark(slot, outcomes, now=now)
+        except OSError as exc:
+            log.error("the pending-load journal could not be written (%s); loading the batch anyway", exc)
+            return None
+        return PendingLoad(key=key, snapshot_at=slot, outcomes=outcomes, since=now, reason="loading")
+
+    def _load_batch(self, batch: list[SlotLoad]) -> dict[str, str]:
+        """Load the batch (then one by one if it fails); the accounts whose load did not commit, with why."""
+        if self._warehouse is None:
+            return {load.run.account_id: f"warehouse unavailable: {self._unavailable}" for load in batch}
         try:
             self._warehouse.load(batch)
-            return
-        except WarehouseBusy:
-            raise
+            return {}
+        except WarehouseBusy as exc:
+            if self._journal is None:
+                raise
+            return self._failed_all(batch, exc)
         except WarehouseUnavailable as exc:  # one by one, each account would only wait to reconnect
-            self._fail_all(batch, "warehouse load failed", exc)
-            return
+            return self._failed_all(batch, exc)
         except WarehouseError as exc:
             if len(batch) == 1:
-                self._fail(batch[0], exc)
-                return
+                return self._failed(batch[0], exc)
             log.warning("warehouse batch of %d loads failed (%s); retrying one by one", len(batch), exc)
+        failed: dict[str, str] = {}
         for i, load in enumerate(batch):
             try:
                 self._warehouse.load([load])
-            except WarehouseBusy:
-                raise
+            except WarehouseBusy as exc:
+                if self._journal is None:
+                    raise
+                return {**failed, **self._failed_all(batch[i:], exc)}
             except WarehouseUnavailable as exc:
-                self._fail_all(batch[i:], "warehouse load failed", exc)
-                return
+                return {**failed, **self._failed_all(batch[i:], exc)}
             except WarehouseError as exc:
-                self._fail(load, exc)
+                failed.update(self._failed(load, exc))
+        return failed
 
-    def _fail(self, load: SlotLoad, exc: Exception) -> None:
+    def _failed(self, load: SlotLoad, exc: Exception) -> dict[str, str]:
         log.error("account %s: warehouse load failed: %s", load.run.account_id, exc)
-        self._summary.record_error(load.run.account_id, f"warehouse load failed: {exc}")
+        return {load.run.account_id: f"warehouse load failed: {exc}"}
+
+    def _failed_all(self, loads: list[SlotLoad], exc: Exception) -> dict[str, str]:
+        accounts = sorted({load.run.account_id for load in loads})
+        if self._journal is None:
+            log.error("warehouse load failed for %d account(s): %s (their raw answers are archived: "
+                      "`nugen-etl backfill` writes them once this is fixed)", len(accounts), exc)
+        return {account_id: f"warehouse load failed: {exc}" for account_id in accounts}
 
     def _fail_all(self, loads: list[SlotLoad], what: str, exc: Exception) -> None:
         accounts = sorted({load.run.account_id for load in loads})

@@ -14,9 +14,11 @@ from .compaction import CompactionReport, compact_lake
 from .config import AccountConfig, Config
 from .fetch import ApiClient, RetryPolicy
 from .lake import Lake, open_lake
+from .errors import WarehouseError
 from .load import SlotWriter
+from .pending import PendingJournal
 from .raw_archive import archived_accounts, list_archived_slots, write_raw_answer
-from .records import AccountRun, RawAnswer
+from .records import SUCCESS_OUTCOMES, AccountRun, RawAnswer, as_utc
 from .replay import Item, choose_replay, replay_days, replay_items
 from .runtime import use_system_allocator_for_arrow
 from .slots import day_bounds, utcnow
@@ -73,26 +75,113 @@ def run_snapshot(config: Config, *, snapshot_at: datetime, accounts: Sequence[Ac
     accounts = tuple(accounts if accounts is not None else config.accounts)
     storage = open_storage(config) if storage is None else storage
     summary = RunSummary(command="run", snapshot_at=snapshot_at)
+    journal = PendingJournal(storage)
     owned_clients = clients is None
     clients = {} if clients is None else clients
-    with run_lake(storage, "run", run_id) as lake, _warehouse_scope(config, warehouse) as wh, \
-            SlotWriter(lake, wh, batch_size=config.warehouse.batch_accounts, summary=summary) as writer:
-        if skip_succeeded:
-            done = succeeded_accounts(wh, snapshot_at)
-            summary.skipped = [a.id for a in accounts if a.id in done]
-            accounts = tuple(a for a in accounts if a.id not in done)
-        config.require_keys(accounts)
-        try:
-            for raws in _fetch_all(config, storage, accounts, snapshot_at, clients):
-                for load in loads_of(raws):
-                    writer.add(load)
-                    if progress:
-                        progress(load.run)
-        finally:
-            if owned_clients:
-                for client in clients.values():
-                    client.close()
+    with run_lake(storage, "run", run_id) as lake, _deferrable_warehouse(config, warehouse) as (wh, why):
+        if wh is not None:
+            _catch_up(storage, wh, journal, summary, max_slots=config.warehouse.catch_up_slots,
+                      batch_accounts=config.warehouse.batch_accounts)
+        with SlotWriter(lake, wh, batch_size=config.warehouse.batch_accounts, summary=summary,
+                        journal=journal, unavailable=why) as writer:
+            if skip_succeeded:
+                done = _archived_successes(journal, snapshot_at)
+                if wh is not None:
+                    done |= succeeded_accounts(wh, snapshot_at)
+                summary.skipped = [a.id for a in accounts if a.id in done]
+                accounts = tuple(a for a in accounts if a.id not in done)
+            config.require_keys(accounts)
+            try:
+                for raws in _fetch_all(config, storage, accounts, snapshot_at, clients):
+                    for load in loads_of(raws):
+                        writer.add(load)
+                        if progress:
+                            progress(load.run)
+            finally:
+                if owned_clients:
+                    for client in clients.values():
+                        client.close()
+    summary.backlog = _backlog(journal, config.warehouse.pending_alert_hours, now=utcnow())
     return summary.finish()
+
+
+def load_pending(config: Config, *, warehouse: Warehouse | None = None, storage: Storage | None = None,
+                 max_slots: int | None = None) -> RunSummary:
+    """Load the slots of the pending-load journal from the raw archive into the warehouse (no API
+    calls, no lake writes: the lake has them), oldest first, at most ``max_slots`` (None: all). A
+    warehouse that still cannot be opened leaves the journal as it is (exit code 3)."""
+    use_system_allocator_for_arrow()
+    storage = open_storage(config) if storage is None else storage
+    summary = RunSummary(command="load-pending", snapshot_at=None)
+    journal = PendingJournal(storage)
+    with _deferrable_warehouse(config, warehouse) as (wh, _):
+        if wh is not None:
+            _catch_up(storage, wh, journal, summary, max_slots=max_slots,
+                      batch_accounts=config.warehouse.batch_accounts)
+    summary.backlog = _backlog(journal, config.warehouse.pending_alert_hours, now=utcnow())
+    return summary.finish()
+
+
+def _catch_up(storage: Storage, warehouse: Warehouse, journal: PendingJournal, summary: RunSummary, *,
+              max_slots: int | None, batch_accounts: int) -> None:
+    """Load the journal's oldest ``max_slots`` slots; stop at the first load that fails (the warehouse
+    is in trouble: the rest waits for the next try). An account whose warehouse row already holds the
+    archived answer it would load (a load that committed just before a crash) is not loaded again."""
+    entries = journal.entries()
+    slots = sorted({e.snapshot_at for e in entries})
+    chosen = set(slots if max_slots is None else slots[:max_slots])
+    for entry in (e for e in entries if e.snapshot_at in chosen):
+        slot, end = entry.snapshot_at, entry.snapshot_at + timedelta(microseconds=1)
+        archived = {a: keys for a, _, keys in list_archived_slots(
+            storage, start=slot, end=end, account_ids=entry.account_ids)}
+        replay = RunSummary(command="load-pending", snapshot_at=slot)
+        loads = list(replay_items(storage, [(a, slot, archived.get(a)) for a in entry.account_ids], replay))
+        loaded = _loaded_runs(warehouse, slot, entry.account_ids)
+        todo = [load for load in loads
+                if loaded.get(load.run.account_id) != (str(load.run.outcome), load.run.fetched_at)]
+        try:
+            for start in range(0, len(todo), batch_accounts):
+                warehouse.load(todo[start:start + batch_accounts])
+        except WarehouseError as exc:
+            log.warning("catch-up of slot %s stopped: %s", slot.isoformat(), exc)
+            journal.update(entry, entry.outcomes, f"catch-up failed: {exc}")
+            return
+        journal.clear(entry.key)
+        summary.caught_up += [f"{slot.isoformat()} {load.run.account_id}" for load in todo]
+        for account_id, message in replay.errors.items():
+            summary.record_error(account_id, message)
+    if summary.caught_up:
+        log.info("caught up %d pending warehouse load(s) from the raw archive", len(summary.caught_up))
+
+
+def _loaded_runs(warehouse: Warehouse, slot: datetime, account_ids: Sequence[str]) -> dict[str, tuple]:
+    """(outcome, fetched_at) of the warehouse's account_runs rows of ``slot`` for ``account_ids``."""
+    marks = ", ".join("?" for _ in account_ids)
+    rows = warehouse.fetch_all(f"SELECT account_id, outcome, fetched_at FROM nugen.account_runs "
+                               f"WHERE snapshot_at = ? AND account_id IN ({marks})", [slot, *account_ids])
+    return {a: (o, as_utc(f) if f is not None else None) for a, o, f in rows}
+
+
+def _archived_successes(journal: PendingJournal, snapshot_at: datetime) -> set[str]:
+    """Accounts the journal holds an archived ok/empty answer of ``snapshot_at`` for (their load is
+    pending: a retry must not call the API for them again)."""
+    success = {str(o) for o in SUCCESS_OUTCOMES}
+    return {a for e in journal.entries() if e.snapshot_at == snapshot_at
+            for a, outcome in e.outcomes.items() if outcome in success}
+
+
+def _backlog(journal: PendingJournal, alert_hours: float, *, now: datetime) -> list[dict]:
+    """The journal's entries, each marked overdue once pending longer than ``alert_hours``."""
+    backlog = []
+    for entry in journal.entries():
+        overdue = (now - entry.since).total_seconds() > alert_hours * 3600
+        backlog.append({"snapshot_at": entry.snapshot_at.isoformat(), "accounts": entry.account_ids,
+                        "since": entry.since.isoformat(), "reason": entry.reason, "overdue": overdue})
+        if overdue:
+            log.error("warehouse load of slot %s for %d account(s) pending since %s (%s): run "
+                      "`nugen-etl load-pending --config FILE`", entry.snapshot_at.isoformat(),
+                      len(entry.outcomes), entry.since.isoformat(), entry.reason)
+    return backlog
 
 
 def backfill(config: Config, *, first: date, last: date, accounts: Sequence[str] | None = None,
@@ -232,6 +321,29 @@ def _fetch_and_archive(storage: Storage, client: ApiClient, account: AccountConf
     return raw
 
 
+class _deferrable_warehouse:
+    """The warehouse of a live run, or (None, why) when it cannot be opened: busy, unreachable or
+    failing to migrate. The run then archives and writes the lake, and defers the loads."""
+
+    def __init__(self, config: Config, warehouse: Warehouse | None) -> None:
+        self._scope = _warehouse_scope(config, warehouse)
+        self._open = False
+
+    def __enter__(self) -> tuple[Warehouse | None, str]:
+        try:
+            warehouse = self._scope.__enter__()
+        except WarehouseError as exc:
+            log.warning("warehouse not available (%s): fetching, archiving and writing the lake; "
+                        "the warehouse loads are deferred", exc)
+            return None, str(exc)
+        self._open = True
+        return warehouse, ""
+
+    def __exit__(self, *exc: object) -> None:
+        if self._open:
+            self._scope.__exit__(*exc)
+
+
 class _warehouse_scope:
     """Use the given warehouse, or open (and migrate, then close) the configured one."""
 
@@ -254,5 +366,6 @@ class _warehouse_scope:
             self._opened.close()
 
 
-__all__ = ["answer_to_load", "backfill", "choose_replay", "compact", "open_configured_warehouse", "replay_slot",
+__all__ = ["answer_to_load", "backfill", "choose_replay", "compact", "load_pending", "open_configured_warehouse",
+           "replay_slot",
            "run_snapshot", "succeeded_accounts", "upgrade_lake"]

@@ -11,6 +11,7 @@ from typing import Any
 from .records import SUCCESS_OUTCOMES, AccountRun, Outcome
 
 FINE_OUTCOMES = SUCCESS_OUTCOMES | {Outcome.NOT_OBSERVED}
+EXIT_LOAD_PENDING = 3  # archived and in the lake, warehouse load pending
 
 
 @dataclass
@@ -20,6 +21,9 @@ class RunSummary:
     runs: list[AccountRun] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)   # account -> a failure of our own (warehouse, archive)
     skipped: list[str] = field(default_factory=list)       # already recorded ok/empty for the slot
+    pending: dict[str, str] = field(default_factory=dict)  # account -> why its warehouse load is deferred
+    caught_up: list[str] = field(default_factory=list)     # "<slot> <account>" loaded from the pending journal
+    backlog: list[dict[str, Any]] = field(default_factory=list)  # journal entries left after the command
     started: float = field(default_factory=time.monotonic)
     duration_s: float = 0.0
 
@@ -28,6 +32,9 @@ class RunSummary:
 
     def record_error(self, account_id: str, message: str) -> None:
         self.errors[account_id] = message
+
+    def record_pending(self, account_id: str, message: str) -> None:
+        self.pending[account_id] = message
 
     def finish(self) -> RunSummary:
         self.duration_s = time.monotonic() - self.started
@@ -48,7 +55,11 @@ class RunSummary:
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.failed_accounts else 0
+        """0 all done; 1 an account failed; ``EXIT_LOAD_PENDING`` everything is archived and in the
+        lake, but warehouse loads are pending (this command's or older ones)."""
+        if self.failed_accounts:
+            return 1
+        return EXIT_LOAD_PENDING if self.pending or self.backlog else 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -62,6 +73,9 @@ class RunSummary:
             "coerced": sum(r.coerced_count for r in self.runs),
             "errors": dict(sorted(self.errors.items())),
             "skipped": self.skipped,
+            "load_pending": dict(sorted(self.pending.items())),
+            "caught_up": self.caught_up,
+            "pending_backlog": self.backlog,
             "accounts": [
                 {"account_id": r.account_id,
                  "snapshot_at": r.snapshot_at.isoformat(),

@@ -1,7 +1,8 @@
 """Idempotency and concurrency: the same slot many times, two processes on one slot at once, a
 backfill racing a live run -- always exactly one copy of each row and the same lake rows (the
 lake's concurrent commits to one Delta table are retried, never lost or doubled).
-On DuckDB a second writer waits for the lock and, if it stays taken, says "warehouse busy"."""
+On DuckDB a second writer waits for the lock and, if it stays taken, says "warehouse busy" (a live run
+archives, writes the lake and exits 3 with its loads pending)."""
 
 from __future__ import annotations
 
@@ -152,8 +153,7 @@ def test_duckdb_second_writer_waits_then_proceeds(sim, request, tmp_path) -> Non
     assert config_dump(config)["model_snapshots"]
 
 
-@pytest.mark.parametrize("command", [["run", "--at", SLOTS[0].isoformat(), "--force-slot"], ["migrate"],
-                                     ["backfill", "--from", "2026-03-01", "--to", "2026-03-01"]])
+@pytest.mark.parametrize("command", [["migrate"], ["backfill", "--from", "2026-03-01", "--to", "2026-03-01"]])
 def test_duckdb_second_writer_gets_warehouse_busy_not_a_traceback(command, sim, request, tmp_path) -> None:
     state, _ = sim
     path, config = setup_world(request, "duckdb", tmp_path, sim)
@@ -165,4 +165,21 @@ def test_duckdb_second_writer_gets_warehouse_busy_not_a_traceback(command, sim, 
     assert code == 1
     assert "Traceback" not in err and "Traceback" not in out
     assert "nugen-etl: warehouse busy:" in err and "locked by another process" in err
-    assert state.request_count() == 0, "a run that cannot write does not fetch"
+    assert state.request_count() == 0, "nothing is fetched"
+
+
+def test_a_run_against_a_held_duckdb_file_archives_and_exits_3(sim, request, tmp_path) -> None:
+    state, _ = sim
+    path, config = setup_world(request, "duckdb", tmp_path, sim)
+    state.set_time(SLOTS[0] + FETCH_OFFSET)
+    holder = duckdb.connect(config.warehouse.url.removeprefix("duckdb:///"))
+    try:
+        code, out, err = finish(cli(path, state, "run", "--at", SLOTS[0].isoformat(), "--force-slot",
+                                    extra_env={"NUGEN_TEST_DUCKDB_BUSY_S": "1"}))
+    finally:
+        holder.close()
+    assert code == 3, err
+    assert "Traceback" not in err and "Traceback" not in out
+    assert "warehouse load pending for 3 account(s)" in err and "locked by another process" in err
+    assert state.request_count() == 3
+    assert lake_dump(config.storage_root)["account_runs"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from ..pending import PendingJournal
 from ..warehouse import Warehouse
 
 # name -> (query counting offending rows, what it means). One bound parameter: the slot
@@ -66,3 +67,16 @@ def slot_row_counts(warehouse: Warehouse, snapshot_at: datetime) -> dict[str, in
         (n,), = warehouse.fetch_all(f"select count(*) from nugen.{table} where snapshot_at = ?", [snapshot_at])
         counts[table] = int(n)
     return counts
+
+
+def overdue_loads(journal: PendingJournal, alert_hours: float, *, now: datetime) -> list[Problem]:
+    """One problem per pending-load journal entry older than ``alert_hours``, naming the command
+    that loads it."""
+    problems = []
+    for entry in journal.entries():
+        if (now - entry.since).total_seconds() > alert_hours * 3600:
+            problems.append(Problem(
+                "warehouse_load_pending", len(entry.outcomes),
+                f"account(s) of slot {entry.snapshot_at.isoformat()} archived but not in the warehouse since "
+                f"{entry.since.isoformat()} ({entry.reason}); run `nugen-etl load-pending --config FILE`"))
+    return problems

@@ -99,7 +99,8 @@ def snapshot_batch(account_ids: Sequence[str], context: Mapping[str, Any]) -> di
 def publish(context: Mapping[str, Any]) -> dict[str, Any]:
     """Log the slot's outcomes, run the data-quality checks (raise on any problem), fill the asset events."""
     from ..pipeline import open_configured_warehouse
-    from .quality import check_slot, slot_outcomes, slot_row_counts
+    from ..pending import PendingJournal
+    from .quality import check_slot, overdue_loads, slot_outcomes, slot_row_counts
 
     config = _config_without_keys()
     slot = run_slot(context, config.granularity)
@@ -108,6 +109,9 @@ def publish(context: Mapping[str, Any]) -> dict[str, Any]:
         outcomes = slot_outcomes(warehouse, slot)
         rows = slot_row_counts(warehouse, slot)
         problems = check_slot(warehouse, slot)
+    _, get_connection = airflow_lookups()
+    problems += overdue_loads(PendingJournal(open_task_storage(config, get_connection)),
+                              config.warehouse.pending_alert_hours, now=utcnow())
     log.info("slot %s: outcomes %s; rows %s", slot.isoformat(), outcomes, rows)
     if problems:
         for problem in problems:
@@ -170,6 +174,10 @@ def raise_for_failures(summary: RunSummary) -> None:
     succeed later (rejected key, missing key), else ``BatchFailed`` (Airflow retries it)."""
     failed = summary.failed_accounts
     if not failed:
+        if summary.pending:  # archived and in the lake: the retry skips their fetch and loads them first
+            raise BatchFailed(f"{len(summary.pending)} account(s) archived and in the lake, warehouse load "
+                              f"pending ({next(iter(summary.pending.values()))}); a retry calls the API for "
+                              "none of them and loads them from the raw archive")
         return
     outcomes = {r.account_id: str(r.outcome) for r in summary.runs}
     retriable = [a for a in failed if _retriable(summary.errors.get(a), outcomes.get(a))]
