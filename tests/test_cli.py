@@ -169,6 +169,7 @@ def test_demo_runs_offline_and_reports(tmp_path, capsys) -> None:
     assert "read_parquet(" not in out, "a file glob over a Delta table also reads replaced files"
     command = lake_example_command(demo / "model_snapshots")
     assert f"Example query   : {command}\n" in out
+    assert "While runs write : query the Delta tables as above (never blocks a run)" in out
     snapshots = DeltaTable(str(demo / "model_snapshots")).to_pyarrow_table()
     assert snapshots.num_rows > 5
 

@@ -15,6 +15,8 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
+from contextlib import contextmanager
+from typing import Iterator
 
 import pytest
 
@@ -30,6 +32,8 @@ from nugen_etl.simulator import Fault, SimulatorState, serve
 from nugen_etl.slots import floor_slot
 from nugen_etl.warehouse import open_warehouse
 
+from .test_pending_loads import read_only_reader
+from .test_warehouse_reconnect import connections_refused
 from .airflow_helpers import (DAGS, REPO, AirflowProcess, base_env, conn_env_name, http_connection,
                               init_airflow_home, postgres_connection)
 
@@ -271,6 +275,17 @@ def bad_answer(slot: datetime) -> RawAnswer:
                      http_status=200, body=json.dumps(body).encode(), headers={"content-type": "application/json"})
 
 
+@contextmanager
+def warehouse_unavailable(request: pytest.FixtureRequest, url: str) -> Iterator[None]:
+    if url.startswith("duckdb:///"):
+        with read_only_reader(url.removeprefix("duckdb:///")):
+            yield
+        return
+    database = url.rsplit("/", 1)[1].split("?")[0]
+    with connections_refused(request.getfixturevalue("pg_admin_url"), database):
+        yield
+
+
 @pytest.fixture(scope="module")
 def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     """One Airflow process, one simulator, one storage root; every dag.test() run of the scenario, in order."""
@@ -361,6 +376,20 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             state.set_time(None)
             out["closed"] = closed
             out["maintenance"], = proc.run([{"dag_id": MAINTENANCE_ID, "logical_date": None}])
+            # 9. the warehouse unavailable during a live run of the previous hour (a reader holding the DuckDB
+            # file in another process, or PostgreSQL refusing connections), then back; the next run (the
+            # current interval again) loads the held slot from the raw archive
+            held = slot - HOUR
+            out["held_slot"], before = held, counts(state)
+            back = {**warehouse_env, "NUGEN_ETL_CONFIG": str(toml)}  # step 7 pointed the tasks at `rebuilt`
+            with warehouse_unavailable(request, warehouse):
+                out["held"], = proc.run([{"dag_id": DAG_ID, "logical_date": held}], env=back)
+            out["held_requests"] = {a: n - before[a] for a, n in counts(state).items()}
+            out["held_rows_before"] = rows_of(warehouse, held)
+            before = counts(state)
+            out["caught"], = proc.run([{"dag_id": DAG_ID, "logical_date": datetime.now(UTC)}])
+            out["caught_requests"] = {a: n - before[a] for a, n in counts(state).items()}
+            out["held_rows_after"], out["held_runs_after"] = rows_of(warehouse, held), runs_of(warehouse, held)
         finally:
             proc.close()
         yield SimpleNamespace(**out)
@@ -512,3 +541,19 @@ def pa_table(data):
     import pyarrow as pa
 
     return pa.table(data)
+
+
+def test_a_run_whose_warehouse_is_unavailable_archives_and_the_next_run_catches_up(world) -> None:
+    """The held run calls the API once per account (its retry calls it for none), fails its batches with
+    the loads pending, and writes nothing to the warehouse; the next run loads the held slot from the
+    raw archive with no API call for it."""
+    held = world.held
+    assert held.states("snapshot_batch") == ["failed", "failed", "failed"], why(world)
+    real = [a for a in world.state.account_ids]
+    assert {a: world.held_requests[a] for a in real} == dict.fromkeys(real, 1), why(world)
+    assert world.held_rows_before == {}
+    assert {a: n for a, n in world.caught_requests.items() if a is not None} == dict.fromkeys(real, 0)
+    expected = {a: len(world.state.models_at(a, datetime.now(UTC))) for a in real if a != world.state.empty_account_id}
+    assert world.held_rows_after == expected, why(world)
+    assert {a: o for a, (o, _, _) in world.held_runs_after.items()} == {
+        "acct-0001": "ok", "acct-0002": "ok", "acct-0003": "ok", "acct-0004": "empty", REJECTED: "auth_failed"}

@@ -174,10 +174,13 @@ def raise_for_failures(summary: RunSummary) -> None:
     succeed later (rejected key, missing key), else ``BatchFailed`` (Airflow retries it)."""
     failed = summary.failed_accounts
     if not failed:
-        if summary.pending:  # archived and in the lake: the retry skips their fetch and loads them first
-            raise BatchFailed(f"{len(summary.pending)} account(s) archived and in the lake, warehouse load "
-                              f"pending ({next(iter(summary.pending.values()))}); a retry calls the API for "
-                              "none of them and loads them from the raw archive")
+        mine = {r.account_id for r in summary.runs} | set(summary.skipped)
+        pending = set(summary.pending) | {a for e in summary.backlog if e["snapshot_at"] == (
+            summary.snapshot_at.isoformat() if summary.snapshot_at else None) for a in e["accounts"] if a in mine}
+        if pending:  # archived and in the lake: the retry skips their fetch and loads them first
+            raise BatchFailed(f"{len(pending)} account(s) archived and in the lake, warehouse load pending "
+                              f"({next(iter(summary.pending.values()), 'the warehouse is still unavailable')}); "
+                              "a retry calls the API for none of them and loads them from the raw archive")
         return
     outcomes = {r.account_id: str(r.outcome) for r in summary.runs}
     retriable = [a for a in failed if _retriable(summary.errors.get(a), outcomes.get(a))]
