@@ -101,6 +101,8 @@ def run_snapshot(config: Config, *, snapshot_at: datetime, accounts: Sequence[Ac
                 if owned_clients:
                     for client in clients.values():
                         client.close()
+        if wh is not None:
+            _show_pending(wh, journal)
     summary.backlog = _backlog(journal, config.warehouse.pending_alert_hours, now=utcnow())
     return summary.finish()
 
@@ -118,6 +120,7 @@ def load_pending(config: Config, *, warehouse: Warehouse | None = None, storage:
         if wh is not None:
             _catch_up(storage, wh, journal, summary, max_slots=max_slots,
                       batch_accounts=config.warehouse.batch_accounts)
+            _show_pending(wh, journal)
     summary.backlog = _backlog(journal, config.warehouse.pending_alert_hours, now=utcnow())
     return summary.finish()
 
@@ -152,6 +155,21 @@ def _catch_up(storage: Storage, warehouse: Warehouse, journal: PendingJournal, s
             summary.record_error(account_id, message)
     if summary.caught_up:
         log.info("caught up %d pending warehouse load(s) from the raw archive", len(summary.caught_up))
+
+
+def _show_pending(warehouse: Warehouse, journal: PendingJournal) -> None:
+    """Copy the journal into ``nugen.pending_loads`` (what ``account_health`` shows); a warehouse that
+    refuses it only leaves the table as it was."""
+    loads: dict[tuple[str, datetime], tuple[str, datetime, datetime, str]] = {}
+    for entry in journal.entries():
+        for account_id in entry.account_ids:
+            known = loads.get((account_id, entry.snapshot_at))
+            if known is None or entry.since < known[2]:
+                loads[(account_id, entry.snapshot_at)] = (account_id, entry.snapshot_at, entry.since, entry.reason)
+    try:
+        warehouse.record_pending_loads(sorted(loads.values()))
+    except WarehouseError as exc:
+        log.warning("could not record the pending loads in the warehouse: %s", exc)
 
 
 def _loaded_runs(warehouse: Warehouse, slot: datetime, account_ids: Sequence[str]) -> dict[str, tuple]:

@@ -126,7 +126,9 @@ SELECT s.account_id, s.last_success_at, latest.outcome AS last_outcome,
            AND f.outcome IN ('failed', 'auth_failed')
            AND (s.last_success_at IS NULL OR f.snapshot_at > s.last_success_at)
        ) AS consecutive_failures,
-       s.last_run_at
+       s.last_run_at,
+       (SELECT COUNT(*) FROM nugen.pending_loads AS p WHERE p.account_id = s.account_id) AS pending_loads,
+       (SELECT MIN(since) FROM nugen.pending_loads AS p WHERE p.account_id = s.account_id) AS pending_since
 FROM summary AS s
 JOIN nugen.account_runs AS latest
   ON latest.account_id = s.account_id AND latest.snapshot_at = s.last_run_at;

@@ -20,7 +20,7 @@ import pytest
 
 from nugen_etl.config import Config, load_config
 from nugen_etl.pending import PendingJournal
-from nugen_etl.pipeline import load_pending, run_snapshot
+from nugen_etl.pipeline import load_pending, open_configured_warehouse, run_snapshot
 from nugen_etl.raw_archive import list_archived_slots
 from nugen_etl.simulator import SimulatorState, serve
 from nugen_etl.storage import LocalStorage
@@ -68,6 +68,13 @@ def assert_archived_and_in_lake(config: Config, slot) -> None:
     assert len(archived) == ACCOUNTS
     runs = [r for r in lake_dump(config.storage_root)["account_runs"] if r["snapshot_at"] == slot]
     assert len(runs) == ACCOUNTS and {r["outcome"] for r in runs} <= {"ok", "empty"}
+
+
+def health(config: Config) -> dict[str, tuple[int, bool]]:
+    """account_health's pending loads per account: (count, whether pending_since is set)."""
+    with open_configured_warehouse(config) as wh:
+        rows = wh.fetch_all("SELECT account_id, pending_loads, pending_since FROM nugen.account_health")
+    return {a: (int(n), since is not None) for a, n, since in rows}
 
 
 @contextmanager
@@ -157,10 +164,12 @@ def test_a_warehouse_failing_mid_batch_defers_only_that_batch(request: pytest.Fi
             conn.execute("DROP TRIGGER refuse ON nugen.account_runs")
         assert [s.exit_code for s in failing] == [EXIT_LOAD_PENDING] * 2
         assert all(list(s.pending) == [last] and "disk full (simulated)" in s.pending[last] for s in failing)
+        assert health(config) == {a: (2, True) if a == last else (0, False) for a in state.account_ids}
         assert len(failing[1].caught_up) == 0, "the pending slot failed again and stays pending"
         caught = load_pending(config)
         assert caught.exit_code == 0 and sorted(caught.caught_up) == sorted(
             f"{slot.isoformat()} {last}" for slot in SLOTS[1:])
+        assert health(config) == {a: (0, False) for a in state.account_ids}
         assert config_dump(config) == expected_wh
 
 

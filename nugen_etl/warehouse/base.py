@@ -118,6 +118,19 @@ class Warehouse(ABC):
             raise WarehouseError(f"{self.engine} warehouse {self.url}: rebuilding the rollups failed: "
                                  f"{type(exc).__name__}: {exc}") from exc
 
+    def record_pending_loads(self, loads: Sequence[tuple[str, datetime, datetime, str]]) -> None:
+        """Make ``nugen.pending_loads`` hold exactly ``loads`` (account_id, snapshot_at, since, reason),
+        in one transaction (``account_health`` shows them)."""
+        upsert = ("INSERT INTO nugen.pending_loads AS t (account_id, snapshot_at, since, reason) VALUES (?, ?, ?, ?) "
+                  "ON CONFLICT (account_id, snapshot_at) DO UPDATE SET since = excluded.since, reason = excluded.reason")
+        try:
+            self._run_in_transaction([("DELETE FROM nugen.pending_loads", ()), *[(upsert, load) for load in loads]])
+        except WarehouseError:
+            raise
+        except Exception as exc:
+            raise WarehouseError(f"{self.engine} warehouse {self.url}: recording the pending loads failed: "
+                                 f"{type(exc).__name__}: {exc}") from exc
+
     @abstractmethod
     def _run_in_transaction(self, statements: Sequence[Statement]) -> None:
         """Run ``statements`` (``?`` placeholders) in one transaction."""
