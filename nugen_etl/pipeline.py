@@ -16,7 +16,7 @@ from .fetch import ApiClient, RetryPolicy
 from .lake import Lake, open_lake
 from .errors import WarehouseError
 from .load import SlotWriter
-from .pending import PendingJournal
+from .pending import PendingJournal, PendingLoad
 from .raw_archive import archived_accounts, list_archived_slots, write_raw_answer
 from .records import SUCCESS_OUTCOMES, AccountRun, RawAnswer, as_utc
 from .replay import Item, choose_replay, replay_days, replay_items
@@ -130,7 +130,7 @@ def _catch_up(storage: Storage, warehouse: Warehouse, journal: PendingJournal, s
     """Load the journal's oldest ``max_slots`` slots; stop at the first load that fails (the warehouse
     is in trouble: the rest waits for the next try). An account whose warehouse row already holds the
     archived answer it would load (a load that committed just before a crash) is not loaded again."""
-    entries = journal.entries()
+    entries = _entries(journal)
     slots = sorted({e.snapshot_at for e in entries})
     chosen = set(slots if max_slots is None else slots[:max_slots])
     for entry in (e for e in entries if e.snapshot_at in chosen):
@@ -147,9 +147,15 @@ def _catch_up(storage: Storage, warehouse: Warehouse, journal: PendingJournal, s
                 warehouse.load(todo[start:start + batch_accounts])
         except WarehouseError as exc:
             log.warning("catch-up of slot %s stopped: %s", slot.isoformat(), exc)
-            journal.update(entry, entry.outcomes, f"catch-up failed: {exc}")
+            try:
+                journal.update(entry, entry.outcomes, f"catch-up failed: {exc}")
+            except OSError as error:
+                log.error("the pending-load journal could not be updated (%s)", error)
             return
-        journal.clear(entry.key)
+        try:
+            journal.clear(entry.key)
+        except OSError as exc:  # loaded: the next catch-up finds the rows in place and loads nothing
+            log.error("the pending-load journal entry %s could not be removed (%s)", entry.key, exc)
         summary.caught_up += [f"{slot.isoformat()} {load.run.account_id}" for load in todo]
         for account_id, message in replay.errors.items():
             summary.record_error(account_id, message)
@@ -157,11 +163,21 @@ def _catch_up(storage: Storage, warehouse: Warehouse, journal: PendingJournal, s
         log.info("caught up %d pending warehouse load(s) from the raw archive", len(summary.caught_up))
 
 
+def _entries(journal: PendingJournal) -> list[PendingLoad]:
+    """The journal's entries; none (logged) when the storage cannot list or read them: a storage root
+    that is down fails its accounts' archive and lake writes, not the run."""
+    try:
+        return journal.entries()
+    except OSError as exc:
+        log.error("cannot read the pending-load journal: %s", exc)
+        return []
+
+
 def _show_pending(warehouse: Warehouse, journal: PendingJournal) -> None:
     """Copy the journal into ``nugen.pending_loads`` (what ``account_health`` shows); a warehouse that
     refuses it only leaves the table as it was."""
     loads: dict[tuple[str, datetime], tuple[str, datetime, datetime, str]] = {}
-    for entry in journal.entries():
+    for entry in _entries(journal):
         for account_id in entry.account_ids:
             known = loads.get((account_id, entry.snapshot_at))
             if known is None or entry.since < known[2]:
@@ -184,14 +200,14 @@ def _archived_successes(journal: PendingJournal, snapshot_at: datetime) -> set[s
     """Accounts the journal holds an archived ok/empty answer of ``snapshot_at`` for (their load is
     pending: a retry must not call the API for them again)."""
     success = {str(o) for o in SUCCESS_OUTCOMES}
-    return {a for e in journal.entries() if e.snapshot_at == snapshot_at
+    return {a for e in _entries(journal) if e.snapshot_at == snapshot_at
             for a, outcome in e.outcomes.items() if outcome in success}
 
 
 def _backlog(journal: PendingJournal, alert_hours: float, *, now: datetime) -> list[dict]:
     """The journal's entries, each marked overdue once pending longer than ``alert_hours``."""
     backlog = []
-    for entry in journal.entries():
+    for entry in _entries(journal):
         overdue = (now - entry.since).total_seconds() > alert_hours * 3600
         backlog.append({"snapshot_at": entry.snapshot_at.isoformat(), "accounts": entry.account_ids,
                         "since": entry.since.isoformat(), "reason": entry.reason, "overdue": overdue})

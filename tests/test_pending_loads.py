@@ -25,9 +25,10 @@ from nugen_etl.raw_archive import list_archived_slots
 from nugen_etl.simulator import SimulatorState, serve
 from nugen_etl.storage import LocalStorage
 from nugen_etl.summary import EXIT_LOAD_PENDING
+from nugen_etl.warehouse import duckdb as duckdb_module
 from nugen_etl.warehouse.duckdb import DuckDBWarehouse
 
-from .conftest import fresh_warehouse_url
+from .conftest import ENGINES, fresh_warehouse_url
 from .e2e_helpers import FETCH_OFFSET, T0, environ_for, write_toml_config
 from .state_helpers import config_dump, lake_dump
 from .test_warehouse_reconnect import connections_refused
@@ -147,21 +148,43 @@ def test_a_postgres_refusing_connections_defers_the_load_and_load_pending_catche
         assert config_dump(config) == expected_wh
 
 
-@pytest.mark.postgres
-def test_a_warehouse_failing_mid_batch_defers_only_that_batch(request: pytest.FixtureRequest, tmp_path: Path) -> None:
-    """A real failure inside the second batch's transaction (a trigger refusing one account's run row):
-    the first batch loads, the second stays pending with the server's message, and loads once fixed."""
-    expected_wh, _ = reference(request, "postgresql", tmp_path / "reference")
-    with world(request, "postgresql", tmp_path / "outage") as (state, config, path):
-        last = sorted(state.account_ids)[-1]  # alone in the second batch of 2
+@contextmanager
+def refusing(engine: str, config: Config, account_id: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A real error inside the warehouse's transaction whenever a load holds ``account_id``: on PostgreSQL
+    a trigger refusing its run row; on DuckDB (no triggers) a failing statement appended to the load."""
+    if engine == "postgresql":
         with psycopg.connect(config.warehouse.url, autocommit=True) as conn:
-            assert run_at(state, config, SLOTS[0]).exit_code == 0
             conn.execute("CREATE FUNCTION nugen.refuse() RETURNS trigger LANGUAGE plpgsql AS "
                          "$$ BEGIN RAISE EXCEPTION 'disk full (simulated)'; END $$")
             conn.execute(f"CREATE TRIGGER refuse BEFORE INSERT ON nugen.account_runs FOR EACH ROW "
-                         f"WHEN (NEW.account_id = '{last}') EXECUTE FUNCTION nugen.refuse()")
+                         f"WHEN (NEW.account_id = '{account_id}') EXECUTE FUNCTION nugen.refuse()")
+            try:
+                yield
+            finally:
+                conn.execute("DROP TRIGGER refuse ON nugen.account_runs")
+        return
+    real = duckdb_module.load_statements
+
+    def statements(batch, **options):  # type: ignore[no-untyped-def]
+        failing = [("SELECT error('disk full (simulated)')", ())] if account_id in batch.account_ids else []
+        return [*real(batch, **options), *failing]
+
+    with monkeypatch.context() as patch:
+        patch.setattr(duckdb_module, "load_statements", statements)
+        yield
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_warehouse_failing_mid_batch_defers_only_that_batch(
+        engine: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch holding the refused account fails, is retried one by one, and only that account's load
+    stays pending, with the warehouse's message; it loads once the fault is gone."""
+    expected_wh, _ = reference(request, engine, tmp_path / "reference")
+    with world(request, engine, tmp_path / "outage") as (state, config, path):
+        last = sorted(state.account_ids)[-1]
+        assert run_at(state, config, SLOTS[0]).exit_code == 0
+        with refusing(engine, config, last, monkeypatch):
             failing = [run_at(state, config, slot) for slot in SLOTS[1:]]
-            conn.execute("DROP TRIGGER refuse ON nugen.account_runs")
         assert [s.exit_code for s in failing] == [EXIT_LOAD_PENDING] * 2
         assert all(list(s.pending) == [last] and "disk full (simulated)" in s.pending[last] for s in failing)
         assert health(config) == {a: (2, True) if a == last else (0, False) for a in state.account_ids}

@@ -194,8 +194,11 @@ def test_unreachable_postgres_with_password_says_so_without_it(sim, tmp_path: Pa
     t = Transcript(env)
     closed = f"postgresql://etl:{password}@127.0.0.1:1/nowhere"
     config = write_config(tmp_path, server.base_url, list(state.account_ids), closed, password_env=True)
-    err = t.cli("unreachable warehouse", config, "run", "--at", SLOT.isoformat(), "--force-slot", expect=1)
+    err = t.cli("unreachable warehouse", config, "run", "--at", SLOT.isoformat(), "--force-slot", expect=3)
     assert "cannot connect to PostgreSQL warehouse postgresql://etl:***@127.0.0.1:1/nowhere" in err
+    journal = sorted(tmp_path.rglob("pending/*.json"))
+    assert journal, "the deferred loads are journaled, with the reason"
+    t.files(journal[0].parent.parent)  # the storage root: the journal with its reasons, the raw archive, the lake
     with pytest.raises(NugenEtlError) as info:
         open_warehouse(closed, password=password)
     t.items.append(("exception", "".join(traceback.format_exception(info.value))))
