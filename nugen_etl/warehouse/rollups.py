@@ -184,13 +184,15 @@ def _health_from(spans: str) -> str:
     (account_health's rules: failures counted since the last success, all of them if none)."""
     return f"""
 INSERT INTO nugen.rollup_account_health ({_list(HEALTH_COLUMNS)})
-SELECT s.account_id, s.last_success_at, latest.outcome,
+SELECT s.account_id, s.last_success_at,
+       (SELECT latest.outcome FROM nugen.account_runs AS latest  -- a key lookup, not a join over all runs
+         WHERE latest.account_id = s.account_id AND latest.snapshot_at = s.last_run_at),
        (SELECT COUNT(*) FROM nugen.account_runs AS f
          WHERE f.account_id = s.account_id AND f.outcome IN {_FAILED}
            AND f.snapshot_at > COALESCE(s.last_success_at, CAST('-infinity' AS TIMESTAMPTZ))),
        s.last_run_at
 FROM ({spans}) AS s
-JOIN nugen.account_runs AS latest ON latest.account_id = s.account_id AND latest.snapshot_at = s.last_run_at"""
+WHERE s.last_run_at IS NOT NULL"""
 
 
 # --- maintenance inside a load -----------------------------------------------------------------
@@ -255,8 +257,9 @@ def maintenance_statements(first_day: date | None, last_day: date | None, *,
          "CROSS JOIN LATERAL (SELECT COUNT(*) AS n FROM nugen.model_snapshots AS m"
          " WHERE m.account_id = d.account_id AND m.snapshot_at >= CAST(d.day AS TIMESTAMPTZ)"
          " AND m.snapshot_at < CAST(d.day AS TIMESTAMPTZ) + INTERVAL '1 day'"
-         " AND m.snapshot_date >= ? AND m.snapshot_date <= ? OFFSET 0) AS w "
-         "WHERE w.n = d.snapshot_rows", (first_day, last_day)),
+         # constants DuckDB prunes by; on PostgreSQL the key alone answers (no heap column is read)
+         " AND m.snapshot_at >= CAST(? AS TIMESTAMPTZ) AND m.snapshot_at < CAST(? AS TIMESTAMPTZ) OFFSET 0) AS w "
+         "WHERE w.n = d.snapshot_rows", (first_day.isoformat(), (last_day + timedelta(days=1)).isoformat())),
         (f"CREATE TEMPORARY TABLE rollup_key_snapshots AS {touched_ks}", ()),
         # The model_keys whose rows the batch touched, with their span before it (for the fallbacks).
         ("CREATE TEMPORARY TABLE rollup_keys AS "
