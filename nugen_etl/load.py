@@ -9,7 +9,7 @@ from datetime import datetime
 
 from .errors import WarehouseBusy, WarehouseError, WarehouseUnavailable
 from .lake import Lake, LakeError
-from .pending import PendingJournal, PendingLoad
+from .pending import LOADING, PendingJournal, PendingLoad
 from .records import SlotLoad, table_rows
 from .schemas import MODEL_SNAPSHOTS
 from .slots import utcnow
@@ -149,7 +149,7 @@ class SlotWriter:
         except OSError as exc:
             log.error("the pending-load journal could not be written (%s); loading the batch anyway", exc)
             return None
-        return PendingLoad(key=key, snapshot_at=slot, outcomes=outcomes, since=now, reason="loading")
+        return PendingLoad(key=key, snapshot_at=slot, outcomes=outcomes, since=now, reason=LOADING)
 
     def _load_batch(self, batch: list[SlotLoad]) -> dict[str, str]:
         """Load the batch (then one by one if it fails); the accounts whose load did not commit, with why."""

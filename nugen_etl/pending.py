@@ -18,11 +18,15 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from .storage import Storage, StorageError
 
 FOLDER = "pending"
+LOADING = "loading"  # the reason of an entry whose load is under way
+# An entry still "loading" after this long was left by a process that died before its commit; younger
+# ones belong to a load in flight (another process's, on the same storage root) and are left alone.
+IN_FLIGHT = timedelta(minutes=10)
 _SLOT_FORMAT = "%Y%m%dT%H%M%S%fZ"
 
 
@@ -40,6 +44,9 @@ class PendingLoad:
     def account_ids(self) -> list[str]:
         return sorted(self.outcomes)
 
+    def in_flight(self, now: datetime) -> bool:
+        return self.reason == LOADING and now - self.since < IN_FLIGHT
+
 
 class PendingJournal:
     """The ``pending/`` entries of one storage root (local or S3)."""
@@ -48,7 +55,7 @@ class PendingJournal:
         self._storage = storage
 
     def mark(self, snapshot_at: datetime, outcomes: Mapping[str, str], *, now: datetime,
-             reason: str = "loading") -> str:
+             reason: str = LOADING) -> str:
         """Record the accounts' load of ``snapshot_at`` as not committed; returns the entry's key."""
         accounts = sorted(outcomes)
         batch = hashlib.sha256("\n".join(accounts).encode()).hexdigest()[:20]

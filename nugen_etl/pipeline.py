@@ -164,10 +164,12 @@ def _catch_up(storage: Storage, warehouse: Warehouse, journal: PendingJournal, s
 
 
 def _entries(journal: PendingJournal) -> list[PendingLoad]:
-    """The journal's entries; none (logged) when the storage cannot list or read them: a storage root
-    that is down fails its accounts' archive and lake writes, not the run."""
+    """The journal's entries but those of loads in flight (another run's, on the same storage root);
+    none (logged) when the storage cannot list or read them: a storage root that is down fails its
+    accounts' archive and lake writes, not the run."""
     try:
-        return journal.entries()
+        now = utcnow()
+        return [e for e in journal.entries() if not e.in_flight(now)]
     except OSError as exc:
         log.error("cannot read the pending-load journal: %s", exc)
         return []

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from nugen_etl.config import Config, load_config
-from nugen_etl.pending import PendingJournal
+from nugen_etl.pending import IN_FLIGHT, PendingJournal
 from nugen_etl.pipeline import load_pending, open_configured_warehouse, run_snapshot
 from nugen_etl.raw_archive import list_archived_slots
 from nugen_etl.simulator import SimulatorState, serve
@@ -232,3 +232,21 @@ def test_a_load_that_committed_before_its_journal_entry_was_cleared_is_not_loade
         again = load_pending(config)
         assert again.caught_up == [] and again.exit_code == 0 and journal.entries() == []
         assert config_dump(config) == loaded
+
+
+def test_an_entry_of_a_load_in_flight_is_left_to_its_process_and_a_stale_one_is_caught_up(
+        request: pytest.FixtureRequest, tmp_path: Path, short_duckdb_wait: None) -> None:
+    """A "loading" entry younger than IN_FLIGHT belongs to another process's load under way: no run
+    reports or loads it. Older, it was left by a process that died before its commit, and is caught up."""
+    with world(request, "duckdb", tmp_path / "outage") as (state, config, path):
+        assert run_at(state, config, SLOTS[0]).exit_code == 0
+        journal = PendingJournal(LocalStorage(config.storage_root))
+        outcomes = {a: "ok" for a in state.account_ids}
+        now = datetime.now(timezone.utc)
+        journal.mark(SLOTS[0], outcomes, now=now)
+        fresh = load_pending(config)
+        assert fresh.exit_code == 0 and fresh.backlog == [] and len(journal.entries()) == 1
+        journal.mark(SLOTS[0], outcomes, now=now - IN_FLIGHT - timedelta(minutes=1))
+        stale = load_pending(config)
+        assert stale.exit_code == 0 and stale.caught_up == [] and journal.entries() == [], \
+            "its loads had committed: nothing is loaded again, the entry goes"
