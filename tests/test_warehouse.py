@@ -754,17 +754,17 @@ def test_pg_concurrent_migrate(pg_url: str) -> None:
 
 @pytest.mark.postgres
 def test_pg_copy_sent_in_slices_keeps_every_row_and_value(pg_url: str, monkeypatch) -> None:
-    from nugen_etl.warehouse import postgres
+    from nugen_etl.warehouse import pg_binary, postgres
 
     monkeypatch.setattr(postgres, "COPY_CHUNK_ROWS", 2)
     slice_rows: list[int] = []
-    write_csv = postgres.pa_csv.write_csv
+    encode_rows = pg_binary.encode_rows
 
-    def counting_write_csv(data, *args, **kwargs):
-        slice_rows.append(data.num_rows)
-        return write_csv(data, *args, **kwargs)
+    def counting_encode_rows(batch, *args, **kwargs):
+        slice_rows.append(batch.num_rows)
+        return encode_rows(batch, *args, **kwargs)
 
-    monkeypatch.setattr(postgres.pa_csv, "write_csv", counting_write_csv)
+    monkeypatch.setattr(pg_binary, "encode_rows", counting_encode_rows)
     models = [{"model_id": f"m-{i}", "name": s, "creator": s[::-1], "usage_count": i}
               for i, s in enumerate(HOSTILE)]
     with open_warehouse(pg_url) as wh:
@@ -934,8 +934,7 @@ def test_metrics_a_snapshot_cannot_hold_twice_are_refused(warehouse: Warehouse, 
 
 
 def test_non_finite_metric_values_load_too(warehouse: Warehouse) -> None:
-    """Flattening never writes NaN or infinities, but a hand-built load may: they go through
-    PostgreSQL's binary COPY (CSV has no spelling for them) and come back as they were."""
+    """Flattening never writes NaN or infinities, but a hand-built load may: they come back as they were."""
     warehouse.migrate()
     base = ok_slot("acme", at(1), [{"model_id": "m1"}])
     values = [("a", float("nan")), ("b", float("inf")), ("c", float("-inf")), ('d"{,}', 0.5)]
