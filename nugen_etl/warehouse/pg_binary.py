@@ -87,17 +87,9 @@ def _fixed(column: pa.Array) -> pa.Array:
     cells = np.empty((n, 4 + width), np.uint8)
     cells[:, :4] = np.frombuffer(width.to_bytes(4, "big"), np.uint8)
     cells[:, 4:] = raw.view(np.uint8).reshape(n, width)
-    lengths = np.full(n, 4 + width, np.int32)
-    if column.null_count:
-        null = column.is_null().to_numpy(zero_copy_only=False)
-        cells[null, :4] = 0xFF
-        lengths[null] = 4
-        data = cells[np.ones((n, 4 + width), bool) & ~(null[:, None] & (np.arange(4 + width) >= 4))]
-    else:
-        data = cells.ravel()
-    offsets = np.zeros(n + 1, np.int32)
-    np.cumsum(lengths, out=offsets[1:])
-    return pa.BinaryArray.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    values = pa.FixedSizeBinaryArray.from_buffers(pa.binary(4 + width), n, [None, pa.py_buffer(cells)])
+    values = values.cast(pa.binary())
+    return pc.if_else(column.is_null(), pa.scalar(_NULL, pa.binary()), values) if column.null_count else values
 
 
 def _with_length(values: pa.Array) -> pa.Array:
