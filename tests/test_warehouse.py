@@ -17,12 +17,15 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 - pa.compute
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from nugen_etl import schemas
 from nugen_etl.errors import ConfigError, WarehouseBusy, WarehouseError
 from nugen_etl.records import AccountRun, Outcome, SlotLoad
-from nugen_etl.warehouse import Warehouse, migrations, open_warehouse
+from nugen_etl.warehouse import Warehouse, base, migrations, open_warehouse
 from nugen_etl.warehouse.base import mask_url
 
 from .conftest import ENGINES, fresh_warehouse_url
@@ -360,6 +363,44 @@ def test_evaluations_seen_twice_in_one_batch(warehouse: Warehouse) -> None:
     assert warehouse.fetch_all(
         "SELECT status, first_seen_at, last_seen_at FROM nugen.evaluations"
     ) == [("NEWEST", at(1, 1), at(1, 3))]
+
+
+sightings = st.lists(st.tuples(
+    st.sampled_from(["acme", "beta"]), st.sampled_from(["ev-1", "ev-2"]), st.sampled_from(["m-a", "m-b", "m-c"]),
+    st.sampled_from(["READY", "DONE", "OLD"]), st.none() | st.integers(0, 3), st.none() | st.integers(0, 3)),
+    max_size=12)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sightings)
+def test_the_staged_evaluations_cut_picks_what_the_upsert_picks(tmp_path_factory, monkeypatch, rows) -> None:
+    """``upsert_candidates`` leaves the engine the same choice as the whole batch would: loading with and
+    without it gives the same evaluations rows, ties on last_seen_at and NULLs included."""
+    table = pa.Table.from_pylist([
+        {"account_id": a, "evaluation_id": e, "model_id": m, "status": s,
+         "first_seen_at": None if f is None else at(1, f), "last_seen_at": None if seen is None else at(1, seen)}
+        for a, e, m, s, f, seen in rows], schema=schemas.EVALUATIONS.schema)
+    loads = []
+    for account in ("acme", "beta"):
+        slot = ok_slot(account, at(1), models_abc())
+        own = table.filter(pa.compute.equal(table["account_id"], account))
+        loads.append(SlotLoad(slot.run, {**slot.tables, "evaluations": own}))
+    stored = []
+    for cut in (True, False):
+        with monkeypatch.context() as patch, \
+                open_warehouse(f"duckdb:///{tmp_path_factory.mktemp('wh') / 'w.duckdb'}") as wh:
+            if not cut:
+                patch.setattr(base, "upsert_candidates", lambda t: t)
+            wh.migrate()
+            wh.load(loads)
+            stored.append(wh.fetch_all("SELECT * FROM nugen.evaluations ORDER BY account_id, evaluation_id"))
+    assert stored[0] == stored[1]
+    newest: dict[tuple[str, str], int | None] = {}
+    for a, e, _, _, _, seen in rows:
+        if seen is not None:
+            newest[a, e] = max(seen, newest.get((a, e), seen))
+    expected = sum(1 for a, e, _, _, _, seen in rows if newest.get((a, e)) == seen)
+    assert base.upsert_candidates(table).num_rows == expected  # only the sightings that can win are sent
 
 
 def test_failure_never_overwrites_a_success(warehouse: Warehouse) -> None:

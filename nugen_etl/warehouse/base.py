@@ -237,6 +237,8 @@ def stage_batch(loads: Sequence[SlotLoad]) -> StagedBatch:
         [{"account_id": a, "snapshot_at": s} for a, s in data_keys], schema=SLOT_KEYS_SCHEMA)
     staged[staging_name(schemas.ACCOUNT_RUNS.name)] = _runs_table(
         [chosen[k].run for k in keys], account_ids)
+    evaluations = staging_name(schemas.EVALUATIONS.name)
+    staged[evaluations] = upsert_candidates(staged[evaluations])
     own = batch_rollups(staged[staging_name(schemas.MODEL_SNAPSHOTS.name)])
     staged["stg_rollup_days"], staged["stg_rollup_daily"] = own.days, own.daily
     staged["stg_rollup_status_changes"] = own.status_changes
@@ -347,6 +349,31 @@ def _conform(table: pa.Table, spec: TableSpec, account_id: str, snapshot_at: dat
             raise WarehouseError(f"{where}: column {field.name} contains a NUL character, "
                                  "which the warehouse cannot store")
     return table
+
+
+def upsert_candidates(evaluations: pa.Table) -> pa.Table:
+    """The staged evaluations the upsert can pick from: per key only the newest sightings (every row
+    if none has a ``last_seen_at``), each carrying the key's earliest ``first_seen_at``.
+
+    ``upsert_evaluations_sql`` reduces the batch to one row per key the same way: the row with the
+    newest ``last_seen_at`` (ties: the greatest model_id, compared by the engine), first/last seen
+    widened over all of the key's rows. Doing the first cut here sends a day's batch ~24x fewer
+    rows (a key is seen once a slot) and gives the same rows: the engine still breaks the ties.
+    """
+    if evaluations.num_rows < 2:
+        return evaluations
+    key = list(schemas.EVALUATIONS.primary_key)
+    spans = evaluations.group_by(key, use_threads=False).aggregate(
+        [("first_seen_at", "min"), ("last_seen_at", "max")])
+    if spans.num_rows == evaluations.num_rows:
+        return evaluations
+    joined = evaluations.join(spans, key, use_threads=False)
+    newest = pc.or_kleene(pc.equal(joined["last_seen_at"], joined["last_seen_at_max"]),
+                          pc.is_null(joined["last_seen_at_max"]))
+    kept = joined.filter(newest)
+    kept = kept.set_column(kept.schema.get_field_index("first_seen_at"), "first_seen_at",
+                           kept["first_seen_at_min"])
+    return kept.select(schemas.EVALUATIONS.schema.names).cast(schemas.EVALUATIONS.schema)
 
 
 def _runs_table(runs: list[AccountRun], account_ids: tuple[str, ...]) -> pa.Table:
