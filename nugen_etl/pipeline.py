@@ -20,7 +20,7 @@ from .pending import PendingJournal, PendingLoad
 from .raw_archive import archived_accounts, list_archived_slots, write_raw_answer
 from .records import SUCCESS_OUTCOMES, AccountRun, RawAnswer, as_utc
 from .replay import Item, choose_replay, replay_days, replay_items
-from .runtime import use_system_allocator_for_arrow
+from .runtime import bulk_gc, use_system_allocator_for_arrow
 from .slots import day_bounds, utcnow
 from .storage import Storage, open_storage
 from .summary import RunSummary
@@ -233,7 +233,7 @@ def backfill(config: Config, *, first: date, last: date, accounts: Sequence[str]
     day_bounds(first, last)  # refuses --to before --from
     summary = RunSummary(command="backfill", snapshot_at=None)
     storage = open_storage(config) if storage is None else storage
-    with run_lake(storage, "backfill", run_id) as lake, _warehouse_scope(config, warehouse) as wh, \
+    with bulk_gc(), run_lake(storage, "backfill", run_id) as lake, _warehouse_scope(config, warehouse) as wh, \
             wh.loading_in_bulk(), \
             SlotWriter(lake, wh, batch_size=None, max_rows=BACKFILL_MAX_ROWS, summary=summary,
                        overlap=True) as writer:

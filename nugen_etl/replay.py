@@ -31,6 +31,7 @@ import pyarrow as pa
 from .classify import Classified, classify_answer
 from .flatten import Flattened, flatten_answers
 from .raw_archive import read_raw_answer
+from .runtime import bulk_gc
 from .records import (
     SUCCESS_OUTCOMES, AccountRun, Outcome, PackedTables, RawAnswer, SlotLoad, gather, table_rows)
 from .storage import Storage
@@ -306,7 +307,8 @@ def _replay_unit_spooled(storage: Storage, day: date, account_ids: Sequence[str]
                          folder: str | None) -> ReplayedUnit:
     """In a replay worker: ``replay_unit``, its tables spooled to ``folder`` (held, without a folder or
     if that fails)."""
-    unit = replay_unit(storage, day, account_ids)
+    with bulk_gc():
+        unit = replay_unit(storage, day, account_ids)
     if folder is None:
         return unit.compacted()
     try:

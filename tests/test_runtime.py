@@ -40,3 +40,23 @@ def test_entry_points_use_the_system_allocator_unless_a_pool_is_chosen(tmp_path:
         assert out == [chosen, chosen]
     else:
         assert out[0] != "system" and out[1] == "system"   # pyarrow's own default is not malloc
+
+
+def test_bulk_gc_raises_the_threshold_nests_and_restores() -> None:
+    import gc
+
+    from nugen_etl.runtime import BULK_GC_THRESHOLD, bulk_gc
+
+    before = gc.get_threshold()
+    with bulk_gc():
+        assert gc.get_threshold()[0] == BULK_GC_THRESHOLD and gc.get_freeze_count() > 0
+        with bulk_gc():  # a replay in the backfill's own process
+            pass
+        assert gc.get_threshold()[0] == BULK_GC_THRESHOLD and gc.get_freeze_count() > 0
+        cycle: list = []
+        cycle.append(cycle)
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+    with pytest.raises(ValueError):
+        with bulk_gc():
+            raise ValueError("an error inside still restores")
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
