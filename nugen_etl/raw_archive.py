@@ -11,14 +11,14 @@ The functions take a Storage, or a local Path root (then they hand back Paths, n
 from __future__ import annotations
 
 import gzip
-import io
 import json
-import zlib
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import overload
+
+from isal import igzip, isal_zlib
 
 from .config import validate_account_id
 from .errors import ConfigError
@@ -29,6 +29,7 @@ from .storage import Storage, as_storage
 RAW_DIR = "raw"
 SUFFIX = ".raw.gz"
 FORMAT_VERSION = 1
+ARCHIVE_LEVEL = 1  # ISA-L levels run 0-3; 1 compresses a JSON answer ~5x
 
 
 def raw_answer_key(raw: RawAnswer) -> str:
@@ -55,11 +56,10 @@ def encode_raw_answer(raw: RawAnswer) -> bytes:
         "attempts": raw.attempts,
         "error": raw.error,
     }
-    buffer = io.BytesIO()
-    with gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=1, mtime=0) as gz:
-        gz.write(json.dumps(meta, ensure_ascii=True).encode() + b"\n")
-        gz.write(raw.body)
-    return buffer.getvalue()
+    # ISA-L's deflate: a standard gzip member, ~3x faster than zlib's level 1 at the same size (36 vs
+    # 107 us for a 15 KB answer), which is most of the archive stage's CPU.
+    return igzip.compress(json.dumps(meta, ensure_ascii=True).encode() + b"\n" + raw.body,
+                          compresslevel=ARCHIVE_LEVEL, mtime=0)
 
 
 def decode_raw_answer(data: bytes) -> RawAnswer:
@@ -79,11 +79,12 @@ def decode_raw_answer(data: bytes) -> RawAnswer:
 
 
 def _gunzip(data: bytes) -> bytes:
-    """``gzip.decompress``, through zlib in one call when ``data`` is one gzip member (as archived)."""
-    inflater = zlib.decompressobj(wbits=31)
+    """``gzip.decompress``, through ISA-L's inflate in one call when ``data`` is one gzip member (as
+    archived; ~1.7x faster than zlib's)."""
+    inflater = isal_zlib.decompressobj(wbits=31)
     try:
         out = inflater.decompress(data)
-    except zlib.error:
+    except isal_zlib.error:
         return gzip.decompress(data)  # its error names the problem the way a reader expects
     if not inflater.eof or inflater.unused_data:  # truncated, or more members: gzip's own reading decides
         return gzip.decompress(data)
