@@ -656,14 +656,12 @@ class _DecodedRecords:
         return self._counted("pm_" + key, list(map(attrgetter(key), self._pms)))
 
     def ev(self, key: str) -> list[Any]:
-        return self._counted(_EVAL_COLUMN[key],
-                             [None if v is UNSET else v for v in map(attrgetter(key), self._evaluations())])
+        return self._counted(_EVAL_COLUMN[key], _unset_to_none(list(map(attrgetter(key), self._evaluations()))))
 
     def em(self, key: str) -> list[Any]:
         if self._ems is None:
             self._ems = [m if type(m) is EvaluationMetrics else _NO_EM for m in map(_EM, self._evaluations())]
-        return self._counted("eval_metrics_" + key,
-                             [None if v is UNSET else v for v in map(attrgetter(key), self._ems)])
+        return self._counted("eval_metrics_" + key, _unset_to_none(list(map(attrgetter(key), self._ems))))
 
     def _evaluations(self) -> list[EvaluationData]:
         if self._evs is None:
@@ -687,6 +685,13 @@ class _DecodedRecords:
 
 
 _ID, _PM, _EV, _EM = (attrgetter(n) for n in ("id", "performance_metrics", "evaluation_data", "metrics"))
+
+
+def _unset_to_none(values: list[Any]) -> list[Any]:
+    """An absent key (msgspec's UNSET) as None; the scan alone when none is absent, the common case."""
+    if UNSET not in values:
+        return values
+    return [None if v is UNSET else v for v in values]
 
 
 Records = _DictRecords | _DecodedRecords
