@@ -7,7 +7,7 @@ FROM apache/airflow:3.3.2
 COPY --chown=airflow:root pyproject.toml README.md /opt/nugen-etl/
 COPY --chown=airflow:root nugen_etl /opt/nugen-etl/nugen_etl
 COPY --chown=airflow:root sql /opt/nugen-etl/sql
-RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" "/opt/nugen-etl[airflow]"
+RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" "/opt/nugen-etl[airflow,report]"
 
 # The DAGs ship in the image too (the compose file also mounts ./dags over them for development).
 COPY --chown=airflow:root dags /opt/airflow/dags

@@ -110,6 +110,16 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--fault-rate", type=float, default=0.0, help="share of answers that are 429/503")
     sim.set_defaults(handler=cmd_simulate)
 
+    rep = sub.add_parser("report", help="write a self-contained HTML report of usage and accuracy trends "
+                                        "(reads the warehouse views only)")
+    _config_arg(rep)
+    rep.add_argument("--html", required=True, metavar="PATH", help="the HTML file to write (replaced atomically)")
+    rep.add_argument("--from", dest="first", metavar="DATE", help="first UTC day, YYYY-MM-DD "
+                                                                  "(default: 30 days before --to)")
+    rep.add_argument("--to", dest="last", metavar="DATE", help="last UTC day (default: the newest observed day)")
+    rep.add_argument("--account", action="append", metavar="ID", help="only this account (repeatable)")
+    rep.set_defaults(handler=cmd_report)
+
     demo = sub.add_parser("demo", help="offline demo: simulator + several snapshots + a short report")
     demo.add_argument("--dir", default="./nugen-data", help="where to write everything (default ./nugen-data)")
     demo.set_defaults(handler=cmd_demo)
@@ -149,6 +159,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     reporter = Reporter(len(accounts), quiet=args.quiet)
     summary = run_snapshot(config, snapshot_at=slot, accounts=accounts, progress=reporter.account_done)
     return reporter.finish(summary, as_json=args.json)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .files import atomic_write
+    from .html_report import build_report
+    from .pipeline import open_configured_warehouse
+
+    config = load_config(args.config)
+    first = parse_day(args.first, "--from") if args.first else None
+    last = parse_day(args.last, "--to") if args.last else None
+    if first is not None and last is not None and last < first:
+        raise ConfigError(f"--to {last} is before --from {first}")
+    with open_configured_warehouse(config) as wh:
+        page = build_report(wh, now=utcnow(), first=first, last=last, accounts=args.account)
+    path = Path(args.html)
+    atomic_write(path, lambda fh: fh.write(page.encode()), fsync=config.fsync)
+    print(f"report written to {path}")
+    return 0
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:

@@ -431,6 +431,10 @@ def test_publish_emits_one_asset_event_per_dataset(world) -> None:
     assert extra["outcomes"] == {"auth_failed": 1, "empty": 1, "ok": 3}
     assert extra["rows"]["model_snapshots"] == sum(rows_of(world.warehouse, world.slot).values())
     assert world.dq.asset_events == [], "a slot that fails its data-quality checks is not announced"
+    # publish leaves the latest HTML report under the storage root and names it in the event
+    assert extra["report"] == "reports/latest.html"
+    page = (world.root / "reports" / "latest.html").read_text(encoding="utf-8")
+    assert "Aligned models: usage and accuracy" in page and "acct-0001" in page
 
 
 def test_a_rejected_key_fails_only_its_own_batch(world) -> None:

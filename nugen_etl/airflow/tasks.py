@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import Config
 from ..records import Outcome
@@ -24,6 +24,9 @@ from ..slots import parse_day, utcnow
 from ..summary import RunSummary
 from .runs import batches, is_past, run_slot
 from .settings import MAX_MAP_LENGTH, DagSettings
+if TYPE_CHECKING:  # the DAG files import this module: nothing heavy at import time
+    from ..storage import Storage
+    from ..warehouse import Warehouse
 from .sources import (account_connection_ids, airflow_lookups, build_config, list_account_ids,
                       open_task_storage)
 
@@ -104,14 +107,15 @@ def publish(context: Mapping[str, Any]) -> dict[str, Any]:
 
     config = _config_without_keys()
     slot = run_slot(context, config.granularity)
+    _, get_connection = airflow_lookups()
+    storage = open_task_storage(config, get_connection)
     with open_configured_warehouse(config) as warehouse:
         warehouse.migrate()
         outcomes = slot_outcomes(warehouse, slot)
         rows = slot_row_counts(warehouse, slot)
         problems = check_slot(warehouse, slot)
-    _, get_connection = airflow_lookups()
-    problems += overdue_loads(PendingJournal(open_task_storage(config, get_connection)),
-                              config.warehouse.pending_alert_hours, now=utcnow())
+        report = write_latest_report(warehouse, storage)
+    problems += overdue_loads(PendingJournal(storage), config.warehouse.pending_alert_hours, now=utcnow())
     log.info("slot %s: outcomes %s; rows %s", slot.isoformat(), outcomes, rows)
     if problems:
         for problem in problems:
@@ -119,13 +123,29 @@ def publish(context: Mapping[str, Any]) -> dict[str, Any]:
         raise _fail(f"data-quality checks failed for slot {slot.isoformat()}: "
                     + "; ".join(str(p) for p in problems))
     extra = {"snapshot_at": slot.isoformat(), "outcomes": outcomes, "rows": rows,
-             "storage": config.storage_url}
+             "storage": config.storage_url, "report": report}
     outlet_events = context.get("outlet_events")
     task = context.get("task")
     if outlet_events is not None and task is not None:
         for asset in getattr(task, "outlets", []):
             outlet_events[asset].extra = {**extra, "dataset": asset.name}
     return extra
+
+
+REPORT_KEY = "reports/latest.html"  # under the storage root: the latest HTML report, replaced by each publish
+
+
+def write_latest_report(warehouse: Warehouse, storage: Storage) -> str | None:
+    """Write the HTML report of the last 30 observed days to ``REPORT_KEY``; its key, or None when it could
+    not be rendered or written (logged: the report is a by-product, the slot's data is already loaded)."""
+    from ..html_report import build_report
+
+    try:
+        storage.write_bytes_atomic(REPORT_KEY, build_report(warehouse, now=utcnow()).encode())
+    except Exception as exc:  # noqa: BLE001 - never fails the run
+        log.warning("the HTML report was not written (%s: %s); the run goes on", type(exc).__name__, exc)
+        return None
+    return REPORT_KEY
 
 
 def rebuild(params: Mapping[str, Any], context: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import hmac
 import json
 import random
 import threading
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,7 +35,7 @@ class SimulatorState:
     """
 
     def __init__(self, seed: int = 0, accounts: int = 3, *, models: int = 4, latency_ms: float = 0.0,
-                 start: datetime | None = None, fault_rate: float = 0.0) -> None:
+                 start: datetime | None = None, fault_rate: float = 0.0, renamed: Mapping[str, str] | None = None) -> None:
         if accounts < 1 or models < 1:
             raise ValueError("accounts and models must be >= 1")
         if latency_ms < 0 or not 0.0 <= fault_rate <= 1.0:
@@ -41,6 +43,8 @@ class SimulatorState:
         now = datetime.now(UTC)
         self.seed = seed
         self.models = models
+        # account_id -> a name its first model goes by instead (the demo shows markup in a name as text)
+        self.renamed = dict(renamed or {})
         self.latency_ms = latency_ms
         self.fault_rate = fault_rate
         self.start = _aware(start, "start") if start else now.replace(minute=0, second=0, microsecond=0)
@@ -87,6 +91,8 @@ class SimulatorState:
         if found is None:
             count = 0 if account_id == self.empty_account_id else self.models
             found = catalog.build_specs(self.seed, account_id, count, self.start)
+            if found and account_id in self.renamed:
+                found = (dataclasses.replace(found[0], name=self.renamed[account_id]), *found[1:])
             with self._lock:
                 self._specs[account_id] = found
         return found
