@@ -2,7 +2,7 @@
 process (the run must stream accounts through rather than hold every answer). Into DuckDB (the
 default, in-process warehouse) and, with a PostgreSQL server, into PostgreSQL (out of process), so
 the table separates the pipeline's memory from the embedded engine's. One more row runs DuckDB without
-its per-load memory budget, in 200-account batches (``UNBUDGETED``, the defaults before the README's
+its per-load memory budget, in 200-account batches (``UNBUDGETED``, the defaults before docs/performance-history.md's
 seventh round), which shows what the budget saves."""
 
 from __future__ import annotations

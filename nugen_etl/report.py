@@ -59,7 +59,7 @@ def print_report(warehouse: Warehouse, *, root: Path, warehouse_url: str, config
     print(f"Config          : {config_path}", file=out)
     print(f"Example query   : {lake_example_command(dataset)}", file=out)
     print("                  (with DuckDB's delta extension: select ... from "
-          f"delta_scan('{dataset}'); README, 'Reading the lake')", file=out)
+          f"delta_scan('{dataset}'); docs/lake.md, 'Reading the lake')", file=out)
     print("While runs write : query the Delta tables as above (never blocks a run). A client holding "
           "the DuckDB\n                  file defers the runs' warehouse loads until it lets go "
           "(nothing is lost: `nugen-etl load-pending`).", file=out)

@@ -17,7 +17,7 @@ def use_system_allocator_for_arrow() -> None:
 
     pyarrow's default pool (mimalloc) keeps freed pages in per-thread heaps, and the pipeline builds
     Arrow tables on its main thread and encodes Parquet on four others: on the memory benchmark that
-    held ~50 MiB more at the peak of a 2,000-account run, at the same speed (README, seventh round).
+    held ~50 MiB more at the peak of a 2,000-account run, at the same speed (docs/performance-history.md, seventh round).
     """
     if not os.environ.get(ARROW_POOL_ENV):
         pa.set_memory_pool(pa.system_memory_pool())
