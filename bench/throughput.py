@@ -19,6 +19,7 @@ STAGES = ("fetch", "archive", "parse_flatten", "lake", "warehouse")
 # Issue 15's goal for the lake stage: 5x the 0.1 per-slot Parquet stage measured here (34,151 rec/s).
 LAKE_REFERENCE = 34_000
 LAKE_TARGET = 5 * LAKE_REFERENCE
+PARSE_FLATTEN_TARGET = 200_000  # records/s, issue 18 (Arrow-native flattening)
 # The baseline's stage each of ours is compared with (its lake is one pandas to_parquet file per account).
 BASELINE_STAGE = {"fetch": "fetch", "parse_flatten": "parse_flatten", "lake": "parquet", "warehouse": "warehouse"}
 
@@ -76,8 +77,12 @@ def run(sizes: Sizes, ctx: Context) -> dict[str, Any]:
         if s == "lake":
             note = (f"one Delta commit per table per batch of {batch_accounts} accounts x {m} models; "
                     + note)
-        target = {"target": f">= {LAKE_TARGET:,} (5 x 0.1's {LAKE_REFERENCE:,})",
-                  "met": stage_rates[s] >= LAKE_TARGET} if s == "lake" else {}
+        target = {}
+        if s == "lake":
+            target = {"target": f">= {LAKE_TARGET:,} (5 x 0.1's {LAKE_REFERENCE:,})",
+                      "met": stage_rates[s] >= LAKE_TARGET}
+        elif s == "parse_flatten":  # issue 18: the next bottleneck, shown against its target
+            target = {"target": f">= {PARSE_FLATTEN_TARGET:,}", "met": stage_rates[s] >= PARSE_FLATTEN_TARGET}
         rows.append(row("2 throughput", f"stage {s.replace('_', '+')}", round(stage_rates[s]), "rec/s",
                         note=note, **target))
     return {"accounts": n, "models": m, "records": records, "e2e_s": e2e, "records_per_s": pipe_rate,

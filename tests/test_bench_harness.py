@@ -91,6 +91,7 @@ def test_quick_harness_on_tiny_sizes_writes_json_and_markdown(tmp_path):
     assert all(f"| 3 rebuild | CPU per row, backfill -> {engine}" in table for engine in engines)
     assert all(f"| 3 rebuild | where the CPU goes, backfill -> {engine}" in table for engine in engines)
     assert "| 3 rebuild | replay + flatten alone" in table
+    assert "| 2 throughput | stage parse+flatten |" in table and "| >= 200,000 |" in table
     assert all(f"| 8 bi | {engine}: usage trend, all accounts, 30 days |" in table for engine in s["bi"]["engines"])
     assert "| 2 throughput | stage lake |" in table and "| 2 throughput | end to end, fsync off |" in table
     assert "| 7 lake | live run's lake stage" in table
