@@ -35,9 +35,11 @@ clean:
 # $NUGEN_TEST_PG_URL and are skipped without either. Extra options: BENCH_ARGS="--scenarios fanout".
 .PHONY: bench bench-quick
 bench: $(VENV)/.installed-test
+	$(BIN)/pip install $(PIP_FLAGS) -e ".[bench]"
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 bench-quick: $(VENV)/.installed-test
+	$(BIN)/pip install $(PIP_FLAGS) -e ".[bench]"
 	$(BIN)/python -m bench --quick $(BENCH_ARGS)
 
 # Airflow (issue 4): only the DAG and compose tests; `make stack` starts docker-compose.yml

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import bi, dag_parse, fanout, flat_cost, lake, memory, rebuild, throughput
+from bench import bi, dag_parse, fanout, flat_cost, lake, memory, peer, rebuild, throughput
 from bench.common import ROOT, Context, load_avg, machine, row
 from bench.report import render_markdown
 from bench.sizes import Sizes
@@ -26,6 +26,7 @@ SCENARIOS: dict[str, Callable[[Sizes, Context], dict[str, Any]]] = {
     "flat_cost": flat_cost.run, "memory": memory.run, "dag_parse": dag_parse.run,
     "lake": lake.run,  # after rebuild: it scans the lake the rebuild wrote
     "bi": bi.run,
+    "peer": peer.run,
 }
 
 

@@ -101,3 +101,18 @@ def test_quick_harness_on_tiny_sizes_writes_json_and_markdown(tmp_path):
     assert all(f"| 5 memory | {engine}: peak RSS" in table for engine in s["memory"]["engines"])
     settings = ", ".join(f"{k} {v}" for k, v in memory.UNBUDGETED.items())
     assert f"| 5 memory | duckdb without the per-load budget ({settings}): peak RSS" in table
+
+
+def test_the_peer_scenario_runs_dlt_when_installed_and_says_so_when_not(tmp_path):
+    import importlib.util
+
+    result = bench_runner.run_suite(TINY, scenarios=["peer"], out=tmp_path / "out")
+    res = result["scenarios"]["peer"]
+    assert "error" not in res, res.get("error")
+    table = (tmp_path / "out" / "latest.md").read_text()
+    if importlib.util.find_spec("dlt") is None:
+        assert res["rows"] == [] and "peer: skipped, dlt is not installed" in table
+        return
+    assert res["records"] == TINY.peer_accounts * TINY.peer_models
+    assert res["ratio"] == pytest.approx(sorted(res["dlt_s"])[0] / sorted(res["nugen_s"])[0])  # one rep each
+    assert "| 9 peer | nugen-etl speed-up over dlt |" in table and "| >= 20x |" in table
