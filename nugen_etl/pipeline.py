@@ -83,7 +83,7 @@ def run_snapshot(config: Config, *, snapshot_at: datetime, accounts: Sequence[Ac
             _catch_up(storage, wh, journal, summary, max_slots=config.warehouse.catch_up_slots,
                       batch_accounts=config.warehouse.batch_accounts)
         with SlotWriter(lake, wh, batch_size=config.warehouse.batch_accounts, summary=summary,
-                        journal=journal, unavailable=why, overlap=True) as writer:
+                        journal=journal, unavailable=why) as writer:
             if skip_succeeded:
                 done = _archived_successes(journal, snapshot_at)
                 if wh is not None:
