@@ -34,6 +34,9 @@ Progress = Callable[[AccountRun], None]
 # A backfill commits a day at a time; a day larger than this many model rows is split so memory
 # stays bounded (the 30-day benchmark's days hold ~48,000).
 BACKFILL_MAX_ROWS = 250_000
+# Answers of a live run flattened per call: enough that the call's fixed cost (~2 ms) is small beside
+# the records' work, few enough that their decoded records stay a small part of the run's memory.
+FLATTEN_GROUP = 25
 # Processes that read and flatten a backfill's days while this one writes the lake and the warehouse.
 REPLAY_WORKERS = min(2, os.cpu_count() or 1)
 
@@ -93,7 +96,7 @@ def run_snapshot(config: Config, *, snapshot_at: datetime, accounts: Sequence[Ac
             config.require_keys(accounts)
             try:
                 fetched = _fetch_all(config, storage, accounts, snapshot_at, clients)
-                for raws in _gathered(fetched, config.warehouse.batch_accounts):
+                for raws in _gathered(fetched, FLATTEN_GROUP):
                     for load in loads_of(raws):
                         writer.add(load)
                         if progress:
