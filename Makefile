@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP_FLAGS ?= --quiet --disable-pip-version-check
 
-.PHONY: demo test install install-test clean
+.PHONY: demo test lint install install-test clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "nugen-etl needs Python >= 3.11"'
@@ -26,6 +26,14 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Lint (ruff: pyflakes, pycodestyle, import order, bugbear, pyupgrade, blind excepts; pyproject.toml).
+$(VENV)/.installed-lint: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install $(PIP_FLAGS) -e ".[lint]"
+	touch $@
+
+lint: $(VENV)/.installed-lint
+	$(BIN)/ruff check nugen_etl bench tests dags
 
 clean:
 	rm -rf $(VENV) nugen-data .pytest_cache

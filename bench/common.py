@@ -208,8 +208,9 @@ def scratch_pg_database(admin_url: str, name: str) -> Iterator[str]:
     The name gets this process's id, so concurrent runs (a benchmark and the harness test) never
     drop each other's database.
     """
-    import psycopg
     from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
 
     name = f"{name}_{os.getpid()}"
 

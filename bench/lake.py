@@ -223,7 +223,7 @@ def _same(a: list[tuple], b: list[tuple]) -> bool:
     x, y = norm(a), norm(b)
     return len(x) == len(y) and all(p[:4] == q[:4] and (p[4] is None) == (q[4] is None) and
                                     (p[4] is None or abs(p[4] - q[4]) <= 1e-9 * max(1.0, abs(p[4])))
-                                    for p, q in zip(x, y))
+                                    for p, q in zip(x, y, strict=False))
 
 
 def _ensure_old_layout(ctx: Context, delta_uri: str, tag: str) -> Path:

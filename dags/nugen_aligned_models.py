@@ -11,13 +11,13 @@ import ``nugen_etl`` when they run.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Asset, CronDataIntervalTimetable, dag, task
 
 SCHEDULE = os.environ.get("NUGEN_SCHEDULE") or "0 * * * *"
 CATCHUP = (os.environ.get("NUGEN_CATCHUP") or "false").strip().lower() in ("1", "true", "yes", "on")
-START = datetime.fromisoformat(os.environ.get("NUGEN_START_DATE") or "2026-01-01").replace(tzinfo=timezone.utc)
+START = datetime.fromisoformat(os.environ.get("NUGEN_START_DATE") or "2026-01-01").replace(tzinfo=UTC)
 RETRIES = int(os.environ.get("NUGEN_TASK_RETRIES") or "3")
 RETRY_DELAY = timedelta(seconds=float(os.environ.get("NUGEN_RETRY_DELAY_S") or "60"))
 

@@ -7,7 +7,7 @@ Only the standard library and ``airflow.sdk`` are imported here.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from airflow.sdk import Param, dag, task
 
@@ -15,7 +15,7 @@ from airflow.sdk import Param, dag, task
 @dag(
     dag_id="nugen_aligned_models_rebuild",
     schedule=None,
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     params={

@@ -9,7 +9,7 @@ as ``nugen-etl compact``. Only the standard library and ``airflow.sdk`` are impo
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import dag, task
 
@@ -19,7 +19,7 @@ SCHEDULE = os.environ.get("NUGEN_COMPACT_SCHEDULE") or "30 3 * * *"
 @dag(
     dag_id="nugen_lake_maintenance",
     schedule=SCHEDULE,
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     default_args={"retries": 2, "retry_delay": timedelta(minutes=10)},

@@ -45,13 +45,13 @@ import math
 import re
 import reprlib
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from operator import attrgetter
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -60,12 +60,18 @@ from msgspec import UNSET
 
 from nugen_etl import schemas
 from nugen_etl.model_decoder import (
-    DecodedModels, EvaluationData, EvaluationMetrics, ModelRecord, PerformanceMetrics, evaluation_json)
+    DecodedModels,
+    EvaluationData,
+    EvaluationMetrics,
+    ModelRecord,
+    PerformanceMetrics,
+    evaluation_json,
+)
 from nugen_etl.records import PackedTables, SlotTables
 
 MAX_DEPTH = 64  # most segments a metric path may have; deeper values stay in the JSON only
 
-_UTC = timezone.utc
+_UTC = UTC
 _EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -173,7 +179,7 @@ def _bad_text(s: str) -> bool:
 
 
 def _escape_char(m: re.Match[str]) -> str:
-    return "\\u%04x" % ord(m[0])
+    return f"\\u{ord(m[0]):04x}"
 
 
 @lru_cache(maxsize=8192)
@@ -527,7 +533,7 @@ def _raw_json(rec: Any) -> str:
 def _objects(values: list[Any], label: str, issues: list[Notes], kept_in: str) -> list[dict[str, Any]]:
     """``values`` with anything but an object replaced by {}; a non-null non-object is noted."""
     out = []
-    for notes, v in zip(issues, values):
+    for notes, v in zip(issues, values, strict=False):
         if type(v) is dict:
             out.append(v)
         else:
@@ -540,7 +546,7 @@ def _objects(values: list[Any], label: str, issues: list[Notes], kept_in: str) -
 def _extra_json(recs: list[dict[str, Any]], issues: list[Notes]) -> list[str | None]:
     """Unknown top-level fields and unknown performance_metrics keys, as JSON (else None)."""
     out: list[str | None] = []
-    for rec, notes in zip(recs, issues):
+    for rec, notes in zip(recs, issues, strict=False):
         extra: dict[str, Any] = {}
         unknown = rec.keys() - _TOP_KEYS
         if unknown:
@@ -617,7 +623,7 @@ class _DictRecords:
         self._evaluations()
         assert self._raw_evs is not None
         return pa.array([None if e is None else to_json(e, "evaluation_data", n)
-                         for e, n in zip(self._raw_evs, self._issues)], type=pa.string())
+                         for e, n in zip(self._raw_evs, self._issues, strict=False)], type=pa.string())
 
 
 class _NeedsGeneralPath(Exception):
@@ -816,9 +822,9 @@ def flatten_answers(answers: Sequence[Answer]) -> list[Flattened]:
     taken = set(decoded)
     rest = [i for i in range(len(answers)) if i not in taken]
     out: list[Flattened | None] = [None] * len(answers)
-    for i, flat in zip(decoded, flats):
+    for i, flat in zip(decoded, flats, strict=False):
         out[i] = flat
-    for i, flat in zip(rest, _flatten_general([_general(answers[i][0]) for i in rest], [slots[i] for i in rest])):
+    for i, flat in zip(rest, _flatten_general([_general(answers[i][0]) for i in rest], [slots[i] for i in rest]), strict=False):
         out[i] = flat
     return out  # type: ignore[return-value]
 
@@ -849,7 +855,7 @@ def _flatten_general(answers: list[list[Any]], slots: list[tuple[str, datetime, 
     issues: list[Notes] = [{} for _ in recs]
     cols = _snapshot_columns(_DictRecords(recs, issues), issues)
     collector = _MetricCollector()
-    for row, (rec, notes) in enumerate(zip(recs, issues)):
+    for row, (rec, notes) in enumerate(zip(recs, issues, strict=False)):
         for field in ("performance_metrics", "evaluation_data"):
             value = rec.get(field)
             if value is not None:
@@ -1040,7 +1046,7 @@ def _repeat(value: Any, type_: pa.DataType, n: int) -> pa.Array:
 def _columns(names: list[str], rows: list[tuple[Any, ...]]) -> dict[str, list[Any]]:
     if not rows:
         return {name: [] for name in names}
-    return dict(zip(names, map(list, zip(*rows))))
+    return dict(zip(names, map(list, zip(*rows, strict=False)), strict=False))
 
 
 def _metrics_table(metrics: _MetricRows, cols: dict[str, pa.Array], consts: _Constants,

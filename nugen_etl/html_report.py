@@ -12,9 +12,10 @@ from __future__ import annotations
 import html
 import xml.etree.ElementTree as ET
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Sequence
+from typing import Any
 
 from . import __version__
 from .errors import NugenEtlError

@@ -298,7 +298,7 @@ class Lake:
         flt = (ds.field(PARTITION_COLUMN).isin(pa.array(days, pa.date32())) & ds.field("snapshot_at").isin(slots)
                & ds.field("outcome").isin(pa.array(sorted(_SUCCESS))))
         found = self.read(LAKE_ACCOUNT_RUNS, filters=flt, columns=["account_id", "snapshot_at"])
-        return {(a, s) for a, s in zip(found["account_id"].to_pylist(), found["snapshot_at"].to_pylist())}
+        return {(a, s) for a, s in zip(found["account_id"].to_pylist(), found["snapshot_at"].to_pylist(), strict=False)}
 
     def _commit_properties(self, metadata: Mapping[str, str]) -> Any:
         from deltalake import CommitProperties
@@ -317,7 +317,7 @@ class Lake:
         if actions.num_rows == 0:
             return days
         column = f"partition.{PARTITION_COLUMN}"
-        for path, day in zip(actions["path"].to_pylist(), actions[column].to_pylist()):
+        for path, day in zip(actions["path"].to_pylist(), actions[column].to_pylist(), strict=False):
             day = day if isinstance(day, date) else date.fromisoformat(str(day))
             days.setdefault(day, []).append(path)
         return {d: sorted(p) for d, p in sorted(days.items())}

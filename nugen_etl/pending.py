@@ -18,7 +18,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from .storage import Storage, StorageError
 
@@ -97,5 +97,5 @@ class PendingJournal:
 
 
 def _slot_name(snapshot_at: datetime) -> str:
-    return snapshot_at.astimezone(timezone.utc).strftime(_SLOT_FORMAT)
+    return snapshot_at.astimezone(UTC).strftime(_SLOT_FORMAT)
 

@@ -12,9 +12,9 @@ from datetime import date, datetime, timedelta
 
 from .compaction import CompactionReport, compact_lake
 from .config import AccountConfig, Config
+from .errors import WarehouseError
 from .fetch import ApiClient, RetryPolicy
 from .lake import Lake, open_lake
-from .errors import WarehouseError
 from .load import SlotWriter
 from .pending import PendingJournal, PendingLoad
 from .raw_archive import archived_accounts, list_archived_slots, write_raw_answer
@@ -361,7 +361,7 @@ def _fetch_and_archive(storage: Storage, client: ApiClient, account: AccountConf
     assert account.api_key is not None
     try:
         raw = client.fetch_account(account.id, account.api_key.reveal(), snapshot_at=snapshot_at)
-    except Exception as exc:  # the client should not raise; if it does, it costs this account only
+    except Exception as exc:  # noqa: BLE001 - the client should not raise; if it does, it costs this account only
         log.error("account %s: fetch crashed: %s", account.id, type(exc).__name__)
         raw = RawAnswer(account_id=account.id, snapshot_at=snapshot_at, fetched_at=utcnow(),
                         http_status=None, body=b"", attempts=0, error=f"fetch crashed: {type(exc).__name__}")

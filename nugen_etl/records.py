@@ -5,22 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     OK = "ok"
     EMPTY = "empty"                # 404 "No aligned models found" or an empty list
     AUTH_FAILED = "auth_failed"    # 401/403, never retried
     FAILED = "failed"              # anything else after retries
     NOT_OBSERVED = "not_observed"  # a past slot with no raw answer to replay
-
-    def __str__(self) -> str:
-        return self.value
 
 
 SUCCESS_OUTCOMES = frozenset({Outcome.OK, Outcome.EMPTY})
@@ -71,7 +68,7 @@ class SlotLoad:
     """
 
     run: AccountRun
-    tables: Mapping[str, "pa.Table"] | None = None
+    tables: Mapping[str, pa.Table] | None = None
 
 
 class PackedTables:
@@ -80,7 +77,7 @@ class PackedTables:
 
     __slots__ = ("tables", "offsets")
 
-    def __init__(self, tables: dict[str, "pa.Table"], offsets: dict[str, list[int]]) -> None:
+    def __init__(self, tables: dict[str, pa.Table], offsets: dict[str, list[int]]) -> None:
         self.tables, self.offsets = tables, offsets
 
     def slot(self, index: int) -> SlotTables:
@@ -102,7 +99,7 @@ class SlotTables(Mapping[str, "pa.Table"]):
         offsets = self.packed.offsets[name]
         return offsets[self.index], offsets[self.index + 1]
 
-    def __getitem__(self, name: str) -> "pa.Table":
+    def __getitem__(self, name: str) -> pa.Table:
         start, stop = self.bounds(name)
         return self.packed.tables[name].slice(start, stop - start)
 
@@ -116,7 +113,7 @@ class SlotTables(Mapping[str, "pa.Table"]):
         return len(self.packed.tables)
 
 
-def table_rows(tables: Mapping[str, "pa.Table"], name: str) -> int:
+def table_rows(tables: Mapping[str, pa.Table], name: str) -> int:
     """Rows of table ``name`` in one slot's ``tables`` (0 when it has none), without slicing."""
     if isinstance(tables, SlotTables):
         if name not in tables:
@@ -127,7 +124,7 @@ def table_rows(tables: Mapping[str, "pa.Table"], name: str) -> int:
     return 0 if table is None else table.num_rows
 
 
-def gather(slots: Sequence[Mapping[str, "pa.Table"]], name: str) -> list["pa.Table"]:
+def gather(slots: Sequence[Mapping[str, pa.Table]], name: str) -> list[pa.Table]:
     """Table ``name`` of each slot's tables, in order, for concatenating: consecutive slots of one
     ``PackedTables`` come as one slice; slots without the table are skipped."""
     parts: list[pa.Table] = []

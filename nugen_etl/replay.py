@@ -17,8 +17,8 @@ import pickle
 import shutil
 import tempfile
 import threading
-import uuid
 import time as time_module
+import uuid
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -31,9 +31,8 @@ import pyarrow as pa
 from .classify import Classified, classify_answer
 from .flatten import Flattened, flatten_answers
 from .raw_archive import read_raw_answer
+from .records import SUCCESS_OUTCOMES, AccountRun, Outcome, PackedTables, RawAnswer, SlotLoad, gather, table_rows
 from .runtime import bulk_gc
-from .records import (
-    SUCCESS_OUTCOMES, AccountRun, Outcome, PackedTables, RawAnswer, SlotLoad, gather, table_rows)
 from .storage import Storage
 from .summary import RunSummary
 from .transform import flattened_load, load_or_failure, unsuccessful_load
@@ -116,7 +115,7 @@ def _replay_group(storage: Storage, group: list[Item], summary: RunSummary) -> I
                                      for raw, c in to_flatten])
         except Exception:  # noqa: BLE001 - redone slot by slot, where a failure costs one slot
             flats = None
-    for (account_id, slot, keys), outcome in zip(group, outcomes):
+    for (account_id, slot, keys), outcome in zip(group, outcomes, strict=False):
         if isinstance(outcome, SlotLoad):
             yield outcome
         elif isinstance(outcome, str):
@@ -231,7 +230,7 @@ class ReplayedUnit:
         """The unit's slot loads; their tables are slices of the unit's, which a batch of them takes whole."""
         packed = PackedTables(self.tables, self.offsets) if self.offsets is not None else None
         out, k = [], 0
-        for run, has in zip(self.runs, self.has_data):
+        for run, has in zip(self.runs, self.has_data, strict=False):
             if not has:
                 out.append(SlotLoad(run))
                 continue

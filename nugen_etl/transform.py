@@ -58,9 +58,9 @@ def loads_of(raws: Sequence[RawAnswer]) -> list[SlotLoad]:
                                   raws[i].fetched_at) for i in ok])
     except Exception:  # noqa: BLE001 - a transform bug must cost one account, not its batch-mates
         return [load_or_failure(raw) for raw in raws]
-    flat_of = dict(zip(ok, flats))
+    flat_of = dict(zip(ok, flats, strict=False))
     return [flattened_load(raw, c, flat_of[i]) if i in flat_of else unsuccessful_load(raw, c)
-            for i, (raw, c) in enumerate(zip(raws, classified))]
+            for i, (raw, c) in enumerate(zip(raws, classified, strict=False))]
 
 
 def load_or_failure(raw: RawAnswer) -> SlotLoad:

@@ -44,8 +44,8 @@ def main() -> int:
             logical_date = datetime.fromisoformat(run["logical_date"]) if run.get("logical_date") else None
             dag_run = dag.test(logical_date=logical_date, run_conf=run.get("conf"))
             with create_session() as session:
-                tis = sorted(((ti.task_id, ti.map_index, str(ti.state), ti.try_number)
-                              for ti in dag_run.get_task_instances(session=session)))
+                tis = sorted((ti.task_id, ti.map_index, str(ti.state), ti.try_number)
+                              for ti in dag_run.get_task_instances(session=session))
                 events = session.execute(
                     select(AssetModel.name, AssetEvent.extra).join(AssetModel, AssetModel.id == AssetEvent.asset_id)
                     .where(AssetEvent.source_dag_id == dag_run.dag_id, AssetEvent.source_run_id == dag_run.run_id)

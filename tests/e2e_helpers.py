@@ -82,7 +82,7 @@ def expected_usage_daily(series: dict[str, list[tuple]]) -> dict[tuple[str, date
 def expected_status_changes(series: dict[str, list[tuple]]) -> set[tuple]:
     changes = set()
     for key, obs in series.items():
-        for (_, _, _, s0, d0), (slot, _, _, s1, d1) in zip(obs, obs[1:]):
+        for (_, _, _, s0, d0), (slot, _, _, s1, d1) in zip(obs, obs[1:], strict=False):
             if (s0, d0) != (s1, d1):
                 changes.add((key, slot, s0, s1, d0, d1))
     return changes

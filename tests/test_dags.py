@@ -12,11 +12,11 @@ import shutil
 import statistics
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
-from contextlib import contextmanager
-from typing import Iterator
 
 import pytest
 
@@ -32,10 +32,18 @@ from nugen_etl.simulator import Fault, SimulatorState, serve
 from nugen_etl.slots import floor_slot
 from nugen_etl.warehouse import open_warehouse
 
+from .airflow_helpers import (
+    DAGS,
+    REPO,
+    AirflowProcess,
+    base_env,
+    conn_env_name,
+    http_connection,
+    init_airflow_home,
+    postgres_connection,
+)
 from .test_pending_loads import read_only_reader
 from .test_warehouse_reconnect import connections_refused
-from .airflow_helpers import (DAGS, REPO, AirflowProcess, base_env, conn_env_name, http_connection,
-                              init_airflow_home, postgres_connection)
 
 pytest.importorskip("airflow.sdk", reason="the DAG tests need apache-airflow (pip install -e '.[test]')")
 
@@ -532,7 +540,7 @@ def test_the_maintenance_dag_compacts_closed_days_to_few_files(world) -> None:
 
     for spec in LAKE_TABLES:
         actions = pa_table(DeltaTable(str(world.root / spec.name)).get_add_actions(flatten=True))
-        on_day = [p for p, d in zip(actions["path"].to_pylist(), actions["partition.snapshot_date"].to_pylist())
+        on_day = [p for p, d in zip(actions["path"].to_pylist(), actions["partition.snapshot_date"].to_pylist(), strict=False)
                   if str(d) == day]
         assert 1 <= len(on_day) <= 2, (spec.name, on_day)
         assert sorted(on_day) == state[spec.name][day]

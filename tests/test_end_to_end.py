@@ -17,8 +17,17 @@ from nugen_etl.pipeline import backfill, open_configured_warehouse, run_snapshot
 from nugen_etl.simulator import Fault, SimulatorState, serve
 
 from .conftest import ENGINES, fresh_warehouse_url
-from .e2e_helpers import (FETCH_OFFSET, REJECTED, SLOTS, T0, canonical_accuracy, expected_status_changes,
-                          expected_usage_daily, make_config, observations)
+from .e2e_helpers import (
+    FETCH_OFFSET,
+    REJECTED,
+    SLOTS,
+    T0,
+    canonical_accuracy,
+    expected_status_changes,
+    expected_usage_daily,
+    make_config,
+    observations,
+)
 from .state_helpers import lake_commits_since, lake_dump, lake_version
 from .test_rollups import assert_views_equal_reference, install_reference
 
@@ -104,7 +113,7 @@ def test_deploy_keeps_the_series(world) -> None:
     before = state.models_at("acct-0001", SLOTS[0] + FETCH_OFFSET)[1]
     after = state.models_at("acct-0001", SLOTS[-1] + FETCH_OFFSET)[1]
     assert before["id"] != after["id"] and before["alignment_id"] == after["alignment_id"]
-    latest = {(a, k): (m, f, l) for a, k, m, f, l, _ in views(world["config"])["latest"]}
+    latest = {(a, k): (m, first, last) for a, k, m, first, last, _ in views(world["config"])["latest"]}
     model_id, first_seen, last_seen = latest[("acct-0001", before["alignment_id"])]
     assert (model_id, first_seen, last_seen) == (after["id"], SLOTS[0], SLOTS[-1])
 

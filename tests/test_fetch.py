@@ -10,7 +10,7 @@ import random
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -22,8 +22,8 @@ from nugen_etl.records import RawAnswer
 
 KEY = "sk-live-S3CRET-4f1c9a7e2b"
 BASE = "https://api.example.test/"
-SNAP = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
-NOW = datetime(2024, 5, 1, 12, 0, 5, tzinfo=timezone.utc)
+SNAP = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+NOW = datetime(2024, 5, 1, 12, 0, 5, tzinfo=UTC)
 SEED = 1234
 MODELS = json.dumps({"domain_aligned_models": []}).encode()
 
@@ -145,11 +145,11 @@ def test_request_carries_bearer_key_accept_and_user_agent(clock: FakeClock) -> N
 
 
 def test_fetched_at_is_timezone_aware_utc_by_default(clock: FakeClock) -> None:
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     with make_client(Script(reply(200, MODELS)), clock, now=None) as client:
         answer = fetch(client)
     assert answer.fetched_at.utcoffset() == timedelta(0)
-    assert before <= answer.fetched_at <= datetime.now(timezone.utc)
+    assert before <= answer.fetched_at <= datetime.now(UTC)
 
 
 # --- Retry-After and backoff --------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from nugen_etl.flatten import MAX_DEPTH, Flattened, as_timestamp, flatten_models
 from tests.flatten_paths import as_chosen, flatten_path  # noqa: F401 - flatten_path is the fixture
 
 FIXTURES = Path(__file__).parent / "fixtures"
-UTC = timezone.utc
+UTC = UTC
 SNAP = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 FETCHED = datetime(2024, 3, 1, 12, 0, 3, tzinfo=UTC)
 ACCOUNT = "acct-1"
@@ -553,7 +553,7 @@ def test_primary_keys_are_unique() -> None:
     result = run(load("aligned_models_nested.json") + load("aligned_models_before_after.json"))
     for spec in (schemas.MODEL_SNAPSHOTS, schemas.MODEL_METRICS, schemas.EVALUATIONS):
         table = result.tables()[spec.name]
-        keys = list(zip(*(table.column(c).to_pylist() for c in spec.primary_key)))
+        keys = list(zip(*(table.column(c).to_pylist() for c in spec.primary_key), strict=False))
         assert len(keys) == len(set(keys)), spec.name
 
 

@@ -34,7 +34,7 @@ def hostile() -> list[Any]:
 
 def assert_same(batch: list[Flattened], answers: list[tuple[list[Any], str, datetime, datetime]]) -> None:
     assert len(batch) == len(answers)
-    for got, (models, account_id, snapshot_at, fetched_at) in zip(batch, answers):
+    for got, (models, account_id, snapshot_at, fetched_at) in zip(batch, answers, strict=False):
         want = flatten_models(models, account_id=account_id, snapshot_at=snapshot_at, fetched_at=fetched_at)
         assert got.coerced_count == want.coerced_count
         for name, table in want.tables().items():

@@ -103,8 +103,8 @@ def assert_paths_agree(bodies: list[bytes]) -> int:
                for r in raws]
     classified = [classify_answer(r) for r in raws]
     assert all(c.outcome in (Outcome.OK, Outcome.EMPTY) for c in classified)
-    received = [(c.models, r.account_id, r.snapshot_at, r.fetched_at) for c, r in zip(classified, raws)]
-    for got, want in zip(flatten_answers(received), flatten_answers(general)):
+    received = [(c.models, r.account_id, r.snapshot_at, r.fetched_at) for c, r in zip(classified, raws, strict=False)]
+    for got, want in zip(flatten_answers(received), flatten_answers(general), strict=False):
         assert_identical(got, want)
     return sum(isinstance(c.models, DecodedModels) for c in classified)
 

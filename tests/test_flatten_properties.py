@@ -17,7 +17,6 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -102,7 +101,7 @@ def payloads(draw: st.DrawFn) -> list[dict[str, Any]]:
     """Records with unique ids (unicode allowed); evaluation ids unique across the answer."""
     models = draw(st.lists(records, max_size=5))
     suffixes = draw(st.lists(text, min_size=len(models), max_size=len(models)))
-    for n, (rec, suffix) in enumerate(zip(models, suffixes)):
+    for n, (rec, suffix) in enumerate(zip(models, suffixes, strict=False)):
         rec["id"] = f"alignment-{n}-{suffix}"
         ev = rec.get("evaluation_data")
         if isinstance(ev, dict) and "evaluation_id" in ev:
@@ -173,7 +172,7 @@ def test_valid_payloads_flatten_losslessly(models: list[dict[str, Any]]) -> None
     assert result.quarantine.num_rows == 0 and result.snapshots.num_rows == len(models)
     assert result.coerced_count == 0, "valid input has nothing to report"
     rows = result.snapshots.to_pylist()
-    for rec, row in zip(models, rows):
+    for rec, row in zip(models, rows, strict=False):
         assert row["quality_issues"] is None
         assert row["model_id"] == rec["id"]
         for name in ("alignment_id", *TOP_TEXT):

@@ -171,7 +171,7 @@ def test_lake_holds_the_same_rows(hostile_run) -> None:
     stored = dict(hostile_run["wh"].fetch_all("select model_id, name from nugen.model_snapshots "
                                               "where account_id = ?", [HOSTILE]))
     assert table.num_rows == len(stored) > 0
-    names = dict(zip(table.column("model_id").to_pylist(), table.column("name").to_pylist()))
+    names = dict(zip(table.column("model_id").to_pylist(), table.column("name").to_pylist(), strict=False))
     assert names == stored
     assert names["long"] == LONG and names["control"] == CONTROL and names["nul"] == "a\ufffdb"
 

@@ -8,7 +8,7 @@ import dataclasses
 import io
 import os
 import re
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from .test_warehouse import ok_slot
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("NUGEN_TEST_ARTIFACTS", REPO / "build" / "test-artifacts"))
-NOW = datetime(2024, 3, 10, 12, tzinfo=timezone.utc)
+NOW = datetime(2024, 3, 10, 12, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def tables_of(page: str) -> list[list[list[str]]]:
 
 
 def at(day: int, hour: int = 0) -> datetime:
-    return datetime(2024, 3, day, hour, tzinfo=timezone.utc)
+    return datetime(2024, 3, day, hour, tzinfo=UTC)
 
 
 def failed_slot(account: str, snapshot_at: datetime, status: int) -> SlotLoad:

@@ -24,7 +24,7 @@ from deltalake import DeltaTable
 
 from nugen_etl import cli
 from nugen_etl.compaction import load_state
-from nugen_etl.lake import LAKE_TABLES, Lake, LakeCommitConflict, LakeLocation, CommitRetry
+from nugen_etl.lake import LAKE_TABLES, CommitRetry, Lake, LakeCommitConflict, LakeLocation
 from nugen_etl.load import SlotWriter
 from nugen_etl.pipeline import backfill, compact, open_configured_warehouse, run_snapshot, upgrade_lake
 from nugen_etl.records import RawAnswer, SlotLoad
@@ -75,7 +75,7 @@ def versions(root: Path) -> dict[str, int]:
 
 def day_files(root: Path, name: str, day: date) -> list[str]:
     actions = pa.table(DeltaTable(str(root / name)).get_add_actions(flatten=True))
-    return sorted(p for p, d in zip(actions["path"].to_pylist(), actions["partition.snapshot_date"].to_pylist())
+    return sorted(p for p, d in zip(actions["path"].to_pylist(), actions["partition.snapshot_date"].to_pylist(), strict=False)
                   if d == day)
 
 

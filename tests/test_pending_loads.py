@@ -10,10 +10,10 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Iterator
 
 import psycopg
 import pytest
@@ -242,7 +242,7 @@ def test_an_entry_of_a_load_in_flight_is_left_to_its_process_and_a_stale_one_is_
         assert run_at(state, config, SLOTS[0]).exit_code == 0
         journal = PendingJournal(LocalStorage(config.storage_root))
         outcomes = {a: "ok" for a in state.account_ids}
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         journal.mark(SLOTS[0], outcomes, now=now)
         fresh = load_pending(config)
         assert fresh.exit_code == 0 and fresh.backlog == [] and len(journal.entries()) == 1

@@ -67,7 +67,7 @@ def same(a: object, b: object) -> bool:
     if isinstance(a, float) and isinstance(b, float):
         return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=False))
     return type(a) is type(b) and a == b
 
 
@@ -77,7 +77,7 @@ def test_every_value_comes_back_as_sent(conn: psycopg.Connection, sent: list[dic
     table = pa.Table.from_pylist(sent, schema=SCHEMA)
     got = copy_and_read(conn, table, chunk_rows)
     assert len(got) == len(sent)
-    for row_sent, row_got in zip(sent, got):  # a heap table returns a single COPY's rows in order
+    for row_sent, row_got in zip(sent, got, strict=False):  # a heap table returns a single COPY's rows in order
         for name, value in row_sent.items():
             assert same(row_got[name], value), (name, value, row_got[name])
 

@@ -72,7 +72,7 @@ def test_grouped_replay_equals_slot_by_slot(tmp_path: Path, monkeypatch, group: 
     got = _loads(storage, items, got_summary, grouped=True)
     assert [g.run for g in got] == [w.run for w in want]
     assert got_summary.errors == want_summary.errors and want_summary.errors
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=False):
         assert (g.tables is None) == (w.tables is None)
         if w.tables is not None:
             assert g.tables.keys() == w.tables.keys()
@@ -120,7 +120,7 @@ def test_answers_completed_together_load_as_one_by_one() -> None:
     got = transform.loads_of(raws)
     want = [transform.load_or_failure(raw) for raw in raws]
     assert [g.run for g in got] == [w.run for w in want]
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=False):
         assert (g.tables is None) == (w.tables is None)
         if w.tables is not None:
             assert all(g.tables[k].equals(w.tables[k]) for k in w.tables)
@@ -183,7 +183,7 @@ def test_worker_processes_hand_over_the_same_units_through_spooled_files(tmp_pat
     tables = len(in_process[0].tables)  # what flattening writes: model_snapshots, model_metrics, ...
     assert tables == 5 and mapped == [tables] * 3, "every unit came from the workers as spooled tables"
     assert len(spooled) == len(in_process) == 3
-    for a, b in zip(in_process, spooled):
+    for a, b in zip(in_process, spooled, strict=False):
         assert b.spooled is None and a.runs == b.runs and a.offsets == b.offsets and a.errors == b.errors
         assert a.tables.keys() == b.tables.keys() and all(a.tables[n].equals(b.tables[n]) for n in a.tables)
     assert sorted(p.name for p in spool_root.iterdir()) == [alive.name], "stale folder removed, ours cleaned up"
@@ -205,7 +205,7 @@ def test_without_a_usable_spool_the_units_still_arrive_whole(tmp_path: Path, mon
     def same(units: list[replay.ReplayedUnit]) -> bool:
         return len(units) == len(expected) and all(
             a.runs == b.runs and all(a.tables[n].equals(b.tables[n]) for n in a.tables)
-            for a, b in zip(expected, units))
+            for a, b in zip(expected, units, strict=False))
 
     missing = tmp_path / "no-such-folder"
     monkeypatch.setenv("TMPDIR", str(missing))

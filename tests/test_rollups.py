@@ -179,7 +179,7 @@ def test_a_batchs_own_rollups_cover_the_days_of_the_common_shape_only() -> None:
     plain = [r for r in own.daily.to_pylist() if r["account_id"] == "plain"]
     usages = [h for h in HOURS]
     assert [(r["observations"], r["first_usage_count"], r["usage_count"], r["usage_delta_within_day"])
-            for r in plain] == [(len(HOURS), usages[0], usages[-1], sum(b - a for a, b in zip(usages, usages[1:])))]
+            for r in plain] == [(len(HOURS), usages[0], usages[-1], sum(b - a for a, b in zip(usages, usages[1:], strict=False)))]
 
 
 def test_a_failed_rerun_retires_nothing_and_a_late_backfill_fixes_the_next_day(bi_warehouse: Warehouse) -> None:
@@ -298,5 +298,5 @@ def test_pg_dashboard_queries_read_only_the_rollups_through_their_indexes(pg_url
             for history in ("model_snapshots", "account_runs", "model_metric_lists"):
                 assert f" {history} " not in plan and not plan.endswith(f" {history}"), (name, plan)
             if index is not None:
-                assert f"Seq Scan on rollup" not in plan, (name, plan)
+                assert "Seq Scan on rollup" not in plan, (name, plan)
                 assert index in plan, (name, plan)

@@ -42,7 +42,7 @@ from deltalake import DeltaTable
 
 from nugen_etl.config import Config, S3Config, Secret, parse_config
 from nugen_etl.errors import ConfigError
-from nugen_etl.lake import LAKE_TABLES, LakeError, CommitRetry, open_lake
+from nugen_etl.lake import LAKE_TABLES, CommitRetry, LakeError, open_lake
 from nugen_etl.pipeline import backfill, run_snapshot
 from nugen_etl.raw_archive import list_archived_slots, read_raw_answer, write_raw_answer
 from nugen_etl.records import RawAnswer, SlotLoad

@@ -70,7 +70,7 @@ def test_usage_grows_hourly_and_model_2_resets_at_reset_at(state: SimulatorState
     assert reset_at is not None and reset_at > START and state.reset_at(ACCOUNT, 0) is None
     hours = [START + h * HOUR for h in range(12)]
     model0 = [state.usage_at(ACCOUNT, 0, t) for t in hours]
-    assert all(b > a for a, b in zip(model0, model0[1:]))
+    assert all(b > a for a, b in zip(model0, model0[1:], strict=False))
     before, after = state.usage_at(ACCOUNT, 2, reset_at - HOUR), state.usage_at(ACCOUNT, 2, reset_at)
     assert 1 <= after <= 5 < before
     assert state.usage_at(ACCOUNT, 2, reset_at + HOUR) > after

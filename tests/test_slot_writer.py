@@ -88,7 +88,7 @@ def test_the_same_slot_twice_ends_with_the_second_version(tmp_path: Path) -> Non
         wh.migrate()
         with open_lake(LocalStorage(tmp_path, fsync=False)) as lake, \
                 SlotWriter(lake, wh, batch_size=100, summary=RunSummary("run", T0)) as writer:
-            for a, b in zip(first, second):
+            for a, b in zip(first, second, strict=False):
                 writer.add(a)
                 writer.add(b)
         stored = wh.fetch_all("select account_id, model_id from nugen.model_snapshots order by 1")

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pyarrow as pa
@@ -30,7 +30,7 @@ from nugen_etl.warehouse.base import mask_url
 
 from .conftest import ENGINES, fresh_warehouse_url
 
-UTC = timezone.utc
+UTC = UTC
 TABLES = {spec.name: spec for spec in schemas.ALL_TABLES}
 VIEWS = ("model_key_snapshots", "models_latest", "model_usage_daily", "model_accuracy_daily",
          "model_status_changes", "account_health")
@@ -552,7 +552,7 @@ def test_accuracy_daily_from_the_days_last_snapshot(trends: Warehouse) -> None:
 def test_status_changes(trends: Warehouse) -> None:
     expected = set()
     for key, series in key_observations().items():
-        for prev, cur in zip(series, series[1:]):
+        for prev, cur in zip(series, series[1:], strict=False):
             if (prev["status"], prev["deployment_status"]) != (cur["status"], cur["deployment_status"]):
                 expected.add(("acme", key, cur["at"], prev["status"], cur["status"],
                               prev["deployment_status"], cur["deployment_status"]))

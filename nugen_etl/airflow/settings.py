@@ -7,10 +7,10 @@ Parse time (read by the DAG files themselves, standard library only, no package 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-import re
 from pathlib import Path
 
 from ..config import parse_duration

@@ -23,8 +23,7 @@ from urllib.parse import quote, urlencode
 
 from ..config import Config, Secret, parse_config, validate_account_id
 from ..errors import ConfigError
-from .settings import (ACCOUNTS_VARIABLE, DEFAULT_CONNECTION, STORAGE_CONNECTION, WAREHOUSE_CONNECTION,
-                       DagSettings)
+from .settings import ACCOUNTS_VARIABLE, DEFAULT_CONNECTION, STORAGE_CONNECTION, WAREHOUSE_CONNECTION, DagSettings
 
 if TYPE_CHECKING:
     from ..storage import Storage

@@ -24,11 +24,11 @@ from ..slots import parse_day, utcnow
 from ..summary import RunSummary
 from .runs import batches, is_past, run_slot
 from .settings import MAX_MAP_LENGTH, DagSettings
+
 if TYPE_CHECKING:  # the DAG files import this module: nothing heavy at import time
     from ..storage import Storage
     from ..warehouse import Warehouse
-from .sources import (account_connection_ids, airflow_lookups, build_config, list_account_ids,
-                      open_task_storage)
+from .sources import account_connection_ids, airflow_lookups, build_config, list_account_ids, open_task_storage
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +101,8 @@ def snapshot_batch(account_ids: Sequence[str], context: Mapping[str, Any]) -> di
 
 def publish(context: Mapping[str, Any]) -> dict[str, Any]:
     """Log the slot's outcomes, run the data-quality checks (raise on any problem), fill the asset events."""
-    from ..pipeline import open_configured_warehouse
     from ..pending import PendingJournal
+    from ..pipeline import open_configured_warehouse
     from .quality import check_slot, overdue_loads, slot_outcomes, slot_row_counts
 
     config = _config_without_keys()

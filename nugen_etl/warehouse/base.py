@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
@@ -25,9 +25,17 @@ import pyarrow.compute as pc
 
 from nugen_etl import schemas
 from nugen_etl.errors import WarehouseError
-from nugen_etl.redaction import mask_url
 from nugen_etl.records import (
-    SUCCESS_OUTCOMES, AccountRun, Outcome, SlotLoad, as_utc, gather, latest_per_slot, table_rows)
+    SUCCESS_OUTCOMES,
+    AccountRun,
+    Outcome,
+    SlotLoad,
+    as_utc,
+    gather,
+    latest_per_slot,
+    table_rows,
+)
+from nugen_etl.redaction import mask_url
 from nugen_etl.schemas import TableSpec
 from nugen_etl.warehouse import rollups
 from nugen_etl.warehouse.metric_lists import to_metric_lists
@@ -43,7 +51,7 @@ DATA_TABLES = {spec.name: spec for spec in (*schemas.SLOT_TABLES, schemas.MODEL_
 _LISTS, _LONG = schemas.MODEL_METRIC_LISTS.name, schemas.MODEL_METRICS.name
 SLOT_KEYS_SCHEMA = pa.schema([("account_id", pa.string()), ("snapshot_at", schemas.TS)])
 _SUCCESS = tuple(sorted(o.value for o in SUCCESS_OUTCOMES))
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from typing import Any
 import duckdb
 
 from nugen_etl.errors import WarehouseBusy, WarehouseError, WarehouseUnavailable
-from nugen_etl.warehouse import migrations
 from nugen_etl.schemas import MODEL_METRIC_LISTS, MODEL_SNAPSHOTS
+from nugen_etl.warehouse import migrations
 from nugen_etl.warehouse.base import StagedBatch, Warehouse, duplicate_key_sql, load_statements
 from nugen_etl.warehouse.rollups import Statement
 
@@ -220,7 +220,7 @@ def _refuse_duplicate_keys(con: duckdb.DuckDBPyConnection, batch: StagedBatch) -
         found = con.execute(duplicate_key_sql(spec)).fetchall()
         if found:
             *key, count = found[0]
-            named = ", ".join(f"{n}={v!r}" for n, v in zip(spec.primary_key, key))
+            named = ", ".join(f"{n}={v!r}" for n, v in zip(spec.primary_key, key, strict=False))
             raise WarehouseError(f"{spec.name}: the batch of account(s) {', '.join(batch.account_ids)} holds "
                                  f"the key ({named}) {count} times")
 

@@ -14,7 +14,15 @@ from psycopg import errors as pg_errors
 from nugen_etl.errors import WarehouseError, WarehouseUnavailable
 from nugen_etl.warehouse import migrations, pg_binary
 from nugen_etl.warehouse.base import (
-    SCHEMA, SLOT_TABLES, StagedBatch, Warehouse, insert_slot_sql, load_statements, lock_key, staging_name)
+    SCHEMA,
+    SLOT_TABLES,
+    StagedBatch,
+    Warehouse,
+    insert_slot_sql,
+    load_statements,
+    lock_key,
+    staging_name,
+)
 from nugen_etl.warehouse.rollups import Statement
 
 _MIGRATION_LOCK = lock_key("nugen_etl", "migrate")
