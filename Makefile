@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP_FLAGS ?= --quiet --disable-pip-version-check
 
-.PHONY: demo test lint install install-test clean
+.PHONY: demo test lint typecheck install install-test clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "nugen-etl needs Python >= 3.11"'
@@ -34,6 +34,10 @@ $(VENV)/.installed-lint: pyproject.toml | $(BIN)/python
 
 lint: $(VENV)/.installed-lint
 	$(BIN)/ruff check nugen_etl bench tests dags
+
+# Types: mypy --strict over nugen_etl (pyproject.toml); the test extras bring the typed libraries it reads.
+typecheck: $(VENV)/.installed-lint $(VENV)/.installed-test
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) nugen-data .pytest_cache

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None], *, fsync: bool = True) -> None:
+def atomic_write(path: Path, write: Callable[[BinaryIO], object], *, fsync: bool = True) -> None:
     """Write ``path`` so that readers see either the old file or the complete new one, never a part.
 
     The temporary name starts with a dot and ends in ``.tmp`` so dataset globs never match it.

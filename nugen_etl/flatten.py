@@ -51,7 +51,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from operator import attrgetter
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -193,12 +193,12 @@ def path_segment(key: Any) -> str:
     >>> print(path_segment("p.95"), path_segment("a\\b"))
     p\.95 a\\b
     """
-    key = key if type(key) is str else str(key)
-    if "\\" in key or "." in key:
-        key = key.replace("\\", "\\\\").replace(".", "\\.")
-    if _bad_text(key):
-        key = _UNSAFE_IN_PATH.sub(_escape_char, key)
-    return key
+    text: str = key if type(key) is str else str(key)
+    if "\\" in text or "." in text:
+        text = text.replace("\\", "\\\\").replace(".", "\\.")
+    if _bad_text(text):
+        text = _UNSAFE_IN_PATH.sub(_escape_char, text)
+    return text
 
 
 def to_json(value: Any, label: str, notes: Notes) -> str:
@@ -259,7 +259,7 @@ def as_str(v: Any, path: str, notes: Notes) -> str | None:
             if not v.isascii() and _SURROGATE.search(v):
                 notes[f"{path}: unpaired surrogate replaced with U+FFFD"] = None
                 v = _SURROGATE.sub("\ufffd", v)
-        return v
+        return cast(str, v)
     if v is None:
         return None
     if isinstance(v, int) and not isinstance(v, bool):
@@ -273,7 +273,7 @@ def as_float(v: Any, path: str, notes: Notes) -> float | None:
     t = type(v)
     if t is float:
         if v - v == 0.0:  # false for NaN and +-Infinity
-            return v
+            return cast(float, v)
         notes[f"{path}: not a finite number ({v!r})"] = None
         return None
     if v is None:
@@ -296,7 +296,7 @@ def as_int(v: Any, path: str, notes: Notes) -> int | None:
     t = type(v)
     if t is int:
         if _INT64_MIN <= v <= _INT64_MAX:
-            return v
+            return cast(int, v)
         notes[f"{path}: integer out of int64 range ({_show(v)})"] = None
         return None
     if v is None:
@@ -832,7 +832,7 @@ def flatten_answers(answers: Sequence[Answer]) -> list[Flattened]:
 def _general(models: list[Any]) -> list[Any]:
     """An answer's models as the general path takes them: decoded records go back to ``json.loads``."""
     if isinstance(models, DecodedModels):
-        return json.loads(models.body)["domain_aligned_models"]
+        return cast(list[Any], json.loads(models.body)["domain_aligned_models"])
     return models
 
 

@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from . import __version__
 from .errors import NugenEtlError
@@ -31,11 +31,11 @@ SVG_NS = "http://www.w3.org/2000/svg"
 @dataclass
 class AccountData:
     account_id: str
-    health: tuple | None = None
-    models: list[tuple] = field(default_factory=list)      # models_latest rows (see MODEL_COLUMNS)
+    health: tuple[Any, ...] | None = None
+    models: list[tuple[Any, ...]] = field(default_factory=list)      # models_latest rows (see MODEL_COLUMNS)
     usage: dict[str, dict[date, float | None]] = field(default_factory=lambda: defaultdict(dict))
     accuracy: dict[str, dict[date, float | None]] = field(default_factory=lambda: defaultdict(dict))
-    changes: list[tuple] = field(default_factory=list)
+    changes: list[tuple[Any, ...]] = field(default_factory=list)
 
 
 @dataclass
@@ -72,18 +72,18 @@ def _has_views(warehouse: Warehouse) -> bool:
     """Whether the warehouse has been migrated (a report never creates or changes anything)."""
     (count,), = warehouse.fetch_all("SELECT count(*) FROM information_schema.tables "
                                     "WHERE table_schema = 'nugen' AND table_name = 'account_health'")
-    return count > 0
+    return bool(count > 0)
 
 
 def _earliest_day(warehouse: Warehouse) -> date | None:
     (day,), = warehouse.fetch_all("SELECT min(day) FROM nugen.model_usage_daily")
-    return day
+    return cast(date | None, day)
 
 
 def latest_day(warehouse: Warehouse) -> date | None:
     """The newest day any model was observed on (the default end of the period)."""
     (day,), = warehouse.fetch_all("SELECT max(day) FROM nugen.model_usage_daily")
-    return day
+    return cast(date | None, day)
 
 
 def gather(warehouse: Warehouse, *, first: date, last: date, accounts: Sequence[str] | None = None) -> ReportData:
@@ -278,7 +278,7 @@ def _chart(days: list[date], series: dict[str, dict[date, float | None]], y_titl
                        explicit_size=True)
     chart.x_labels = [d.isoformat() for d in days]
     for label, values in series.items():
-        chart.add(label, [None if values.get(d) is None else float(values[d]) for d in days])
+        chart.add(label, [None if (value := values.get(d)) is None else float(value) for d in days])
     return "<div class=chart>" + _without_scripts(chart.render(is_unicode=True)) + "</div>"
 
 

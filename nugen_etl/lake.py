@@ -407,11 +407,11 @@ def slots_predicate(keys: Iterable[tuple[str, datetime]]) -> str:
     for slot, accounts in sorted(by_slot.items()):
         by_accounts.setdefault(tuple(sorted(accounts)), []).append(slot)
     terms = []
-    for accounts, slots in sorted(by_accounts.items(), key=lambda item: item[1][0]):
+    for account_ids, slots in sorted(by_accounts.items(), key=lambda item: item[1][0]):
         days = sorted({slot.date().isoformat() for slot in slots})
         terms.append(f"({_matches(PARTITION_COLUMN, days)} AND "
                      f"{_matches('snapshot_at', [slot.isoformat() for slot in slots])} AND "
-                     f"account_id IN ({', '.join(_quote(a) for a in accounts)}))")
+                     f"account_id IN ({', '.join(_quote(a) for a in account_ids)}))")
     return " OR ".join(terms)
 
 

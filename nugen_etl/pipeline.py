@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from .compaction import CompactionReport, compact_lake
 from .config import AccountConfig, Config
@@ -194,7 +195,7 @@ def _show_pending(warehouse: Warehouse, journal: PendingJournal) -> None:
         log.warning("could not record the pending loads in the warehouse: %s", exc)
 
 
-def _loaded_runs(warehouse: Warehouse, slot: datetime, account_ids: Sequence[str]) -> dict[str, tuple]:
+def _loaded_runs(warehouse: Warehouse, slot: datetime, account_ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
     """(outcome, fetched_at) of the warehouse's account_runs rows of ``slot`` for ``account_ids``."""
     marks = ", ".join("?" for _ in account_ids)
     rows = warehouse.fetch_all(f"SELECT account_id, outcome, fetched_at FROM nugen.account_runs "
@@ -210,7 +211,7 @@ def _archived_successes(journal: PendingJournal, snapshot_at: datetime) -> set[s
             for a, outcome in e.outcomes.items() if outcome in success}
 
 
-def _backlog(journal: PendingJournal, alert_hours: float, *, now: datetime) -> list[dict]:
+def _backlog(journal: PendingJournal, alert_hours: float, *, now: datetime) -> list[dict[str, Any]]:
     """The journal's entries, each marked overdue once pending longer than ``alert_hours``."""
     backlog = []
     for entry in _entries(journal):
@@ -402,18 +403,19 @@ class _warehouse_scope:
     """Use the given warehouse, or open (and migrate, then close) the configured one."""
 
     def __init__(self, config: Config, warehouse: Warehouse | None) -> None:
-        self._config, self._given, self._opened = config, warehouse, None
+        self._config, self._given = config, warehouse
+        self._opened: Warehouse | None = None
 
     def __enter__(self) -> Warehouse:
         if self._given is not None:
             return self._given
-        self._opened = open_configured_warehouse(self._config)
+        opened = self._opened = open_configured_warehouse(self._config)
         try:
-            self._opened.migrate()
+            opened.migrate()
         except BaseException:
-            self._opened.close()
+            opened.close()
             raise
-        return self._opened
+        return opened
 
     def __exit__(self, *exc: object) -> None:
         if self._opened is not None:

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import overload
+from typing import cast, overload
 
 from isal import igzip, isal_zlib
 
@@ -30,6 +30,8 @@ RAW_DIR = "raw"
 SUFFIX = ".raw.gz"
 FORMAT_VERSION = 1
 ARCHIVE_LEVEL = 1  # ISA-L levels run 0-3; 1 compresses a JSON answer ~5x
+
+_INFLATE_ERROR = cast(type[Exception], isal_zlib.error)  # the stub does not declare it an exception class
 
 
 def raw_answer_key(raw: RawAnswer) -> str:
@@ -84,7 +86,7 @@ def _gunzip(data: bytes) -> bytes:
     inflater = isal_zlib.decompressobj(wbits=31)
     try:
         out = inflater.decompress(data)
-    except isal_zlib.error:
+    except _INFLATE_ERROR:
         return gzip.decompress(data)  # its error names the problem the way a reader expects
     if not inflater.eof or inflater.unused_data:  # truncated, or more members: gzip's own reading decides
         return gzip.decompress(data)
@@ -121,7 +123,8 @@ def list_archived_slots(root: Path, *, start: datetime, end: datetime,
 def list_archived_slots(root: Storage, *, start: datetime, end: datetime,
                         account_ids: Iterable[str] | None = None) -> Iterator[tuple[str, datetime, list[str]]]: ...
 def list_archived_slots(root: Storage | Path, *, start: datetime, end: datetime,
-                        account_ids: Iterable[str] | None = None) -> Iterator[tuple[str, datetime, list]]:
+                        account_ids: Iterable[str] | None = None
+                        ) -> Iterator[tuple[str, datetime, list[str]] | tuple[str, datetime, list[Path]]]:
     """(account_id, slot, keys oldest-first by fetch time) for every archived slot in [start, end).
 
     Only the day folders that can hold such slots are listed (one listing per account and day).
@@ -146,7 +149,10 @@ def list_archived_slots(root: Storage | Path, *, start: datetime, end: datetime,
                     by_slot.setdefault(slot, []).append(f"{base}/{day}/{name}")
         for slot in sorted(by_slot):
             keys = sorted(by_slot[slot], key=lambda k: k.rsplit("/", 1)[1])
-            yield account_id, slot, [root / k for k in keys] if isinstance(root, Path) else keys
+            if isinstance(root, Path):
+                yield account_id, slot, [root / k for k in keys]
+            else:
+                yield account_id, slot, keys
 
 
 def archived_accounts(root: Storage | Path) -> list[str]:

@@ -61,7 +61,8 @@ def parse_slot_stamp(text: str) -> datetime:
     match = _SLOT_STAMP.fullmatch(text)  # ~10x cheaper than strptime, which a replay calls per archived answer
     if match is None:
         raise ValueError(f"not a slot stamp: {text!r}")
-    return datetime(*map(int, match.groups()), tzinfo=UTC)  # type: ignore[misc]
+    year, month, day, hour, minute, second = map(int, match.groups())
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 def day_bounds(first: date, last: date) -> tuple[datetime, datetime]:

@@ -18,7 +18,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import quote, urlencode
 
 from ..config import Config, Secret, parse_config, validate_account_id
@@ -196,11 +196,11 @@ def airflow_lookups() -> tuple[GetVariable, GetConnection]:
     from airflow.sdk.exceptions import AirflowNotFoundException
 
     def get_variable(key: str) -> str | None:
-        return Variable.get(key, default=None)
+        return cast(str | None, Variable.get(key, default=None))
 
     def get_connection(conn_id: str) -> ConnectionLike | None:
         try:
-            return Connection.get(conn_id)
+            return cast(ConnectionLike, Connection.get(conn_id))
         except AirflowNotFoundException:
             return None
 

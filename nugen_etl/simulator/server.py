@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import urlsplit
 
 from nugen_etl.simulator.faults import VALIDATION_DETAIL, Fault, detail_body
@@ -29,7 +30,7 @@ class _Server(ThreadingHTTPServer):
         super().__init__(address, _Handler)
         self.state = state
 
-    def handle_error(self, request: object, client_address: object) -> None:
+    def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that gave up (timeout, deadline) while a slow answer was on its way is not news."""
         if not isinstance(sys.exc_info()[1], ConnectionError):
             super().handle_error(request, client_address)

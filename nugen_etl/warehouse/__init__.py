@@ -8,7 +8,8 @@
 from __future__ import annotations
 
 from nugen_etl.errors import ConfigError
-from nugen_etl.warehouse.base import Warehouse, mask_url
+from nugen_etl.redaction import mask_url
+from nugen_etl.warehouse.base import Warehouse
 
 __all__ = ["Warehouse", "open_warehouse"]
 

@@ -161,7 +161,7 @@ class Warehouse(ABC):
         """Drop the lost connection and open a new one; ``WarehouseUnavailable`` if that fails."""
 
     @abstractmethod
-    def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+    def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read query and return all rows as tuples.
 
         Placeholders are ``?`` on every engine (DuckDB's native style; the PostgreSQL engine
@@ -217,7 +217,7 @@ def stage_batch(loads: Sequence[SlotLoad]) -> StagedBatch:
     if lists_given:
         # Flattening wrote the lists the warehouse stores: the long rows are not staged, only counted.
         staged = _stage_checked_as_batch(chosen, data_keys, skip=_LONG)
-        long_rows = sum(table_rows(chosen[key].tables, _LONG) for key in data_keys)  # type: ignore[arg-type]
+        long_rows = sum(table_rows(chosen[key].tables or {}, _LONG) for key in data_keys)
         if staged is not None and not _lists_hold(staged[staging_name(_LISTS)], long_rows):
             staged = None
     if staged is None:

@@ -61,7 +61,8 @@ class DuckDBWarehouse(Warehouse):
         self._index_bytes: int | None = None  # the most primary-key index memory a load has held
         self._headroom_min, self._headroom_scale = headroom_min, 1
         self._busy_timeout_s = busy_timeout_s
-        self._config = {"memory_limit": memory_limit} if memory_limit and memory_limit != AUTO_MEMORY else {}
+        self._config: dict[str, str | bool | int | float | list[str]] = (
+            {"memory_limit": memory_limit} if memory_limit and memory_limit != AUTO_MEMORY else {})
         self._con: duckdb.DuckDBPyConnection | None = self._open()
 
     def _open(self) -> duckdb.DuckDBPyConnection:
@@ -147,7 +148,7 @@ class DuckDBWarehouse(Warehouse):
             return None
         staged = sum(table.nbytes for table in batch.tables.values())
         headroom = max(self._headroom_min, _HEADROOM_PER_STAGED_BYTE * staged)
-        return self._index_bytes + self._headroom_scale * headroom
+        return int(self._index_bytes + self._headroom_scale * headroom)
 
     def _transaction(self, batch: StagedBatch, *, memory_limit: int | None = None) -> None:
         con = self.con
@@ -202,7 +203,7 @@ class DuckDBWarehouse(Warehouse):
         except (WarehouseError, duckdb.Error) as exc:  # busy too: the run goes on archiving, later loads retry
             raise WarehouseUnavailable(f"cannot reopen DuckDB warehouse {self.url} after a fatal error: {exc}") from exc
 
-    def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+    def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self.con.execute(sql, list(params)).fetchall()
 
     def close(self) -> None:
@@ -247,7 +248,8 @@ def _rollback(con: duckdb.DuckDBPyConnection) -> None:
         pass
 
 
-def _connect(path: str, busy_timeout_s: float, config: dict[str, str]) -> duckdb.DuckDBPyConnection:
+def _connect(path: str, busy_timeout_s: float, config: dict[str, str | bool | int | float | list[str]]
+             ) -> duckdb.DuckDBPyConnection:
     deadline = time.monotonic() + busy_timeout_s
     delays = iter(_BUSY_DELAYS_S)
     while True:

@@ -71,7 +71,7 @@ def _starts_mask(long: pa.Table) -> pa.Array:
 
 def _has_repeated_keys(long: pa.Table, starts: pa.Array) -> bool:
     heads = long.select(list(_KEY)).take(starts)
-    return heads.group_by(list(_KEY), use_threads=False).aggregate([]).num_rows != heads.num_rows
+    return bool(heads.group_by(list(_KEY), use_threads=False).aggregate([]).num_rows != heads.num_rows)
 
 
 def _same(values: pa.ChunkedArray, expected: pa.Array) -> bool:

@@ -149,7 +149,7 @@ class PostgresWarehouse(Warehouse):
         self.conn.close()
         self._conn = conn
 
-    def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+    def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read query; ``?`` placeholders are translated to psycopg's ``%s``."""
         with self.conn.cursor() as cur:
             if params:

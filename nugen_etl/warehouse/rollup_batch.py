@@ -144,4 +144,5 @@ def batch_rollups(snapshots: pa.Table) -> BatchRollups:
 def _distinct(a: pa.Array, b: pa.Array) -> np.ndarray:
     """SQL's ``a IS DISTINCT FROM b``, element-wise."""
     unequal = pc.fill_null(pc.not_equal(a, b), False)
-    return pc.or_(unequal, pc.xor(pc.is_null(a), pc.is_null(b))).to_numpy(zero_copy_only=False)
+    distinct: np.ndarray = pc.or_(unequal, pc.xor(pc.is_null(a), pc.is_null(b))).to_numpy(zero_copy_only=False)
+    return distinct
