@@ -2,14 +2,17 @@
 
     NugenEtlError
      +-- ConfigError          bad configuration or usage (CLI exit 2)
-     +-- FetchError           an account's answer could not be had (carries account, status, attempts)
-     |    +-- AuthError       401/403: the key was rejected, never retried
-     +-- PayloadError         an answer that is not the documented shape
+     +-- StorageError         an object store failed an operation (storage.py; also an OSError)
+     +-- LakeError            a Delta commit failed (lake.py)
+     |    +-- LakeCommitConflict  a concurrent commit won past the retries
+     |    +-- LegacyLakeLayout    the root still holds 0.1's per-slot Parquet folders
      +-- WarehouseError       the warehouse refused a load or a migration
-          +-- WarehouseBusy   another process holds the (DuckDB) warehouse
-          +-- WarehouseUnavailable  the connection was lost and could not be opened again
+     |    +-- WarehouseBusy   another process holds the (DuckDB) warehouse
+     |    +-- WarehouseUnavailable  the connection was lost and could not be opened again
+     +-- BatchFailed          some accounts of an Airflow batch failed; Airflow retries it (airflow/tasks.py)
 
-Messages carry context (account id, HTTP status, attempt) and never a secret.
+An account's fetch never raises: its failure is its run's outcome (``records.Outcome``). Messages
+carry context (account id, HTTP status, attempt) and never a secret.
 """
 
 from __future__ import annotations
@@ -21,23 +24,6 @@ class NugenEtlError(Exception):
 
 class ConfigError(NugenEtlError):
     """The configuration file or the command line is wrong; the message names the field."""
-
-
-class FetchError(NugenEtlError):
-    def __init__(self, message: str, *, account_id: str | None = None,
-                 http_status: int | None = None, attempts: int = 0) -> None:
-        super().__init__(message)
-        self.account_id = account_id
-        self.http_status = http_status
-        self.attempts = attempts
-
-
-class AuthError(FetchError):
-    """The vendor rejected the account's key (401/403)."""
-
-
-class PayloadError(NugenEtlError):
-    """An answer body that is not the documented JSON shape."""
 
 
 class WarehouseError(NugenEtlError):

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..config import Config
+from ..errors import NugenEtlError
 from ..records import Outcome
 from ..slots import parse_day, utcnow
 from ..summary import RunSummary
@@ -37,7 +38,7 @@ NO_KEY = "no API key"
 _MAX_NAMED = 20
 
 
-class BatchFailed(Exception):
+class BatchFailed(NugenEtlError):
     """Some accounts of a batch failed; the others are written. Retried by Airflow."""
 
 
