@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP_FLAGS ?= --quiet --disable-pip-version-check
 
-.PHONY: demo test lint typecheck install install-test clean
+.PHONY: demo test test-fast lint typecheck install install-test clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "nugen-etl needs Python >= 3.11"'
@@ -26,6 +26,10 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The in-process tests only (marker `unit`, tests/conftest.py): about a minute.
+test-fast: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -m unit $(PYTEST_ARGS)
 
 # Lint (ruff: pyflakes, pycodestyle, import order, bugbear, pyupgrade, blind excepts; pyproject.toml).
 $(VENV)/.installed-lint: pyproject.toml | $(BIN)/python
