@@ -17,9 +17,9 @@ from typing import Any
 
 from bench.common import FETCH_OFFSET, SEED, T0, Context, median, row, scratch_pg_database
 from bench.sizes import Sizes
-from nugen_etl.pipeline import answer_to_load
 from nugen_etl.records import RawAnswer, SlotLoad
 from nugen_etl.simulator import SimulatorState
+from nugen_etl.transform import answer_to_load
 from nugen_etl.warehouse import Warehouse, open_warehouse
 
 _HISTORY_COLUMNS = ("account_id, model_id, snapshot_at, snapshot_date, fetched_at, model_key, alignment_id, "

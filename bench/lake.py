@@ -29,12 +29,13 @@ from bench.archive import ensure_archive
 from bench.common import FETCH_OFFSET, SEED, T0, Context, make_config, median, row, run_job
 from bench.sizes import Sizes
 from nugen_etl.lake import LAKE_TABLES
-from nugen_etl.pipeline import answer_to_load, compact, run_lake
+from nugen_etl.pipeline import compact, run_lake
 from nugen_etl.records import RawAnswer
 from nugen_etl.schemas import MODEL_SNAPSHOTS
 from nugen_etl.simulator import SimulatorState
 from nugen_etl.slots import slot_stamp
 from nugen_etl.storage import LocalStorage
+from nugen_etl.transform import answer_to_load
 
 SCAN_TARGET_S = 0.5
 FILES_TARGET = 2

@@ -11,9 +11,9 @@ from bench.baseline import run_baseline
 from bench.common import T0, Context, fetch_only, make_config, median, row, simulator
 from bench.sizes import Sizes
 from nugen_etl.lake import LAKE_TABLES
-from nugen_etl.pipeline import answer_to_load, open_configured_warehouse, run_lake, run_snapshot
+from nugen_etl.pipeline import open_configured_storage, open_configured_warehouse, run_lake, run_snapshot
 from nugen_etl.raw_archive import write_raw_answer
-from nugen_etl.storage import open_storage
+from nugen_etl.transform import answer_to_load
 
 STAGES = ("fetch", "archive", "parse_flatten", "lake", "warehouse")
 # Issue 15's goal for the lake stage: 5x the 0.1 per-slot Parquet stage measured here (34,151 rec/s).
@@ -94,7 +94,7 @@ def _stages(ctx: Context, sim: Any, rep: int) -> dict[str, float]:
     """Each stage of the pipeline alone over the same accounts, as records/s."""
     root = ctx.work / f"stages-{rep}"
     config = make_config(root, sim.state, base_url=sim.base_url)
-    storage = open_storage(config)
+    storage = open_configured_storage(config)
     times: dict[str, float] = {}
     times["fetch"], raws = fetch_only(config, sim.base_url)
     t = time.perf_counter()

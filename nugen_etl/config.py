@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .redaction import mask_url
+from .records import validate_account_id
+from .redaction import Secret, mask_url
 
-ACCOUNT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 DEFAULT_BASE_URL = "https://api.nugen.in"
 WAREHOUSE_SCHEMES = ("duckdb", "postgresql", "postgres")
@@ -23,29 +23,6 @@ S3_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 S3_REGION_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,49}")
 _URL_SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 _DURATION_RE = re.compile(r"(\d+)\s*(m|min|h|d)")
-
-
-class Secret:
-    """A secret string whose repr/str never shows it; ``reveal()`` is the one way in."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('****')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 @dataclass(frozen=True)
@@ -115,7 +92,7 @@ class Config:
     granularity: timedelta = timedelta(hours=1)
     fsync: bool = True
     source: Path | None = field(default=None, compare=False)
-    s3: S3Config | None = None          # set when storage.root is s3://...; open with storage.open_storage
+    s3: S3Config | None = None          # set when storage.root is s3://...; opened by pipeline.open_configured_storage
     vacuum_retention_hours: float = 168.0  # lake files a version of the last 7 days needs are kept
     target_file_mb: int = 128           # compaction's target data file size
 
@@ -139,14 +116,6 @@ class Config:
         missing = [f"{a.id} ({a.api_key_env})" for a in accounts if a.api_key is None]
         if missing:
             raise ConfigError("API key environment variable not set for account(s): " + ", ".join(missing))
-
-
-def validate_account_id(value: Any, where: str = "accounts.id") -> str:
-    if not isinstance(value, str) or not ACCOUNT_ID_RE.fullmatch(value):
-        raise ConfigError(
-            f"{where}: invalid account id {value!r}: use 1-64 characters [A-Za-z0-9_.-], "
-            "starting with a letter or digit")
-    return value
 
 
 def parse_duration(text: str, where: str) -> timedelta:

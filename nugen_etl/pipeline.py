@@ -20,12 +20,12 @@ from .load import SlotWriter
 from .pending import PendingJournal, PendingLoad
 from .raw_archive import archived_accounts, list_archived_slots, write_raw_answer
 from .records import SUCCESS_OUTCOMES, AccountRun, RawAnswer, as_utc
-from .replay import Item, choose_replay, replay_days, replay_items
+from .replay import Item, replay_days, replay_items
 from .runtime import bulk_gc, use_system_allocator_for_arrow
 from .slots import day_bounds, utcnow
-from .storage import Storage, open_storage
+from .storage import AwsCredentials, LocalStorage, S3Storage, Storage
 from .summary import RunSummary
-from .transform import answer_to_load, loads_of
+from .transform import loads_of
 from .upgrade import archived_days, move_legacy_tables
 from .warehouse import Warehouse, open_warehouse
 
@@ -48,6 +48,16 @@ def run_lake(storage: Storage, command: str, run_id: str | None) -> Lake:
                                         "nugen.run_id": run_id or f"{command}-{uuid.uuid4().hex[:12]}"})
 
 
+def open_configured_storage(config: Config, *, credentials: AwsCredentials | None = None) -> Storage:
+    """The configured storage: the local folder, or the S3 root with a client sized for the fetch pool."""
+    if config.s3 is None:
+        assert config.storage_root is not None
+        return LocalStorage(config.storage_root, fsync=config.fsync)
+    s3 = config.s3
+    return S3Storage(s3.bucket, s3.prefix, endpoint_url=s3.endpoint_url, region=s3.region,
+                     credentials=credentials, max_connections=config.api.max_concurrency + 2)
+
+
 def open_configured_warehouse(config: Config) -> Warehouse:
     password = config.warehouse.password.reveal() if config.warehouse.password else None
     return open_warehouse(config.warehouse.url, password=password,
@@ -63,7 +73,7 @@ def build_client(config: Config, base_url: str) -> ApiClient:
 
 
 def run_snapshot(config: Config, *, snapshot_at: datetime, accounts: Sequence[AccountConfig] | None = None,
-                 warehouse: Warehouse | None = None, clients: dict[str, ApiClient] | None = None,
+                 warehouse: Warehouse | None = None,
                  progress: Progress | None = None, skip_succeeded: bool = False,
                  storage: Storage | None = None, run_id: str | None = None) -> RunSummary:
     """Snapshot every given account (default: all configured) into the slot ``snapshot_at``.
@@ -72,16 +82,15 @@ def run_snapshot(config: Config, *, snapshot_at: datetime, accounts: Sequence[Ac
     raw, flattened, and written in batches: one lake commit per table, then one warehouse
     transaction. One account's failure never stops or rolls back another's. With ``skip_succeeded``
     (a retry of the same slot), accounts already recorded ok/empty for the slot are not fetched
-    again. ``storage`` defaults to the configured one (``open_storage``); ``run_id`` (e.g.
+    again. ``storage`` defaults to the configured one (``open_configured_storage``); ``run_id`` (e.g.
     Airflow's) goes into the lake's commit metadata.
     """
     use_system_allocator_for_arrow()
     accounts = tuple(accounts if accounts is not None else config.accounts)
-    storage = open_storage(config) if storage is None else storage
+    storage = open_configured_storage(config) if storage is None else storage
     summary = RunSummary(command="run", snapshot_at=snapshot_at)
     journal = PendingJournal(storage)
-    owned_clients = clients is None
-    clients = {} if clients is None else clients
+    clients: dict[str, ApiClient] = {}
     with run_lake(storage, "run", run_id) as lake, _deferrable_warehouse(config, warehouse) as (wh, why):
         if wh is not None:
             _catch_up(storage, wh, journal, summary, max_slots=config.warehouse.catch_up_slots,
@@ -103,9 +112,8 @@ def run_snapshot(config: Config, *, snapshot_at: datetime, accounts: Sequence[Ac
                         if progress:
                             progress(load.run)
             finally:
-                if owned_clients:
-                    for client in clients.values():
-                        client.close()
+                for client in clients.values():
+                    client.close()
         if wh is not None:
             _show_pending(wh, journal)
     summary.backlog = _backlog(journal, config.warehouse.pending_alert_hours, now=utcnow())
@@ -118,7 +126,7 @@ def load_pending(config: Config, *, warehouse: Warehouse | None = None, storage:
     calls, no lake writes: the lake has them), oldest first, at most ``max_slots`` (None: all). A
     warehouse that still cannot be opened leaves the journal as it is (exit code 3)."""
     use_system_allocator_for_arrow()
-    storage = open_storage(config) if storage is None else storage
+    storage = open_configured_storage(config) if storage is None else storage
     summary = RunSummary(command="load-pending", snapshot_at=None)
     journal = PendingJournal(storage)
     with _deferrable_warehouse(config, warehouse) as (wh, _):
@@ -237,7 +245,7 @@ def backfill(config: Config, *, first: date, last: date, accounts: Sequence[str]
     use_system_allocator_for_arrow()
     day_bounds(first, last)  # refuses --to before --from
     summary = RunSummary(command="backfill", snapshot_at=None)
-    storage = open_storage(config) if storage is None else storage
+    storage = open_configured_storage(config) if storage is None else storage
     with bulk_gc(), run_lake(storage, "backfill", run_id) as lake, _warehouse_scope(config, warehouse) as wh, \
             wh.loading_in_bulk(), \
             SlotWriter(lake, wh, batch_size=None, max_rows=BACKFILL_MAX_ROWS, summary=summary,
@@ -270,7 +278,7 @@ def replay_slot(config: Config, *, snapshot_at: datetime, accounts: Sequence[str
     account_ids = list(accounts) if accounts is not None else [a.id for a in config.accounts]
     summary = RunSummary(command="replay", snapshot_at=snapshot_at)
     end = snapshot_at + timedelta(microseconds=1)
-    storage = open_storage(config) if storage is None else storage
+    storage = open_configured_storage(config) if storage is None else storage
     with run_lake(storage, "replay", run_id) as lake, _warehouse_scope(config, warehouse) as wh, \
             SlotWriter(lake, wh, batch_size=config.warehouse.batch_accounts, summary=summary) as writer:
         archived = {a: keys for a, _, keys in list_archived_slots(
@@ -284,7 +292,7 @@ def compact(config: Config, *, day: date | None = None, storage: Storage | None 
             now: datetime | None = None, run_id: str | None = None) -> CompactionReport:
     """Compact ``day``, or every closed day not compacted since it last changed; then vacuum with the
     configured retention. A day closes two slots after its end (the DAG's default lateness)."""
-    storage = open_storage(config) if storage is None else storage
+    storage = open_configured_storage(config) if storage is None else storage
     with run_lake(storage, "compact", run_id) as lake:
         return compact_lake(lake, storage, now=now or utcnow(), lateness=2 * config.granularity,
                             retention_hours=config.vacuum_retention_hours,
@@ -295,7 +303,7 @@ def upgrade_lake(config: Config, *, warehouse: Warehouse | None = None, storage:
                  progress: Progress | None = None) -> tuple[list[str], RunSummary | None]:
     """Move the old per-slot Parquet folders aside (nothing deleted) and rebuild the Delta tables from
     the whole raw archive. Returns the moved tables and the backfill's summary (None: empty archive)."""
-    storage = open_storage(config) if storage is None else storage
+    storage = open_configured_storage(config) if storage is None else storage
     moved = move_legacy_tables(storage)
     span = archived_days(storage)
     if span is None:
@@ -422,6 +430,5 @@ class _warehouse_scope:
             self._opened.close()
 
 
-__all__ = ["answer_to_load", "backfill", "choose_replay", "compact", "load_pending", "open_configured_warehouse",
-           "replay_slot",
-           "run_snapshot", "succeeded_accounts", "upgrade_lake"]
+__all__ = ["backfill", "compact", "load_pending", "open_configured_storage", "open_configured_warehouse", "replay_slot",
+           "run_lake", "run_snapshot", "succeeded_accounts", "upgrade_lake"]

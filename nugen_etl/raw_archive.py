@@ -20,9 +20,8 @@ from typing import cast, overload
 
 from isal import igzip, isal_zlib
 
-from .config import validate_account_id
 from .errors import ConfigError
-from .records import RawAnswer
+from .records import RawAnswer, validate_account_id
 from .slots import parse_slot_stamp, parse_timestamp, slot_stamp
 from .storage import Storage, as_storage
 

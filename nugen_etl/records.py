@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigError
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+
+ACCOUNT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def validate_account_id(value: Any, where: str = "accounts.id") -> str:
+    """``value`` if it is a valid account id (it names folders and lake partitions), else ConfigError."""
+    if not isinstance(value, str) or not ACCOUNT_ID_RE.fullmatch(value):
+        raise ConfigError(
+            f"{where}: invalid account id {value!r}: use 1-64 characters [A-Za-z0-9_.-], "
+            "starting with a letter or digit")
+    return value
 
 
 class Outcome(StrEnum):

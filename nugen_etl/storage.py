@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, Protocol, runtime_checkable
 
-from .config import Config, Secret
 from .errors import ConfigError, NugenEtlError
 from .files import atomic_write, remove_file
-from .redaction import redact
+from .redaction import Secret, redact
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -80,16 +79,6 @@ def as_storage(root: Storage | os.PathLike[str], *, fsync: bool = True) -> Stora
     if isinstance(root, os.PathLike):
         return LocalStorage(Path(root), fsync=fsync)
     return root
-
-
-def open_storage(config: Config, *, credentials: AwsCredentials | None = None) -> Storage:
-    """The configured storage: the local folder, or the S3 root with a client sized for the fetch pool."""
-    if config.s3 is None:
-        assert config.storage_root is not None
-        return LocalStorage(config.storage_root, fsync=config.fsync)
-    s3 = config.s3
-    return S3Storage(s3.bucket, s3.prefix, endpoint_url=s3.endpoint_url, region=s3.region,
-                     credentials=credentials, max_connections=config.api.max_concurrency + 2)
 
 
 @dataclass(frozen=True)
@@ -275,5 +264,4 @@ def _s3_client(*, endpoint_url: str | None, region: str | None, credentials: Aws
     return session, session.client("s3", endpoint_url=endpoint_url, config=config)
 
 
-__all__ = ["AwsCredentials", "LocalStorage", "S3Storage", "Storage", "StorageError", "as_storage", "check_key",
-           "open_storage"]
+__all__ = ["AwsCredentials", "LocalStorage", "S3Storage", "Storage", "StorageError", "as_storage", "check_key"]

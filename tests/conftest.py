@@ -24,7 +24,7 @@ PG_ENV = "NUGEN_TEST_PG_URL"
 UNIT_MODULES = frozenset({
     "test_classify", "test_compose", "test_config", "test_errors", "test_flatten", "test_flatten_batch",
     "test_flatten_paths", "test_flatten_properties", "test_live_batching", "test_packed_tables",
-    "test_path_safety", "test_runtime",
+    "test_layers", "test_path_safety", "test_runtime",
 })
 
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from nugen_etl.config import DEFAULT_BASE_URL, Secret, load_config
+from nugen_etl.config import DEFAULT_BASE_URL, load_config
 from nugen_etl.errors import ConfigError
+from nugen_etl.redaction import Secret
 
 GOOD = """
 [api]

@@ -17,11 +17,12 @@ from nugen_etl.cli import main
 from nugen_etl.config import parse_config
 from nugen_etl.errors import ConfigError
 from nugen_etl.lake import Lake, LakeLocation
-from nugen_etl.pipeline import answer_to_load, run_snapshot
+from nugen_etl.pipeline import run_snapshot
 from nugen_etl.raw_archive import list_archived_slots, raw_answer_key
 from nugen_etl.records import RawAnswer
 from nugen_etl.simulator import API_PATH, Fault, SimulatorState, serve
 from nugen_etl.storage import LocalStorage
+from nugen_etl.transform import answer_to_load
 
 from .e2e_helpers import FETCH_OFFSET, T0, environ_for, key_env
 

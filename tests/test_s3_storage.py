@@ -40,15 +40,16 @@ import pytest
 from botocore.config import Config as BotoConfig
 from deltalake import DeltaTable
 
-from nugen_etl.config import Config, S3Config, Secret, parse_config
+from nugen_etl.config import Config, S3Config, parse_config
 from nugen_etl.errors import ConfigError
 from nugen_etl.lake import LAKE_TABLES, CommitRetry, LakeError, open_lake
-from nugen_etl.pipeline import backfill, run_snapshot
+from nugen_etl.pipeline import backfill, open_configured_storage, run_snapshot
 from nugen_etl.raw_archive import list_archived_slots, read_raw_answer, write_raw_answer
 from nugen_etl.records import RawAnswer, SlotLoad
+from nugen_etl.redaction import Secret
 from nugen_etl.schemas import MODEL_SNAPSHOTS
 from nugen_etl.simulator import Fault, SimulatorState, serve
-from nugen_etl.storage import AwsCredentials, LocalStorage, S3Storage, Storage, StorageError, open_storage
+from nugen_etl.storage import AwsCredentials, LocalStorage, S3Storage, Storage, StorageError
 from nugen_etl.transform import answer_to_load
 
 from .e2e_helpers import FETCH_OFFSET, SLOTS, T0, environ_for, make_config
@@ -507,7 +508,7 @@ def test_credentials_never_reach_logs_errors_or_repr(endpoint: str, prefix: str,
     assert given_lake.location.storage_options["aws_secret_access_key"] == "explicit-dummy-secret"
     cfg = storage_config(tmp_path, root=f"s3://{BUCKET}/{prefix}", endpoint_url=endpoint, region=REGION)
     texts = [caplog.text, str(info.value), repr(info.value), repr(storage), repr(given), repr(explicit),
-             repr(cfg), repr(open_storage(cfg)), str(vars(storage)), repr(lake.location), str(lake.location),
+             repr(cfg), repr(open_configured_storage(cfg)), str(vars(storage)), repr(lake.location), str(lake.location),
              str(vars(lake)), repr(given_lake.location), str(lake_info.value), repr(lake_info.value),
              str(lake_info.value.__cause__), str(lake.table(MODEL_SNAPSHOTS))]
     for secret in (KEY_ID, SECRET, TOKEN, "AKIAEXPLICITDUMMY", "explicit-dummy-secret", "explicit-tok"):
@@ -707,7 +708,7 @@ def s3_pipeline_config(local: Config, endpoint: str, prefix: str, warehouse: Pat
 
 
 def both(worlds: dict[str, Any]) -> tuple[Storage, Storage]:
-    return open_storage(worlds["s3"]), open_storage(worlds["local"])
+    return open_configured_storage(worlds["s3"]), open_configured_storage(worlds["local"])
 
 
 def test_s3_run_gives_the_same_views_as_the_local_run(worlds: dict[str, Any]) -> None:

@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import quote, urlencode
 
-from ..config import Config, Secret, parse_config, validate_account_id
+from ..config import Config, parse_config
 from ..errors import ConfigError
+from ..records import validate_account_id
+from ..redaction import Secret
 from .settings import ACCOUNTS_VARIABLE, DEFAULT_CONNECTION, STORAGE_CONNECTION, WAREHOUSE_CONNECTION, DagSettings
 
 if TYPE_CHECKING:
@@ -172,13 +174,14 @@ def warehouse_url(conn: ConnectionLike) -> tuple[str, str | None]:
 def open_task_storage(config: Config, get_connection: GetConnection) -> Storage:
     """The configured storage; on S3 with credentials from Connection ``nugen_storage`` when it exists
     (login = access key id, password = secret key, extra ``session_token``), else the AWS chain."""
-    from ..storage import AwsCredentials, open_storage
+    from ..pipeline import open_configured_storage
+    from ..storage import AwsCredentials
 
     conn = get_connection(STORAGE_CONNECTION) if config.s3 is not None else None
     if conn is None or not conn.login or not conn.password:
-        return open_storage(config)
+        return open_configured_storage(config)
     token = (conn.extra_dejson or {}).get("session_token") or (conn.extra_dejson or {}).get("aws_session_token")
-    return open_storage(config, credentials=AwsCredentials(Secret(conn.login), Secret(conn.password),
+    return open_configured_storage(config, credentials=AwsCredentials(Secret(conn.login), Secret(conn.password),
                                                            Secret(token) if token else None))
 
 
