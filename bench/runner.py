@@ -77,6 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
     from bench.sizes import FULL, QUICK
+    from nugen_etl.runtime import use_system_allocator_for_arrow
+
+    use_system_allocator_for_arrow()  # as the CLI and the Airflow tasks do
 
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--quick", action="store_true", help="smaller sizes and fewer repetitions (development)")

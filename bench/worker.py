@@ -98,6 +98,9 @@ JOBS = {"snapshot": snapshot, "rebuild": rebuild}
 
 
 def main() -> None:
+    from nugen_etl.runtime import use_system_allocator_for_arrow
+
+    use_system_allocator_for_arrow()  # as the CLI and the Airflow tasks do
     name, args = sys.argv[1], json.loads(sys.argv[2])
     print(json.dumps(JOBS[name](args)), flush=True)
 

@@ -33,6 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=getattr(logging, args.log_level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from .runtime import use_system_allocator_for_arrow  # here, not at the top: `--help` needs no pyarrow
+
+    use_system_allocator_for_arrow()
     try:
         return int(args.handler(args) or 0)
     except ConfigError as exc:

@@ -21,7 +21,7 @@ from .pending import PendingJournal, PendingLoad
 from .raw_archive import archived_accounts, list_archived_slots, write_raw_answer
 from .records import SUCCESS_OUTCOMES, AccountRun, RawAnswer, as_utc
 from .replay import Item, replay_days, replay_items
-from .runtime import bulk_gc, use_system_allocator_for_arrow
+from .runtime import bulk_gc
 from .slots import day_bounds, utcnow
 from .storage import AwsCredentials, LocalStorage, S3Storage, Storage
 from .summary import RunSummary
@@ -85,7 +85,6 @@ def run_snapshot(config: Config, *, snapshot_at: datetime, accounts: Sequence[Ac
     again. ``storage`` defaults to the configured one (``open_configured_storage``); ``run_id`` (e.g.
     Airflow's) goes into the lake's commit metadata.
     """
-    use_system_allocator_for_arrow()
     accounts = tuple(accounts if accounts is not None else config.accounts)
     storage = open_configured_storage(config) if storage is None else storage
     summary = RunSummary(command="run", snapshot_at=snapshot_at)
@@ -125,7 +124,6 @@ def load_pending(config: Config, *, warehouse: Warehouse | None = None, storage:
     """Load the slots of the pending-load journal from the raw archive into the warehouse (no API
     calls, no lake writes: the lake has them), oldest first, at most ``max_slots`` (None: all). A
     warehouse that still cannot be opened leaves the journal as it is (exit code 3)."""
-    use_system_allocator_for_arrow()
     storage = open_configured_storage(config) if storage is None else storage
     summary = RunSummary(command="load-pending", snapshot_at=None)
     journal = PendingJournal(storage)
@@ -242,7 +240,6 @@ def backfill(config: Config, *, first: date, last: date, accounts: Sequence[str]
     Day by day: each day is one lake commit per table and one warehouse transaction (a day of more
     than ``BACKFILL_MAX_ROWS`` model rows is split).
     """
-    use_system_allocator_for_arrow()
     day_bounds(first, last)  # refuses --to before --from
     summary = RunSummary(command="backfill", snapshot_at=None)
     storage = open_configured_storage(config) if storage is None else storage
@@ -274,7 +271,6 @@ def replay_slot(config: Config, *, snapshot_at: datetime, accounts: Sequence[str
     An account with no archived answer for the slot is recorded ``not_observed``: the API only
     knows the present, so a past slot is never filled with today's state.
     """
-    use_system_allocator_for_arrow()
     account_ids = list(accounts) if accounts is not None else [a.id for a in config.accounts]
     summary = RunSummary(command="replay", snapshot_at=snapshot_at)
     end = snapshot_at + timedelta(microseconds=1)

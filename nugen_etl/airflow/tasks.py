@@ -72,7 +72,9 @@ def snapshot_batch(account_ids: Sequence[str], context: Mapping[str, Any]) -> di
     than the lateness never calls the API: the raw archive is replayed, or ``not_observed`` recorded.
     """
     from ..pipeline import replay_slot, run_snapshot
+    from ..runtime import use_system_allocator_for_arrow
 
+    use_system_allocator_for_arrow()
     settings = DagSettings.from_environ(os.environ)
     get_variable, get_connection = airflow_lookups()
     config = build_config(settings, get_variable=get_variable, get_connection=get_connection,
@@ -152,7 +154,9 @@ def write_latest_report(warehouse: Warehouse, storage: Storage) -> str | None:
 def rebuild(params: Mapping[str, Any], context: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``nugen-etl backfill`` from the rebuild DAG's params: from, to (UTC days), accounts (empty: all)."""
     from ..pipeline import backfill
+    from ..runtime import use_system_allocator_for_arrow
 
+    use_system_allocator_for_arrow()
     first, last = parse_day(str(params.get("from") or ""), "from"), parse_day(str(params.get("to") or ""), "to")
     config = _config_without_keys()
     wanted = list(params.get("accounts") or [])
