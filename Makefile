@@ -46,7 +46,7 @@ typecheck: $(VENV)/.installed-lint $(VENV)/.installed-test
 clean:
 	rm -rf $(VENV) nugen-data .pytest_cache
 
-# Benchmarks (issue 6): `make bench` writes bench/results/latest.{json,md}; `make bench-quick` is the
+# Benchmarks: `make bench` writes bench/results/latest.{json,md}; `make bench-quick` is the
 # short development run (bench/results/quick/). PostgreSQL parts use $NUGEN_BENCH_PG_URL or
 # $NUGEN_TEST_PG_URL and are skipped without either. Extra options: BENCH_ARGS="--scenarios fanout".
 .PHONY: bench bench-quick
@@ -58,7 +58,7 @@ bench-quick: $(VENV)/.installed-test
 	$(BIN)/pip install $(PIP_FLAGS) -e ".[bench]"
 	$(BIN)/python -m bench --quick $(BENCH_ARGS)
 
-# Airflow (issue 4): only the DAG and compose tests; `make stack` starts docker-compose.yml
+# Airflow: only the DAG and compose tests; `make stack` starts docker-compose.yml
 # (creating .env from .env.example the first time: replace its change-me values).
 .PHONY: test-dags stack
 test-dags: $(VENV)/.installed-test

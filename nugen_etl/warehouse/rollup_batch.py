@@ -6,7 +6,7 @@ batch holds every slot an (account_id, day) has in the warehouse (a backfilled d
 of a day) the batch's rows alone settle that day's rows, and this module computes them here, with
 vectorised kernels, in about a twentieth of the time. The load checks which (account_id, day) pairs
 the warehouse holds no other slot of and takes only those from here; every other touched day is
-computed in SQL as before. Both give the same rows (property-tested against the full-history
+computed in SQL. Both give the same rows (property-tested against the full-history
 reference views).
 
 An (account_id, day) is taken from here only when its rows are of the common shape: no two records
