@@ -14,11 +14,12 @@ import xml.etree.ElementTree as ET
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, cast
 
 from . import __version__
 from .errors import NugenEtlError
+from .slots import day_bounds
 from .warehouse import Warehouse
 
 DEFAULT_DAYS = 30          # the period when no --from is given: this many days up to --to
@@ -53,17 +54,19 @@ MODEL_COLUMNS = ("model_key", "name", "status", "deployment_status", "usage_coun
 def build_report(warehouse: Warehouse, *, now: datetime, first: date | None = None, last: date | None = None,
                  accounts: Sequence[str] | None = None) -> str:
     """The page for [first, last] (default: the ``DEFAULT_DAYS`` days up to the newest observed day, or
-    up to ``now``'s day in an empty warehouse)."""
+    up to ``now``'s day in an empty warehouse). ConfigError when ``last`` is before ``first``."""
+    if first is not None and last is not None:
+        day_bounds(first, last)
     if not _has_views(warehouse):
         return render(ReportData(first or now.date(), last or now.date(), {}, {}), generated_at=now)
+    earliest, latest = _observed_days(warehouse)
     if last is None:
-        last = latest_day(warehouse) or now.date()
+        last = latest or now.date()
         if first is not None and last < first:
             last = first
     if first is None:
         first = last - timedelta(days=DEFAULT_DAYS - 1)
-        earliest = _earliest_day(warehouse)  # a young warehouse: from its first day, not 30 empty ones
-        if earliest is not None and first < earliest <= last:
+        if earliest is not None and first < earliest <= last:  # a young warehouse: from its first day
             first = earliest
     return render(gather(warehouse, first=first, last=last, accounts=accounts), generated_at=now)
 
@@ -75,23 +78,17 @@ def _has_views(warehouse: Warehouse) -> bool:
     return bool(count > 0)
 
 
-def _earliest_day(warehouse: Warehouse) -> date | None:
-    (day,), = warehouse.fetch_all("SELECT min(day) FROM nugen.model_usage_daily")
-    return cast(date | None, day)
-
-
-def latest_day(warehouse: Warehouse) -> date | None:
-    """The newest day any model was observed on (the default end of the period)."""
-    (day,), = warehouse.fetch_all("SELECT max(day) FROM nugen.model_usage_daily")
-    return cast(date | None, day)
+def _observed_days(warehouse: Warehouse) -> tuple[date | None, date | None]:
+    """The first and the newest day any model was observed on (None, None in an empty warehouse)."""
+    (earliest, latest), = warehouse.fetch_all("SELECT min(day), max(day) FROM nugen.model_usage_daily")
+    return cast(date | None, earliest), cast(date | None, latest)
 
 
 def gather(warehouse: Warehouse, *, first: date, last: date, accounts: Sequence[str] | None = None) -> ReportData:
     """What the report shows, from the views ``account_health``, ``models_latest``, ``model_usage_daily``,
     ``model_accuracy_daily`` and ``model_status_changes``, for the days [first, last] and ``accounts``
     (default: every account the warehouse knows)."""
-    if last < first:
-        raise ValueError(f"the period ends ({last}) before it starts ({first})")
+    start, end = day_bounds(first, last)
     where, params = _accounts_filter(accounts)
     period = [first, last]
     data = ReportData(first, last, {}, {})
@@ -122,7 +119,7 @@ def gather(warehouse: Warehouse, *, first: date, last: date, accounts: Sequence[
             "SELECT account_id, model_key, changed_at, from_status, to_status, from_deployment_status, "
             "to_deployment_status FROM nugen.model_status_changes "
             f"WHERE changed_at >= ? AND changed_at < ? {where} ORDER BY changed_at DESC, model_key",
-            [_start_of(first), _start_of(last + timedelta(days=1)), *params]):
+            [start, end, *params]):
         account(row[0]).changes.append(row[1:])
     return data
 
@@ -131,10 +128,6 @@ def _accounts_filter(accounts: Sequence[str] | None) -> tuple[str, list[Any]]:
     if not accounts:
         return "", []
     return f"AND account_id IN ({', '.join('?' for _ in accounts)})", list(accounts)
-
-
-def _start_of(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 # --- the numbers the overview shows ---------------------------------------------------------

@@ -17,6 +17,7 @@ import pytest
 from nugen_etl.airflow.tasks import REPORT_KEY, write_latest_report
 from nugen_etl.cli import main
 from nugen_etl.demo import MARKUP_NAME, REPORT_NAME, run_demo
+from nugen_etl.errors import ConfigError
 from nugen_etl.html_report import build_report
 from nugen_etl.records import Outcome, SlotLoad
 from nugen_etl.storage import LocalStorage
@@ -187,7 +188,7 @@ def test_plain_answers_for_an_empty_warehouse_an_unknown_account_and_an_empty_pe
         assert "No usage was observed on two days in this period" in past
         assert "No model has an accuracy on two days in this period" in past
         assert past.count("No model of this account was observed between 2023-01-01 and 2023-01-31") == 3
-        with pytest.raises(ValueError, match="before it starts"):
+        with pytest.raises(ConfigError, match="is before --from"):
             build_report(wh, now=NOW, first=date(2024, 3, 5), last=date(2024, 3, 1))
 
 
