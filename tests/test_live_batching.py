@@ -46,12 +46,11 @@ def test_a_batch_of_small_answers_is_staged_as_one_chunk_with_the_same_rows() ->
         assert table.equals(together[name]), name
 
 
-def test_large_chunks_are_staged_as_they_are() -> None:
-    raw = _raws(1, 1)[0]
-    load = answer_to_load(raw)
-    big = pa.concat_tables([load.tables["model_snapshots"]] * MIN_ROWS_PER_CHUNK)  # one chunk of 2,048 rows
-    two = _fewer_chunks(pa.concat_tables([big.combine_chunks(), big.combine_chunks()]))
+def test_chunks_of_at_least_the_minimum_on_average_are_staged_as_they_are() -> None:
+    row = answer_to_load(_raws(1, 1)[0]).tables["model_snapshots"]
+    big = pa.concat_tables([row] * MIN_ROWS_PER_CHUNK).combine_chunks()  # one chunk of 2,048 rows
+    two = _fewer_chunks(pa.concat_tables([big, big]))
     assert two.column(0).num_chunks == 2  # 2,048 rows a chunk on average: not copied
-    small = _fewer_chunks(pa.concat_tables([big.slice(0, 10).combine_chunks()] * 3))
-    assert small.column(0).num_chunks == 1
-    assert small.equals(pa.concat_tables([big.slice(0, 10)] * 3))
+    small = pa.concat_tables([big.slice(0, 10)] * 3)
+    assert _fewer_chunks(small).column(0).num_chunks == 1
+    assert _fewer_chunks(small).equals(small)
