@@ -404,17 +404,18 @@ def typed_column(values: list[Any], type_: pa.DataType, path: str, issues: list[
                      for i, v in enumerate(values)], type=type_)
 
 
-# The common shape; for it Arrow's own parser gives the same instants as ``as_timestamp``.
-_PLAIN_ISO = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})", re.ASCII)
+# The common shape; for it Arrow's own parser gives the same instants as ``as_timestamp``. Checked by
+# Arrow's RE2 (ASCII ``\d``, ``$`` only at the end of the text) over the whole column, ~8x faster than
+# ``re`` value by value.
+_PLAIN_ISO = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$"
 
 
 def _timestamp_column(values: list[Any], path: str, issues: list[Notes], *, typed: bool = False) -> pa.Array:
     if typed or set(map(type, values)) <= _FAST_KINDS[pa.string()]:
-        distinct = set(values)  # timestamps repeat across a batch (created_date, an evaluation's times)
-        distinct.discard(None)
         try:
-            if all(_PLAIN_ISO.fullmatch(v) for v in distinct):
-                return pc.cast(pa.array(values, type=pa.string()), schemas.TS)
+            text = pa.array(values, type=pa.string())
+            if pc.all(pc.match_substring_regex(text, _PLAIN_ISO)).as_py() is not False:  # None: all null
+                return pc.cast(text, schemas.TS)
         except (ValueError, TypeError, OverflowError):  # odd text: decide value by value
             pass
     return pa.array([None if v is None else as_timestamp(v, path, issues[i])
@@ -630,9 +631,11 @@ class _NeedsGeneralPath(Exception):
     """Decoded records that the column-at-a-time path would not flatten exactly as the general path does."""
 
 
+# Stand-ins for an absent or null object: every key null, not UNSET, so that a batch in which only some
+# records have an evaluation needs no UNSET -> None pass over its columns.
 _NO_PM = PerformanceMetrics()
-_NO_EV = EvaluationData()
-_NO_EM = EvaluationMetrics()
+_NO_EV = EvaluationData(**dict.fromkeys(EvaluationData.__struct_fields__, None))
+_NO_EM = EvaluationMetrics(**dict.fromkeys(EvaluationMetrics.__struct_fields__, None))
 _EVAL_FLOATS = ("eval_accuracy", "eval_metrics_accuracy", "eval_metrics_uncertainty", "eval_metrics_overall_score")
 
 
@@ -675,7 +678,8 @@ class _DecodedRecords:
         return self._evs
 
     def _counted(self, column: str, values: list[Any]) -> list[Any]:
-        self.nulls[column] = values.count(None)
+        if column in _LEAF_NAMES:
+            self.nulls[column] = values.count(None)
         return values
 
     def extra_json(self) -> pa.Array:
@@ -683,9 +687,8 @@ class _DecodedRecords:
 
     def evaluation_json(self, cols: dict[str, pa.Array]) -> pa.Array:
         for name in _EVAL_FLOATS:  # msgspec writes a float as Python's repr does only in this range
-            size = pc.abs(cols[name])
-            if pc.all(pc.or_(pc.equal(size, 0.0), pc.and_(pc.greater_equal(size, 1e-4),
-                                                          pc.less(size, 1e16)))).as_py() is False:
+            size = np.abs(cols[name].to_numpy(zero_copy_only=False))  # a null is NaN: never outside
+            if ((size != 0) & ((size < 1e-4) | (size >= 1e16))).any():
                 raise _NeedsGeneralPath(f"{name}: a float that JSON text writes with an exponent")
         return pa.array(evaluation_json(list(map(_EV, self.recs))), type=pa.string())
 
@@ -756,11 +759,15 @@ def _flag_out_of_range(cols: dict[str, pa.Array], issues: list[Notes]) -> None:
 def _evaluation_rows(cols: dict[str, pa.Array], issues: list[Notes], bounds: list[int]) -> list[int]:
     """Snapshot rows that open an evaluations row: a non-empty evaluation_id, first one within
     its answer wins (``bounds``: each answer's first row, then the end)."""
+    ids = cols["eval_id"].to_pylist()
+    rows = [i for i, eval_id in enumerate(ids) if eval_id]
+    if len(set(map(ids.__getitem__, rows))) == len(rows):  # the common case: no id repeats anywhere
+        return rows
     first: dict[str, int] = {}
-    rows: list[int] = []
+    rows = []
     ev_json = cols["evaluation_data_json"]
     starts = set(bounds)
-    for i, eval_id in enumerate(cols["eval_id"].to_pylist()):
+    for i, eval_id in enumerate(ids):
         if i in starts:
             first = {}
         if not eval_id:
@@ -888,8 +895,10 @@ def _assemble(cols: dict[str, pa.Array], metrics: _MetricRows, issues: list[Note
               slots: list[tuple[str, datetime, datetime]]) -> list[Flattened]:
     eval_row_list = _evaluation_rows(cols, issues, rec_bounds)
     eval_rows = pa.array(eval_row_list, type=pa.int64())
+    noted = any(issues)
     cols["quality_issues"] = pa.array(
-        [json.dumps(list(n), ensure_ascii=False) if n else None for n in issues], type=pa.string())
+        [json.dumps(list(n), ensure_ascii=False) if n else None for n in issues], type=pa.string()
+    ) if noted else pa.nulls(len(issues), pa.string())
 
     consts = _Constants(slots)
     m_bounds = np.searchsorted(metrics.rows, rec_bounds, side="left").tolist()
@@ -907,7 +916,7 @@ def _assemble(cols: dict[str, pa.Array], metrics: _MetricRows, issues: list[Note
         {schemas.MODEL_SNAPSHOTS.name: rec_bounds, schemas.MODEL_METRICS.name: m_bounds,
          schemas.MODEL_METRIC_LISTS.name: l_bounds, schemas.EVALUATIONS.name: e_bounds,
          schemas.QUARANTINE.name: q_bounds})
-    return [Flattened(packed.slot(i), sum(map(len, issues[rec_bounds[i]:rec_bounds[i + 1]])))
+    return [Flattened(packed.slot(i), sum(map(len, issues[rec_bounds[i]:rec_bounds[i + 1]])) if noted else 0)
             for i in range(len(slots))]
 
 
@@ -945,6 +954,7 @@ def _leaf_columns() -> list[tuple[str, str]]:
 
 
 _LEAVES = _leaf_columns()
+_LEAF_NAMES = frozenset(name for _, name in _LEAVES)
 
 
 def _decoded_metrics(cols: dict[str, pa.Array], nulls: dict[str, int]) -> _MetricRows:
@@ -999,10 +1009,8 @@ class _Constants:
         key = tuple(bounds)
         owner = self._owners.get(key)
         if owner is None:
-            idx: list[int] = []
-            for i in range(len(bounds) - 1):
-                idx += [i] * (bounds[i + 1] - bounds[i])
-            owner = self._owners[key] = pa.array(idx, pa.int64())
+            owner = self._owners[key] = pa.array(np.repeat(np.arange(len(bounds) - 1, dtype=np.int64),
+                                                           np.diff(bounds)))
         return owner
 
 
