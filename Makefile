@@ -31,13 +31,14 @@ test: $(VENV)/.installed-test
 test-fast: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -m unit $(PYTEST_ARGS)
 
-# Lint (ruff: pyflakes, pycodestyle, import order, bugbear, pyupgrade, blind excepts; pyproject.toml).
+# Lint and format (ruff: pyflakes, pycodestyle, import order, bugbear, pyupgrade, blind excepts; pyproject.toml).
 $(VENV)/.installed-lint: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install $(PIP_FLAGS) -e ".[lint]"
 	touch $@
 
 lint: $(VENV)/.installed-lint
 	$(BIN)/ruff check nugen_etl bench tests dags
+	$(BIN)/ruff format --check nugen_etl bench tests dags
 
 # Types: mypy --strict over nugen_etl (pyproject.toml); the test extras bring the typed libraries it reads.
 typecheck: $(VENV)/.installed-lint $(VENV)/.installed-test

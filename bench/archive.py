@@ -33,8 +33,7 @@ def ensure_archive(cache: Path, days: int, accounts: int, models: int) -> Path:
     (root / "raw").mkdir(parents=True)
     ids = SimulatorState(SEED, accounts + 1, models=models, start=T0).account_ids[:accounts]
     # spawned, not forked: an earlier scenario may have started delta-rs' runtime in this process
-    with ProcessPoolExecutor(max_workers=os.cpu_count() or 1,
-                             mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=os.cpu_count() or 1, mp_context=multiprocessing.get_context("spawn")) as pool:
         list(pool.map(_write_account, [(str(root), a, days, accounts, models) for a in ids]))
     (root / ".complete").touch()
     return root
@@ -47,6 +46,15 @@ def _write_account(args: tuple[str, str, int, int, int]) -> None:
         slot = T0 + timedelta(hours=hour)
         fetched = slot + FETCH_OFFSET
         body = state.body_at(account_id, fetched)
-        write_raw_answer(Path(root), RawAnswer(account_id=account_id, snapshot_at=slot, fetched_at=fetched,
-                                               http_status=200, body=body,
-                                               headers={"content-type": "application/json"}), fsync=False)
+        write_raw_answer(
+            Path(root),
+            RawAnswer(
+                account_id=account_id,
+                snapshot_at=slot,
+                fetched_at=fetched,
+                http_status=200,
+                body=body,
+                headers={"content-type": "application/json"},
+            ),
+            fsync=False,
+        )

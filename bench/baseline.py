@@ -23,8 +23,7 @@ _SQL_TYPES = {"int64": "BIGINT", "float64": "DOUBLE", "bool": "BOOLEAN"}
 _KEY = ("account_id", "id", "snapshot_at")
 
 
-def run_baseline(base_url: str, accounts: list[tuple[str, str]], *, snapshot_at: datetime, root: Path
-                 ) -> dict[str, Any]:
+def run_baseline(base_url: str, accounts: list[tuple[str, str]], *, snapshot_at: datetime, root: Path) -> dict[str, Any]:
     """Run the naive pipeline over ``accounts`` ((id, api key) pairs); returns records and stage seconds."""
     stages = {"fetch": 0.0, "parse_flatten": 0.0, "parquet": 0.0, "warehouse": 0.0}
     records = 0
@@ -58,7 +57,8 @@ def run_baseline(base_url: str, accounts: list[tuple[str, str]], *, snapshot_at:
             con.executemany(
                 f"INSERT INTO snapshots ({names}) VALUES ({', '.join('?' * len(columns))}) "
                 f"ON CONFLICT (account_id, id, snapshot_at) DO UPDATE SET {updates}",
-                list(frame.itertuples(index=False, name=None)))
+                list(frame.itertuples(index=False, name=None)),
+            )
             stages["warehouse"] += time.perf_counter() - t3
             records += len(df)
     total = time.perf_counter() - started
@@ -68,6 +68,7 @@ def run_baseline(base_url: str, accounts: list[tuple[str, str]], *, snapshot_at:
 
 def _ensure_table(con: duckdb.DuckDBPyConnection, df: pd.DataFrame, columns: list[str]) -> list[str]:
     """Create the table from the first frame's dtypes; add columns a later frame brings."""
+
     def sql_type(c: str) -> str:
         return "TIMESTAMPTZ" if c == "snapshot_at" else _SQL_TYPES.get(str(df[c].dtype), "TEXT")
 

@@ -27,8 +27,8 @@ from nugen_etl.config import Config, parse_config
 from nugen_etl.simulator import SimulatorState
 
 SEED = 6
-T0 = datetime(2026, 1, 1, tzinfo=UTC)        # simulator start; every scenario's slots are at or after it
-FETCH_OFFSET = timedelta(minutes=3)           # the simulated clock within a slot
+T0 = datetime(2026, 1, 1, tzinfo=UTC)  # simulator start; every scenario's slots are at or after it
+FETCH_OFFSET = timedelta(minutes=3)  # the simulated clock within a slot
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -90,16 +90,23 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     try:
-        mem_kib = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
-                           if line.startswith("MemTotal")))
+        mem_kib = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")))
     except (OSError, StopIteration, ValueError):
         mem_kib = 0
     import duckdb
     import pyarrow
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_kib / 2**20, 1), "load_avg": load_avg(),
-            "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
-            "pyarrow": pyarrow.__version__, "duckdb": duckdb.__version__,
-            "deltalake": importlib.metadata.version("deltalake")}  # not imported: no delta-rs runtime here
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kib / 2**20, 1),
+        "load_avg": load_avg(),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "pyarrow": pyarrow.__version__,
+        "duckdb": duckdb.__version__,
+        "deltalake": importlib.metadata.version("deltalake"),
+    }  # not imported: no delta-rs runtime here
 
 
 def load_avg() -> list[float] | None:
@@ -112,24 +119,38 @@ def load_avg() -> list[float] | None:
 
 # --- the simulator in its own process ------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Sim:
     base_url: str
-    state: SimulatorState      # a parent-side twin with the same seed: api keys and payloads, never served
-    at: datetime               # the simulated time the server's clock is frozen at
-    account_ids: list[str]     # the accounts asked for, every one with models (the simulator's empty one is not)
+    state: SimulatorState  # a parent-side twin with the same seed: api keys and payloads, never served
+    at: datetime  # the simulated time the server's clock is frozen at
+    account_ids: list[str]  # the accounts asked for, every one with models (the simulator's empty one is not)
 
 
 @contextmanager
-def simulator(accounts: int, models: int, *, latency_ms: float = 0.0, at: datetime = T0 + FETCH_OFFSET
-              ) -> Iterator[Sim]:
+def simulator(accounts: int, models: int, *, latency_ms: float = 0.0, at: datetime = T0 + FETCH_OFFSET) -> Iterator[Sim]:
     """A simulator subprocess with ``accounts`` x ``models``, clock frozen at ``at``, bodies pre-built.
 
     The simulator's last account has no models, so it is started with one more than asked for.
     """
-    cmd = [sys.executable, "-m", "bench.simserver", "--seed", str(SEED), "--accounts", str(accounts + 1),
-           "--models", str(models), "--latency-ms", str(latency_ms), "--start", T0.isoformat(),
-           "--at", at.isoformat()]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.simserver",
+        "--seed",
+        str(SEED),
+        "--accounts",
+        str(accounts + 1),
+        "--models",
+        str(models),
+        "--latency-ms",
+        str(latency_ms),
+        "--start",
+        T0.isoformat(),
+        "--at",
+        at.isoformat(),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         assert proc.stdout is not None
@@ -152,20 +173,36 @@ def key_env(account_id: str) -> str:
     return "NUGEN_BENCH_KEY_" + account_id.upper().replace("-", "_")
 
 
-def make_config(root: Path, state: SimulatorState, *, base_url: str = "http://127.0.0.1:9",
-                account_ids: Sequence[str] | None = None, warehouse_url: str | None = None,
-                max_concurrency: int = 32, fsync: bool = True, batch_accounts: int | None = None,
-                duckdb_memory_limit: str | None = None) -> Config:
+def make_config(
+    root: Path,
+    state: SimulatorState,
+    *,
+    base_url: str = "http://127.0.0.1:9",
+    account_ids: Sequence[str] | None = None,
+    warehouse_url: str | None = None,
+    max_concurrency: int = 32,
+    fsync: bool = True,
+    batch_accounts: int | None = None,
+    duckdb_memory_limit: str | None = None,
+) -> Config:
     """A Config of ``account_ids`` (default all of the simulator's but its empty one) against ``base_url``;
     ``batch_accounts`` and ``duckdb_memory_limit`` are the pipeline's defaults unless given."""
     ids = list(state.account_ids[:-1] if account_ids is None else account_ids)
     data = {
-        "api": {"base_url": base_url, "timeout_s": 60, "max_concurrency": max_concurrency, "max_attempts": 2,
-                "retry_base_delay_s": 0.01, "deadline_s": 120},
+        "api": {
+            "base_url": base_url,
+            "timeout_s": 60,
+            "max_concurrency": max_concurrency,
+            "max_attempts": 2,
+            "retry_base_delay_s": 0.01,
+            "deadline_s": 120,
+        },
         "storage": {"root": str(root), "fsync": fsync},
-        "warehouse": {"url": warehouse_url or f"duckdb:///{root / 'warehouse.duckdb'}",
-                      **({"batch_accounts": batch_accounts} if batch_accounts else {}),
-                      **({"duckdb_memory_limit": duckdb_memory_limit} if duckdb_memory_limit else {})},
+        "warehouse": {
+            "url": warehouse_url or f"duckdb:///{root / 'warehouse.duckdb'}",
+            **({"batch_accounts": batch_accounts} if batch_accounts else {}),
+            **({"duckdb_memory_limit": duckdb_memory_limit} if duckdb_memory_limit else {}),
+        },
         "accounts": [{"id": a, "api_key_env": key_env(a)} for a in ids],
     }
     return parse_config(data, base_dir=root, environ={key_env(a): state.api_key(a) for a in ids})
@@ -181,8 +218,7 @@ def fetch_only(config: Config, base_url: str) -> tuple[float, list[Any]]:
     try:
         started = time.perf_counter()
         with ThreadPoolExecutor(config.api.max_concurrency) as pool:
-            raws = list(pool.map(lambda a: client.fetch_account(a.id, a.api_key.reveal(), snapshot_at=T0),
-                                 config.accounts))
+            raws = list(pool.map(lambda a: client.fetch_account(a.id, a.api_key.reveal(), snapshot_at=T0), config.accounts))
         return time.perf_counter() - started, raws
     finally:
         client.close()
@@ -190,16 +226,19 @@ def fetch_only(config: Config, base_url: str) -> tuple[float, list[Any]]:
 
 # --- jobs in fresh subprocesses ------------------------------------------------------------------
 
+
 def run_job(name: str, args: dict[str, Any], *, timeout_s: float = 3600) -> dict[str, Any]:
     """Run ``bench.worker`` job ``name`` in a fresh interpreter; its last stdout line is the JSON result."""
-    proc = subprocess.run([sys.executable, "-m", "bench.worker", name, json.dumps(args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout_s)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.worker", name, json.dumps(args)], cwd=ROOT, capture_output=True, text=True, timeout=timeout_s
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"bench job {name} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 # --- PostgreSQL scratch databases ----------------------------------------------------------------
+
 
 @contextmanager
 def scratch_pg_database(admin_url: str, name: str) -> Iterator[str]:
@@ -225,8 +264,8 @@ def scratch_pg_database(admin_url: str, name: str) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def row(scenario: str, metric: str, value: float | str | None, unit: str = "", *, target: str = "",
-        met: bool | None = None, note: str = "") -> dict[str, Any]:
+def row(
+    scenario: str, metric: str, value: float | str | None, unit: str = "", *, target: str = "", met: bool | None = None, note: str = ""
+) -> dict[str, Any]:
     """One line of the results table."""
-    return {"scenario": scenario, "metric": metric, "value": value, "unit": unit, "target": target,
-            "met": met, "note": note}
+    return {"scenario": scenario, "metric": metric, "value": value, "unit": unit, "target": target, "met": met, "note": note}

@@ -29,8 +29,7 @@ def run(sizes: Sizes, ctx: Context) -> dict[str, Any]:
     dag_files = sorted((ROOT / "dags").glob("*.py"))
     if not _has_airflow_sdk():
         ctx.notes.append("dag parse: skipped, Airflow is not installed")
-        return {"skipped": "airflow not installed", "rows": [row("6 DAG parse", "skipped", None,
-                                                                 note="Airflow is not installed")]}
+        return {"skipped": "airflow not installed", "rows": [row("6 DAG parse", "skipped", None, note="Airflow is not installed")]}
     if not dag_files:
         ctx.notes.append("dag parse: skipped, no dags/*.py")
         return {"skipped": "no DAG files", "rows": [row("6 DAG parse", "skipped", None, note="no dags/*.py")]}
@@ -42,21 +41,28 @@ def run(sizes: Sizes, ctx: Context) -> dict[str, Any]:
     for path in dag_files:
         samples = []
         for _ in range(sizes.dag_reps):
-            proc = subprocess.run([sys.executable, "-c", _PROBE, str(path)], capture_output=True, text=True,
-                                  env=env, cwd=ROOT, timeout=300)
+            proc = subprocess.run([sys.executable, "-c", _PROBE, str(path)], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
             if proc.returncode != 0:
                 results[path.name] = {"error": proc.stderr[-2000:]}
                 break
             samples.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         if not samples:
-            rows.append(row("6 DAG parse", f"{path.name}", None, target="<= 100 ms", met=False,
-                            note="import failed"))
+            rows.append(row("6 DAG parse", f"{path.name}", None, target="<= 100 ms", met=False, note="import failed"))
             continue
         dag_ms = median([s["dag_s"] for s in samples]) * 1000
         bare_ms = median([s["bare_s"] for s in samples]) * 1000
         results[path.name] = {"samples": samples, "dag_ms": dag_ms, "bare_ms": bare_ms}
-        rows.append(row("6 DAG parse", f"import {path.name} over bare airflow.sdk", round(dag_ms, 1), "ms",
-                        target="<= 100 ms", met=dag_ms <= 100, note=f"bare airflow.sdk import {bare_ms:.0f} ms"))
+        rows.append(
+            row(
+                "6 DAG parse",
+                f"import {path.name} over bare airflow.sdk",
+                round(dag_ms, 1),
+                "ms",
+                target="<= 100 ms",
+                met=dag_ms <= 100,
+                note=f"bare airflow.sdk import {bare_ms:.0f} ms",
+            )
+        )
     results["rows"] = rows
     return results
 

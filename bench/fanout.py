@@ -37,18 +37,43 @@ def run(sizes: Sizes, ctx: Context) -> dict[str, Any]:
     cores = os.cpu_count() or 1
     cpu_budget = cores * TARGET * limit_s  # core-seconds a run may use and still finish within the target
     return {
-        "accounts": n, "models": m, "latency_ms": lat, "max_concurrency": conc, "limit_s": limit_s,
-        "wall_s": walls, "wall_median_s": wall, "ratio": ratio, "outcomes": outcomes,
-        "fetch_alone_s": fetch_walls, "cpu_s": cpus, "cpu_budget_s": cpu_budget,
-        "rows": [row("1 fan-out", f"wall / latency bound ({n} acc x {m} models, {lat:g} ms, conc {conc})",
-                     round(ratio, 2), "x", target=f"<= {TARGET}x", met=ratio <= TARGET,
-                     note=f"wall {wall:.2f} s vs bound {limit_s:.2f} s"),
-                 row("1 fan-out", "fetch alone / latency bound (HTTP client + simulator, no pipeline)",
-                     round(fetch_wall / limit_s, 2), "x",
-                     note=f"wall {fetch_wall:.2f} s: what the pipeline's own work adds is the difference"),
-                 row("1 fan-out", "pipeline CPU / CPU the target leaves (cores x target x bound)",
-                     round(cpu / cpu_budget, 2), "x",
-                     note=f"{cpu:.1f} core-s used (all threads, simulator excluded) vs {cores} x {TARGET} x "
-                          f"{limit_s:.2f} s = {cpu_budget:.1f} core-s; above 1 the target needs less CPU "
-                          f"per account or more cores")],
+        "accounts": n,
+        "models": m,
+        "latency_ms": lat,
+        "max_concurrency": conc,
+        "limit_s": limit_s,
+        "wall_s": walls,
+        "wall_median_s": wall,
+        "ratio": ratio,
+        "outcomes": outcomes,
+        "fetch_alone_s": fetch_walls,
+        "cpu_s": cpus,
+        "cpu_budget_s": cpu_budget,
+        "rows": [
+            row(
+                "1 fan-out",
+                f"wall / latency bound ({n} acc x {m} models, {lat:g} ms, conc {conc})",
+                round(ratio, 2),
+                "x",
+                target=f"<= {TARGET}x",
+                met=ratio <= TARGET,
+                note=f"wall {wall:.2f} s vs bound {limit_s:.2f} s",
+            ),
+            row(
+                "1 fan-out",
+                "fetch alone / latency bound (HTTP client + simulator, no pipeline)",
+                round(fetch_wall / limit_s, 2),
+                "x",
+                note=f"wall {fetch_wall:.2f} s: what the pipeline's own work adds is the difference",
+            ),
+            row(
+                "1 fan-out",
+                "pipeline CPU / CPU the target leaves (cores x target x bound)",
+                round(cpu / cpu_budget, 2),
+                "x",
+                note=f"{cpu:.1f} core-s used (all threads, simulator excluded) vs {cores} x {TARGET} x "
+                f"{limit_s:.2f} s = {cpu_budget:.1f} core-s; above 1 the target needs less CPU "
+                f"per account or more cores",
+            ),
+        ],
     }

@@ -22,9 +22,11 @@ from nugen_etl.simulator import SimulatorState
 from nugen_etl.transform import answer_to_load
 from nugen_etl.warehouse import Warehouse, open_warehouse
 
-_HISTORY_COLUMNS = ("account_id, model_id, snapshot_at, snapshot_date, fetched_at, model_key, alignment_id, "
-                    "name, base_model, status, deployment_status, usage_count, accuracy, uncertainty, "
-                    "domain_violations")
+_HISTORY_COLUMNS = (
+    "account_id, model_id, snapshot_at, snapshot_date, fetched_at, model_key, alignment_id, "
+    "name, base_model, status, deployment_status, usage_count, accuracy, uncertainty, "
+    "domain_violations"
+)
 
 
 def _duckdb_history(rows: int, accounts: int, models: int) -> list[str]:
@@ -68,12 +70,15 @@ def _pg_history(rows: int, accounts: int, models: int) -> list[str]:
 def _slot_loads(state: SimulatorState, accounts: list[str], hour: int) -> list[SlotLoad]:
     slot = T0 + timedelta(hours=hour)
     fetched = slot + FETCH_OFFSET
-    return [answer_to_load(RawAnswer(account_id=a, snapshot_at=slot, fetched_at=fetched, http_status=200,
-                                     body=state.body_at(a, fetched))) for a in accounts]
+    return [
+        answer_to_load(RawAnswer(account_id=a, snapshot_at=slot, fetched_at=fetched, http_status=200, body=state.body_at(a, fetched)))
+        for a in accounts
+    ]
 
 
-def alternate_slots(state: SimulatorState, accounts: list[str], reps: int, empty: Warehouse,
-                    full: Warehouse) -> tuple[list[float], list[float]]:
+def alternate_slots(
+    state: SimulatorState, accounts: list[str], reps: int, empty: Warehouse, full: Warehouse
+) -> tuple[list[float], list[float]]:
     """Load ``reps`` hourly slots into ``empty`` and ``full`` alternately, after one warm-up slot:
     the seconds each took, per warehouse."""
     t_empty, t_full = [], []
@@ -89,7 +94,7 @@ def alternate_slots(state: SimulatorState, accounts: list[str], reps: int, empty
 def _timed_load(wh: Warehouse, loads: list[SlotLoad], batch: int = 200) -> float:
     started = time.perf_counter()
     for i in range(0, len(loads), batch):
-        wh.load(loads[i:i + batch])
+        wh.load(loads[i : i + batch])
     return time.perf_counter() - started
 
 
@@ -113,17 +118,24 @@ def run(sizes: Sizes, ctx: Context) -> dict[str, Any]:
             for sql in history(rows_hist, n, m):
                 full.fetch_all(sql)
             fill_s = time.perf_counter() - started
-            (count,), = full.fetch_all("SELECT count(*) FROM nugen.model_snapshots")
+            ((count,),) = full.fetch_all("SELECT count(*) FROM nugen.model_snapshots")
             ctx.log(f"  flat cost {engine}: {count:,} history rows in {fill_s:.1f} s")
             t_empty, t_full = alternate_slots(state, accounts, sizes.fc_reps, empty, full)
             e, f = median(t_empty), median(t_full)
             ratio = f / e
             ctx.log(f"  flat cost {engine}: empty {e * 1000:.0f} ms, full {f * 1000:.0f} ms, ratio {ratio:.2f}")
-            out["engines"][engine] = {"history_fill_s": fill_s, "history_rows": count, "empty_s": t_empty,
-                                      "full_s": t_full, "ratio": ratio}
-            rows.append(row("4 flat cost", f"{engine}: slot into {count:,} rows vs empty ({n} x {m})",
-                            round(ratio, 2), "x", target="<= 1.3x", met=ratio <= 1.3,
-                            note=f"{f * 1000:.0f} ms vs {e * 1000:.0f} ms"))
+            out["engines"][engine] = {"history_fill_s": fill_s, "history_rows": count, "empty_s": t_empty, "full_s": t_full, "ratio": ratio}
+            rows.append(
+                row(
+                    "4 flat cost",
+                    f"{engine}: slot into {count:,} rows vs empty ({n} x {m})",
+                    round(ratio, 2),
+                    "x",
+                    target="<= 1.3x",
+                    met=ratio <= 1.3,
+                    note=f"{f * 1000:.0f} ms vs {e * 1000:.0f} ms",
+                )
+            )
     out["rows"] = rows
     return out
 

@@ -26,16 +26,28 @@ def run(sizes: Sizes, ctx: Context) -> dict[str, Any]:
         for engine in engines:
             res = _measure(sizes, ctx, sim.base_url, engine, {})
             results["engines"][engine] = res
-            results["rows"].append(row(
-                "5 memory", f"{engine}: peak RSS {large:,} vs {small} accounts (x {m} models)", round(res["ratio"], 2),
-                "x", target=f"<= {TARGET}x", met=res["ratio"] <= TARGET, note=_peaks(res, small, large)
-                + ("; the server's memory is not counted" if engine == "postgresql" else "")))
+            results["rows"].append(
+                row(
+                    "5 memory",
+                    f"{engine}: peak RSS {large:,} vs {small} accounts (x {m} models)",
+                    round(res["ratio"], 2),
+                    "x",
+                    target=f"<= {TARGET}x",
+                    met=res["ratio"] <= TARGET,
+                    note=_peaks(res, small, large) + ("; the server's memory is not counted" if engine == "postgresql" else ""),
+                )
+            )
         unbudgeted = results["unbudgeted"] = _measure(sizes, ctx, sim.base_url, "duckdb", UNBUDGETED)
         settings = ", ".join(f"{k} {v}" for k, v in UNBUDGETED.items())
-        results["rows"].append(row(
-            "5 memory", f"duckdb without the per-load budget ({settings}): peak RSS {large:,} vs {small} accounts",
-            round(unbudgeted["ratio"], 2), "x", note=_peaks(unbudgeted, small, large)
-            + "; DuckDB keeps every block it touched cached"))
+        results["rows"].append(
+            row(
+                "5 memory",
+                f"duckdb without the per-load budget ({settings}): peak RSS {large:,} vs {small} accounts",
+                round(unbudgeted["ratio"], 2),
+                "x",
+                note=_peaks(unbudgeted, small, large) + "; DuckDB keeps every block it touched cached",
+            )
+        )
     if not ctx.pg_url:
         ctx.notes.append("memory: PostgreSQL skipped (no --pg-url / NUGEN_BENCH_PG_URL / NUGEN_TEST_PG_URL)")
     return results
@@ -50,20 +62,32 @@ def _measure(sizes: Sizes, ctx: Context, base_url: str, engine: str, warehouse: 
     for rep in range(sizes.reps):
         for n in (small, large):
             root = ctx.work / f"memory-{label.replace(' ', '-')}-{n}-{rep}"
-            scratch = (scratch_pg_database(ctx.pg_url, "nugen_bench_memory") if engine == "postgresql"
-                       else nullcontext(None))
+            scratch = scratch_pg_database(ctx.pg_url, "nugen_bench_memory") if engine == "postgresql" else nullcontext(None)
             with scratch as url:
-                res = run_job("snapshot", {"root": str(root), "base_url": base_url, "accounts": n,
-                                           "total_accounts": large + 1, "models": m, "warehouse_url": url,
-                                           "warehouse": warehouse})
+                res = run_job(
+                    "snapshot",
+                    {
+                        "root": str(root),
+                        "base_url": base_url,
+                        "accounts": n,
+                        "total_accounts": large + 1,
+                        "models": m,
+                        "warehouse_url": url,
+                        "warehouse": warehouse,
+                    },
+                )
             shutil.rmtree(root, ignore_errors=True)
             peaks[n].append(res["peak_rss_mib"])
             runs[n].append(res)
-            ctx.log(f"  memory {label} {n} accounts: peak RSS {res['peak_rss_mib']:.0f} MiB "
-                    f"({res['records']} records, {res['wall_s']:.1f} s)")
+            ctx.log(
+                f"  memory {label} {n} accounts: peak RSS {res['peak_rss_mib']:.0f} MiB ({res['records']} records, {res['wall_s']:.1f} s)"
+            )
     p_small, p_large = median(peaks[small]), median(peaks[large])
-    return {"runs": {str(k): v for k, v in runs.items()}, "peak_rss_mib": {str(small): p_small, str(large): p_large},
-            "ratio": p_large / p_small}
+    return {
+        "runs": {str(k): v for k, v in runs.items()},
+        "peak_rss_mib": {str(small): p_small, str(large): p_large},
+        "ratio": p_large / p_small,
+    }
 
 
 def _peaks(res: dict[str, Any], small: int, large: int) -> str:

@@ -35,17 +35,20 @@ def run(sizes: Sizes, ctx: Context) -> dict[str, Any]:
         keys = {a: sim.state.api_key(a) for a in sim.account_ids}
         for rep in range(sizes.reps):
             root = ctx.work / f"peer-nugen-{rep}"
-            res = run_job("snapshot", {"root": str(root), "base_url": sim.base_url, "total_accounts": n + 1,
-                                       "accounts": n, "models": m})
+            res = run_job("snapshot", {"root": str(root), "base_url": sim.base_url, "total_accounts": n + 1, "accounts": n, "models": m})
             ours.append(res["wall_s"])
             records = res["records"]
             shutil.rmtree(root, ignore_errors=True)
             folder = ctx.work / f"peer-dlt-{rep}"
             folder.mkdir(parents=True, exist_ok=True)
             proc = subprocess.run(
-                [sys.executable, "-m", "bench.peer_dlt", json.dumps({
-                    "base_url": sim.base_url, "keys": keys, "folder": str(folder)})],
-                capture_output=True, text=True, cwd=ROOT, timeout=7200, check=False)
+                [sys.executable, "-m", "bench.peer_dlt", json.dumps({"base_url": sim.base_url, "keys": keys, "folder": str(folder)})],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+                timeout=7200,
+                check=False,
+            )
             if proc.returncode != 0:
                 raise RuntimeError(f"the dlt pipeline failed: {proc.stderr[-2000:]}")
             got = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -56,12 +59,29 @@ def run(sizes: Sizes, ctx: Context) -> dict[str, Any]:
             ctx.log(f"  peer rep {rep + 1}: nugen-etl {ours[-1]:.2f} s, dlt {theirs[-1]:.2f} s ({records} models)")
     ratio = median(theirs) / median(ours)
     size = f"{n:,} accounts x {m} models, zero latency, into DuckDB"
-    rows = [row("9 peer", f"nugen-etl end to end ({size})", round(median(ours), 2), "s",
-                note="raw archive, Delta lake and warehouse with rollups, fsync on"),
-            row("9 peer", f"dlt end to end ({size})", round(median(theirs), 2), "s",
-                note="a REST resource per account, merge on (account_id, id) into DuckDB"),
-            row("9 peer", "nugen-etl speed-up over dlt", round(ratio, 1), "x", target=f">= {TARGET:g}x",
-                met=ratio >= TARGET, note=f"median of {sizes.reps} alternated runs each")]
-    return {"accounts": n, "models": m, "records": records, "nugen_s": ours, "dlt_s": theirs, "ratio": ratio,
-            "rows": rows}
-
+    rows = [
+        row(
+            "9 peer",
+            f"nugen-etl end to end ({size})",
+            round(median(ours), 2),
+            "s",
+            note="raw archive, Delta lake and warehouse with rollups, fsync on",
+        ),
+        row(
+            "9 peer",
+            f"dlt end to end ({size})",
+            round(median(theirs), 2),
+            "s",
+            note="a REST resource per account, merge on (account_id, id) into DuckDB",
+        ),
+        row(
+            "9 peer",
+            "nugen-etl speed-up over dlt",
+            round(ratio, 1),
+            "x",
+            target=f">= {TARGET:g}x",
+            met=ratio >= TARGET,
+            note=f"median of {sizes.reps} alternated runs each",
+        ),
+    ]
+    return {"accounts": n, "models": m, "records": records, "nugen_s": ours, "dlt_s": theirs, "ratio": ratio, "rows": rows}

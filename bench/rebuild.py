@@ -23,7 +23,7 @@ from nugen_etl.replay import replay_items
 from nugen_etl.storage import LocalStorage
 from nugen_etl.summary import RunSummary
 
-TARGETS = {"duckdb": 50_000, "postgresql": 25_000}        # issue 15 (the Delta lake)
+TARGETS = {"duckdb": 50_000, "postgresql": 25_000}  # issue 15 (the Delta lake)
 NEXT_TARGETS = {"duckdb": 150_000, "postgresql": 75_000}  # issue 18 (Arrow-native throughput), shown beside
 FLOOR_REPEAT_ROWS = 200_000  # above this many rows the floors (read + parse, replay) are measured once
 
@@ -34,8 +34,7 @@ def run(sizes: Sizes, ctx: Context) -> dict[str, Any]:
     archive = ensure_archive(ctx.cache, days, n, m)
     gen_s = time.perf_counter() - started
     ctx.log(f"  raw archive ready in {gen_s:.1f} s: {archive}")
-    results: dict[str, Any] = {"days": days, "accounts": n, "models": m, "archive": str(archive),
-                               "archive_ready_s": gen_s, "engines": {}}
+    results: dict[str, Any] = {"days": days, "accounts": n, "models": m, "archive": str(archive), "archive_ready_s": gen_s, "engines": {}}
     rows = []
     cores = os.cpu_count() or 1
     engines = ["duckdb"] + (["postgresql"] if ctx.pg_url else [])
@@ -59,47 +58,85 @@ def run(sizes: Sizes, ctx: Context) -> dict[str, Any]:
         res["rows_per_s"] = rate
         st = res["stages_s"]
         results["engines"][engine] = res
-        ctx.log(f"  rebuild {engine}: {res['rows']:,} rows in {res['wall_s']:.1f} s = {rate:,.0f} rows/s, "
-                f"peak RSS {res['peak_rss_mib']:.0f} MiB; CPU: replay workers {res['replay_cpu_s']:.1f} s, main "
-                f"{res['main_cpu_s']:.1f} s; busy: lake {st['lake']:.1f} s ({st['lake_calls']} writes), "
-                f"warehouse {st['warehouse']:.1f} s ({st['warehouse_calls']} loads)")
-        rows.append(row("3 rebuild", f"backfill -> {engine} ({res['rows']:,} rows, {size})",
-                        round(rate), "rows/s", target=f">= {TARGETS[engine]:,}", met=rate >= TARGETS[engine],
-                        note=f"{res['wall_s']:.1f} s, peak RSS {res['peak_rss_mib']:.0f} MiB, "
-                             f"warehouse rows {res['warehouse_rows']:,}; issue 18's target: "
-                             f">= {NEXT_TARGETS[engine]:,}"))
+        ctx.log(
+            f"  rebuild {engine}: {res['rows']:,} rows in {res['wall_s']:.1f} s = {rate:,.0f} rows/s, "
+            f"peak RSS {res['peak_rss_mib']:.0f} MiB; CPU: replay workers {res['replay_cpu_s']:.1f} s, main "
+            f"{res['main_cpu_s']:.1f} s; busy: lake {st['lake']:.1f} s ({st['lake_calls']} writes), "
+            f"warehouse {st['warehouse']:.1f} s ({st['warehouse_calls']} loads)"
+        )
+        rows.append(
+            row(
+                "3 rebuild",
+                f"backfill -> {engine} ({res['rows']:,} rows, {size})",
+                round(rate),
+                "rows/s",
+                target=f">= {TARGETS[engine]:,}",
+                met=rate >= TARGETS[engine],
+                note=f"{res['wall_s']:.1f} s, peak RSS {res['peak_rss_mib']:.0f} MiB, "
+                f"warehouse rows {res['warehouse_rows']:,}; issue 18's target: "
+                f">= {NEXT_TARGETS[engine]:,}",
+            )
+        )
         per_row_us, budget_us = res["cpu_s"] / res["rows"] * 1e6, cores / TARGETS[engine] * 1e6
-        rows.append(row("3 rebuild", f"CPU per row, backfill -> {engine} (all threads and replay processes of "
-                                     "the pipeline)",
-                        round(per_row_us, 1), "us", note=f"the target leaves {budget_us:.1f} us per row on "
-                        f"{cores} cores" + (" (less: the server shares them)" if engine == "postgresql" else "")))
-        rows.append(row("3 rebuild", f"where the CPU goes, backfill -> {engine}: replay workers / main process",
-                        f"{res['replay_cpu_s']:.1f} / {res['main_cpu_s']:.1f}", "s", note=_split_note(res)))
+        rows.append(
+            row(
+                "3 rebuild",
+                f"CPU per row, backfill -> {engine} (all threads and replay processes of the pipeline)",
+                round(per_row_us, 1),
+                "us",
+                note=f"the target leaves {budget_us:.1f} us per row on "
+                f"{cores} cores" + (" (less: the server shares them)" if engine == "postgresql" else ""),
+            )
+        )
+        rows.append(
+            row(
+                "3 rebuild",
+                f"where the CPU goes, backfill -> {engine}: replay workers / main process",
+                f"{res['replay_cpu_s']:.1f} / {res['main_cpu_s']:.1f}",
+                "s",
+                note=_split_note(res),
+            )
+        )
     # Over the 30-day size one pass of each floor takes a minute or more: one repetition is enough there.
     reps = sizes.reps if days * 24 * n * m <= FLOOR_REPEAT_ROWS else 1
     floor = [_read_and_parse(archive, days) for _ in range(reps)]
     rate = median([models / wall for wall, models in floor])
     results["read_parse_rows_per_s"], results["read_parse_rows"] = rate, floor[0][1]
-    rows.append(row("3 rebuild", "reading + JSON-parsing the archive alone (one process, no transform, no writes)",
-                    round(rate), "rows/s", note=f"{floor[0][1]:,} rows; a ceiling for the rebuild, which also "
-                                                 "flattens, commits each day to the Delta tables and loads the "
-                                                 "warehouse"))
+    rows.append(
+        row(
+            "3 rebuild",
+            "reading + JSON-parsing the archive alone (one process, no transform, no writes)",
+            round(rate),
+            "rows/s",
+            note=f"{floor[0][1]:,} rows; a ceiling for the rebuild, which also "
+            "flattens, commits each day to the Delta tables and loads the "
+            "warehouse",
+        )
+    )
     replayed = [_replay_only(archive, days) for _ in range(reps)]
     wall, models = sorted(replayed)[len(replayed) // 2]  # the median repetition
     results["replay_only"] = {"wall_s": wall, "rows": models}
-    rows.append(row("3 rebuild", "replay + flatten alone (reading, parsing, flattening; one thread, no lake, "
-                                 "no warehouse)", round(models / wall), "rows/s",
-                    note=f"{wall / models * 1e6:.1f} us per row: what the rebuild costs before any write"))
+    rows.append(
+        row(
+            "3 rebuild",
+            "replay + flatten alone (reading, parsing, flattening; one thread, no lake, no warehouse)",
+            round(models / wall),
+            "rows/s",
+            note=f"{wall / models * 1e6:.1f} us per row: what the rebuild costs before any write",
+        )
+    )
     results["rows"] = rows
     return results
 
 
 def _split_note(res: dict[str, Any]) -> str:
     st, n = res["stages_s"], res["rows"]
-    return (f"replay workers: reading, parsing, flattening ({res['replay_cpu_s'] / n * 1e6:.1f} us per row); "
-            f"main: {st['lake_calls']} lake writes of 3 Delta commits (busy {st['lake']:.1f} s) overlapped with "
-            f"{st['warehouse_calls']} warehouse transactions (busy {st['warehouse']:.1f} s), a day each "
-            f"({res['main_cpu_s'] / n * 1e6:.1f} us per row)")
+    return (
+        f"replay workers: reading, parsing, flattening ({res['replay_cpu_s'] / n * 1e6:.1f} us per row); "
+        f"main: {st['lake_calls']} lake writes of 3 Delta commits (busy {st['lake']:.1f} s) overlapped with "
+        f"{st['warehouse_calls']} warehouse transactions (busy {st['warehouse']:.1f} s), a day each "
+        f"({res['main_cpu_s'] / n * 1e6:.1f} us per row)"
+    )
 
 
 def _keep_lake_only(ctx: Context, root: Path, archive: Path, days: int, accounts: int, models: int) -> None:
@@ -107,8 +144,7 @@ def _keep_lake_only(ctx: Context, root: Path, archive: Path, days: int, accounts
     (root / "raw").unlink(missing_ok=True)
     for path in root.glob("warehouse.duckdb*"):
         path.unlink()
-    ctx.shared["rebuilt_lake"] = {"root": str(root), "archive": str(archive), "days": days,
-                                  "accounts": accounts, "models": models}
+    ctx.shared["rebuilt_lake"] = {"root": str(root), "archive": str(archive), "days": days, "accounts": accounts, "models": models}
 
 
 def _read_and_parse(archive: Path, days: int) -> tuple[float, int]:

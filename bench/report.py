@@ -19,8 +19,9 @@ def _load(result: dict[str, Any]) -> str:
     start, end = result["machine"].get("load_avg"), result.get("load_avg_at_end")
     if not start:
         return ""
-    return (f"; load average (1/5/15 min) {' / '.join(map(str, start))} at the start"
-            + (f", {' / '.join(map(str, end))} at the end" if end else ""))
+    return f"; load average (1/5/15 min) {' / '.join(map(str, start))} at the start" + (
+        f", {' / '.join(map(str, end))} at the end" if end else ""
+    )
 
 
 def render_markdown(result: dict[str, Any]) -> str:
@@ -30,8 +31,7 @@ def render_markdown(result: dict[str, Any]) -> str:
         f"{result['started_at']}, {result['duration_s'] / 60:.1f} min",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['os']}; Python {m['python']}, "
-        f"pyarrow {m['pyarrow']}, DuckDB {m['duckdb']}"
-        + (f", deltalake {m['deltalake']}" if m.get("deltalake") else "") + _load(result),
+        f"pyarrow {m['pyarrow']}, DuckDB {m['duckdb']}" + (f", deltalake {m['deltalake']}" if m.get("deltalake") else "") + _load(result),
         "",
         "| scenario | metric | value | unit | target | met | note |",
         "|---|---|---:|---|---|---|---|",
@@ -40,8 +40,7 @@ def render_markdown(result: dict[str, Any]) -> str:
         for r in res.get("rows", []):
             met = "" if r["met"] is None else ("yes" if r["met"] else "**no**")
             note = " ".join(str(r["note"]).split()).replace("|", "/")
-            lines.append(f"| {r['scenario']} | {r['metric']} | {_value(r['value'])} | {r['unit']} | "
-                         f"{r['target']} | {met} | {note} |")
+            lines.append(f"| {r['scenario']} | {r['metric']} | {_value(r['value'])} | {r['unit']} | {r['target']} | {met} | {note} |")
     if result.get("notes"):
         lines += ["", *[f"- {n}" for n in result["notes"]]]
     return "\n".join(lines) + "\n"

@@ -22,11 +22,10 @@ def main() -> None:
     p.add_argument("--start", required=True)
     p.add_argument("--at", required=True)
     a = p.parse_args()
-    state = SimulatorState(a.seed, a.accounts, models=a.models, latency_ms=a.latency_ms,
-                           start=datetime.fromisoformat(a.start))
+    state = SimulatorState(a.seed, a.accounts, models=a.models, latency_ms=a.latency_ms, start=datetime.fromisoformat(a.start))
     at = datetime.fromisoformat(a.at)
     state.set_time(at)
-    for account_id in state.account_ids:   # build every body now, so no request pays for it
+    for account_id in state.account_ids:  # build every body now, so no request pays for it
         if state.specs(account_id):
             state.body_at(account_id, at)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -22,17 +22,28 @@ def snapshot(args: dict[str, Any]) -> dict[str, Any]:
     from nugen_etl.pipeline import run_snapshot
 
     state = SimulatorState(SEED, args["total_accounts"], models=args["models"], start=T0)
-    ids = state.account_ids[:args["accounts"]]
-    config = make_config(Path(args["root"]), state, base_url=args["base_url"], account_ids=ids,
-                         warehouse_url=args.get("warehouse_url"), fsync=args.get("fsync", True),
-                         **args.get("warehouse", {}))
+    ids = state.account_ids[: args["accounts"]]
+    config = make_config(
+        Path(args["root"]),
+        state,
+        base_url=args["base_url"],
+        account_ids=ids,
+        warehouse_url=args.get("warehouse_url"),
+        fsync=args.get("fsync", True),
+        **args.get("warehouse", {}),
+    )
     rss_before = peak_rss_mib()
     started = time.perf_counter()
     summary = run_snapshot(config, snapshot_at=T0)
-    return {"wall_s": time.perf_counter() - started, "records": sum(r.model_count for r in summary.runs),
-            "outcomes": dict(summary.outcomes), "peak_rss_mib": peak_rss_mib(),
-            "rss_before_run_mib": rss_before, "duckdb_memory_limit": config.warehouse.duckdb_memory_limit,
-            "batch_accounts": config.warehouse.batch_accounts}
+    return {
+        "wall_s": time.perf_counter() - started,
+        "records": sum(r.model_count for r in summary.runs),
+        "outcomes": dict(summary.outcomes),
+        "peak_rss_mib": peak_rss_mib(),
+        "rss_before_run_mib": rss_before,
+        "duckdb_memory_limit": config.warehouse.duckdb_memory_limit,
+        "batch_accounts": config.warehouse.batch_accounts,
+    }
 
 
 def rebuild(args: dict[str, Any]) -> dict[str, Any]:
@@ -49,12 +60,11 @@ def rebuild(args: dict[str, Any]) -> dict[str, Any]:
     root.mkdir(parents=True, exist_ok=True)
     (root / "raw").symlink_to(Path(args["archive"]) / "raw", target_is_directory=True)
     state = SimulatorState(SEED, args["accounts"] + 1, models=args["models"], start=T0)
-    config = make_config(root, state, warehouse_url=args["warehouse_url"], fsync=args.get("fsync", True),
-                         **args.get("warehouse", {}))
+    config = make_config(root, state, warehouse_url=args["warehouse_url"], fsync=args.get("fsync", True), **args.get("warehouse", {}))
     first = T0.date()
     last = first + timedelta(days=args["days"] - 1)
     with open_configured_warehouse(config) as wh:
-        wh.migrate()       # an empty, migrated warehouse: the timed part is the rebuild alone
+        wh.migrate()  # an empty, migrated warehouse: the timed part is the rebuild alone
     stages = _time_stages()
     rss_before = peak_rss_mib()
     # with the replay's worker processes, which the backfill has ended and waited for when it returns
@@ -64,11 +74,20 @@ def rebuild(args: dict[str, Any]) -> dict[str, Any]:
     main_cpu = cpu_seconds() - main_before
     workers_cpu = max(0.0, cpu_seconds(children=True) - all_before - main_cpu)
     with open_configured_warehouse(config) as wh:
-        (count,), = wh.fetch_all("SELECT count(*) FROM nugen.model_snapshots")
-    return {"wall_s": wall, "cpu_s": main_cpu + workers_cpu, "main_cpu_s": main_cpu, "replay_cpu_s": workers_cpu,
-            "rows": sum(r.model_count for r in summary.runs),
-            "slots": len(summary.runs), "errors": len(summary.errors), "warehouse_rows": int(count),
-            "peak_rss_mib": peak_rss_mib(), "rss_before_run_mib": rss_before, "stages_s": stages}
+        ((count,),) = wh.fetch_all("SELECT count(*) FROM nugen.model_snapshots")
+    return {
+        "wall_s": wall,
+        "cpu_s": main_cpu + workers_cpu,
+        "main_cpu_s": main_cpu,
+        "replay_cpu_s": workers_cpu,
+        "rows": sum(r.model_count for r in summary.runs),
+        "slots": len(summary.runs),
+        "errors": len(summary.errors),
+        "warehouse_rows": int(count),
+        "peak_rss_mib": peak_rss_mib(),
+        "rss_before_run_mib": rss_before,
+        "stages_s": stages,
+    }
 
 
 def _time_stages() -> dict[str, float]:
@@ -87,6 +106,7 @@ def _time_stages() -> dict[str, float]:
             finally:
                 totals[name] += time.perf_counter() - started
                 totals[f"{name}_calls"] += 1
+
         return wrapper
 
     Lake.write = timing("lake", Lake.write)  # type: ignore[method-assign]

@@ -31,8 +31,12 @@ METRICS = Asset(name="nugen_model_metrics", uri="nugen://warehouse/nugen/model_m
     start_date=START,
     catchup=CATCHUP,
     max_active_runs=1,
-    default_args={"retries": RETRIES, "retry_delay": RETRY_DELAY, "retry_exponential_backoff": True,
-                  "max_retry_delay": timedelta(minutes=30)},
+    default_args={
+        "retries": RETRIES,
+        "retry_delay": RETRY_DELAY,
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=30),
+    },
     tags=["nugen"],
     doc_md=__doc__,
 )
@@ -64,8 +68,9 @@ def nugen_aligned_models():
     @task(trigger_rule="one_failed", retries=0)
     def verdict() -> None:
         """Runs only when a batch or publish failed, so the run is marked failed although publish ran."""
-        raise RuntimeError("some snapshot batches (or the data-quality checks) failed; "
-                           "the accounts that succeeded are written and published")
+        raise RuntimeError(
+            "some snapshot batches (or the data-quality checks) failed; the accounts that succeeded are written and published"
+        )
 
     batches = snapshot_batch.expand(accounts=plan())
     published = publish()

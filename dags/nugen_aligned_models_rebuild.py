@@ -21,8 +21,7 @@ from airflow.sdk import Param, dag, task
     params={
         "from": Param(type="string", format="date", description="first UTC day, YYYY-MM-DD"),
         "to": Param(type="string", format="date", description="last UTC day (inclusive), YYYY-MM-DD"),
-        "accounts": Param([], type="array", items={"type": "string"},
-                          description="account ids; empty = every configured account"),
+        "accounts": Param([], type="array", items={"type": "string"}, description="account ids; empty = every configured account"),
     },
     default_args={"retries": 1},
     tags=["nugen"],

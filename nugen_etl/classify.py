@@ -30,8 +30,7 @@ def classify_answer(raw: RawAnswer) -> Classified:
     if status == 404:
         if _json_detail(raw.body) == NO_MODELS_DETAIL:
             return Classified(Outcome.EMPTY, models=[])
-        return Classified(Outcome.FAILED, error=f"HTTP 404 that is not the 'no models' answer "
-                                                f"(wrong base_url?){_detail(raw.body)}")
+        return Classified(Outcome.FAILED, error=f"HTTP 404 that is not the 'no models' answer (wrong base_url?){_detail(raw.body)}")
     if status != 200:
         suffix = f" ({raw.error})" if raw.error else ""
         return Classified(Outcome.FAILED, error=f"HTTP {status}{_detail(raw.body)}{suffix}")

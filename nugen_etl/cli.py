@@ -31,8 +31,9 @@ log = logging.getLogger("nugen_etl")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=getattr(logging, args.log_level.upper()),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     from .runtime import use_system_allocator_for_arrow  # here, not at the top: `--help` needs no pyarrow
 
     use_system_allocator_for_arrow()
@@ -55,16 +56,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nugen-etl", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"nugen-etl {__version__}")
-    parser.add_argument("--log-level", default=os.environ.get("NUGEN_ETL_LOG_LEVEL", "warning"),
-                        choices=["debug", "info", "warning", "error"], help="default: warning")
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("NUGEN_ETL_LOG_LEVEL", "warning"),
+        choices=["debug", "info", "warning", "error"],
+        help="default: warning",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="snapshot every configured account (or the named ones) now")
     _config_arg(run)
     run.add_argument("--at", help="snapshot slot, ISO 8601 (UTC if no offset); default: now, floored")
     run.add_argument("--account", action="append", metavar="ID", help="only this account (repeatable)")
-    run.add_argument("--force-slot", action="store_true",
-                     help="record the current answer under --at even if it is far from now (simulations)")
+    run.add_argument(
+        "--force-slot", action="store_true", help="record the current answer under --at even if it is far from now (simulations)"
+    )
     _output_args(run)
     run.set_defaults(handler=cmd_run)
 
@@ -76,8 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     _output_args(bf)
     bf.set_defaults(handler=cmd_backfill)
 
-    lp = sub.add_parser("load-pending", help="load the slots whose warehouse load was deferred (warehouse "
-                                             "busy or down during a run) from the raw archive")
+    lp = sub.add_parser(
+        "load-pending", help="load the slots whose warehouse load was deferred (warehouse busy or down during a run) from the raw archive"
+    )
     _config_arg(lp)
     lp.add_argument("--max-slots", type=int, metavar="N", help="at most this many slots, oldest first (default: all)")
     _output_args(lp)
@@ -85,22 +92,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     cp = sub.add_parser("compact", help="compact closed days of the Delta lake, then vacuum old files")
     _config_arg(cp)
-    cp.add_argument("--day", metavar="DATE", help="compact this UTC day only (default: every closed day "
-                                                  "not compacted since it last changed)")
+    cp.add_argument(
+        "--day", metavar="DATE", help="compact this UTC day only (default: every closed day not compacted since it last changed)"
+    )
     cp.add_argument("--json", action="store_true", help="print a machine-readable report on stdout")
     cp.set_defaults(handler=cmd_compact)
 
-    up = sub.add_parser("upgrade-lake", help="move nugen-etl 0.1's per-slot Parquet folders aside and "
-                                             "rebuild the Delta lake from the raw archive")
+    up = sub.add_parser(
+        "upgrade-lake", help="move nugen-etl 0.1's per-slot Parquet folders aside and rebuild the Delta lake from the raw archive"
+    )
     _config_arg(up)
     _output_args(up)
     up.set_defaults(handler=cmd_upgrade_lake)
 
     mig = sub.add_parser("migrate", help="create or upgrade the warehouse tables and views")
     _config_arg(mig)
-    mig.add_argument("--rebuild-rollups", action="store_true",
-                     help="then rebuild the rollups the BI views read from model_snapshots and account_runs, "
-                          "in one transaction (after rows were loaded into those tables by other means)")
+    mig.add_argument(
+        "--rebuild-rollups",
+        action="store_true",
+        help="then rebuild the rollups the BI views read from model_snapshots and account_runs, "
+        "in one transaction (after rows were loaded into those tables by other means)",
+    )
     mig.set_defaults(handler=cmd_migrate)
 
     sim = sub.add_parser("simulate-api", help="serve a local simulator of the vendor API")
@@ -113,12 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--fault-rate", type=float, default=0.0, help="share of answers that are 429/503")
     sim.set_defaults(handler=cmd_simulate)
 
-    rep = sub.add_parser("report", help="write a self-contained HTML report of usage and accuracy trends "
-                                        "(reads the warehouse views only)")
+    rep = sub.add_parser("report", help="write a self-contained HTML report of usage and accuracy trends (reads the warehouse views only)")
     _config_arg(rep)
     rep.add_argument("--html", required=True, metavar="PATH", help="the HTML file to write (replaced atomically)")
-    rep.add_argument("--from", dest="first", metavar="DATE", help="first UTC day, YYYY-MM-DD "
-                                                                  "(default: 30 days before --to)")
+    rep.add_argument("--from", dest="first", metavar="DATE", help="first UTC day, YYYY-MM-DD (default: 30 days before --to)")
     rep.add_argument("--to", dest="last", metavar="DATE", help="last UTC day (default: the newest observed day)")
     rep.add_argument("--account", action="append", metavar="ID", help="only this account (repeatable)")
     rep.set_defaults(handler=cmd_report)
@@ -149,7 +159,8 @@ def resolve_slot(at: str | None, config: Config, *, force: bool, now: datetime |
             f"--at {slot.isoformat()} is more than two slots ({2 * config.granularity}) from now: the API "
             "only knows the present. Rebuild past slots from the raw archive with "
             "'nugen-etl backfill --from DATE --to DATE', or pass --force-slot to record the current "
-            "answer under that slot anyway.")
+            "answer under that slot anyway."
+        )
     return slot
 
 
@@ -250,8 +261,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from .simulator import SimulatorState, run_forever
 
-    state = SimulatorState(seed=args.seed, accounts=args.accounts, models=args.models,
-                           latency_ms=args.latency_ms, fault_rate=args.fault_rate)
+    state = SimulatorState(
+        seed=args.seed, accounts=args.accounts, models=args.models, latency_ms=args.latency_ms, fault_rate=args.fault_rate
+    )
     run_forever(state, args.host, args.port)
     return 0
 
@@ -275,28 +287,37 @@ class Reporter:
         if self.live:
             of = f"/{self.total}" if self.total else ""
             detail = run.error or f"{run.model_count} models"
-            print(f"[{self.done}{of}] {run.account_id} {run.snapshot_at:%Y-%m-%d %H:%M} "
-                  f"{run.outcome}: {detail}", file=self.stream, flush=True)
+            print(
+                f"[{self.done}{of}] {run.account_id} {run.snapshot_at:%Y-%m-%d %H:%M} {run.outcome}: {detail}", file=self.stream, flush=True
+            )
 
     def finish(self, summary: RunSummary, *, as_json: bool) -> int:
         if as_json:
             print(json.dumps(summary.to_json(), indent=2))
         if not self.quiet:
             counts = ", ".join(f"{n} {o}" for o, n in sorted(summary.outcomes.items())) or "nothing to do"
-            print(f"nugen-etl {summary.command}: {counts}; {sum(r.model_count for r in summary.runs)} model rows "
-                  f"in {summary.duration_s:.1f}s", file=self.stream)
+            print(
+                f"nugen-etl {summary.command}: {counts}; {sum(r.model_count for r in summary.runs)} model rows "
+                f"in {summary.duration_s:.1f}s",
+                file=self.stream,
+            )
             for account_id in summary.failed_accounts:
-                reason = summary.errors.get(account_id) or next(
-                    (r.error for r in reversed(summary.runs) if r.account_id == account_id), "")
+                reason = summary.errors.get(account_id) or next((r.error for r in reversed(summary.runs) if r.account_id == account_id), "")
                 print(f"  failed: {account_id}: {reason}", file=self.stream)
             if summary.caught_up:
                 print(f"  caught up: {len(summary.caught_up)} pending warehouse load(s)", file=self.stream)
             if summary.pending:
-                print(f"  warehouse load pending for {len(summary.pending)} account(s) (archived and in the "
-                      f"lake): {next(iter(summary.pending.values()))}", file=self.stream)
+                print(
+                    f"  warehouse load pending for {len(summary.pending)} account(s) (archived and in the "
+                    f"lake): {next(iter(summary.pending.values()))}",
+                    file=self.stream,
+                )
         if summary.backlog:  # even when quiet: a load that stays pending must be seen
             overdue = [e for e in summary.backlog if e["overdue"]]
-            print(f"  pending warehouse loads: {len(summary.backlog)} slot batch(es)"
-                  f"{f', {len(overdue)} OVERDUE' if overdue else ''}, oldest {summary.backlog[0]['snapshot_at']}; "
-                  "`nugen-etl load-pending --config FILE` loads them", file=self.stream)
+            print(
+                f"  pending warehouse loads: {len(summary.backlog)} slot batch(es)"
+                f"{f', {len(overdue)} OVERDUE' if overdue else ''}, oldest {summary.backlog[0]['snapshot_at']}; "
+                "`nugen-etl load-pending --config FILE` loads them",
+                file=self.stream,
+            )
         return summary.exit_code

@@ -28,11 +28,15 @@ class CompactionReport:
     days: list[date] = field(default_factory=list)
     files_before: dict[str, dict[str, int]] = field(default_factory=dict)  # day -> table -> files
     files_after: dict[str, dict[str, int]] = field(default_factory=dict)
-    vacuumed: dict[str, int] = field(default_factory=dict)                 # table -> files deleted
+    vacuumed: dict[str, int] = field(default_factory=dict)  # table -> files deleted
 
     def to_json(self) -> dict[str, Any]:
-        return {"days": [d.isoformat() for d in self.days], "files_before": self.files_before,
-                "files_after": self.files_after, "vacuumed": self.vacuumed}
+        return {
+            "days": [d.isoformat() for d in self.days],
+            "files_before": self.files_before,
+            "files_after": self.files_after,
+            "vacuumed": self.vacuumed,
+        }
 
 
 def is_closed(day: date, *, now: datetime, lateness: timedelta) -> bool:
@@ -46,8 +50,7 @@ def is_closed(day: date, *, now: datetime, lateness: timedelta) -> bool:
     return datetime.combine(day + timedelta(days=1), time(), UTC) + lateness <= now
 
 
-def due_days(lake: Lake, state: dict[str, dict[str, list[str]]], *, now: datetime,
-             lateness: timedelta) -> list[date]:
+def due_days(lake: Lake, state: dict[str, dict[str, list[str]]], *, now: datetime, lateness: timedelta) -> list[date]:
     """Closed days whose files differ from what their last compaction left (or never compacted)."""
     due: set[date] = set()
     for spec in LAKE_TABLES:
@@ -58,9 +61,16 @@ def due_days(lake: Lake, state: dict[str, dict[str, list[str]]], *, now: datetim
     return sorted(due)
 
 
-def compact_lake(lake: Lake, storage: Storage, *, now: datetime, lateness: timedelta,
-                 retention_hours: float, target_size: int | None = None,
-                 day: date | None = None) -> CompactionReport:
+def compact_lake(
+    lake: Lake,
+    storage: Storage,
+    *,
+    now: datetime,
+    lateness: timedelta,
+    retention_hours: float,
+    target_size: int | None = None,
+    day: date | None = None,
+) -> CompactionReport:
     """Compact ``day`` (any day, closed or not), or every due day; then vacuum with ``retention_hours``."""
     state = load_state(storage)
     report = CompactionReport()

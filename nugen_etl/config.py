@@ -34,15 +34,15 @@ class ApiConfig:
     deadline_s: float = 120.0
     retry_base_delay_s: float = 0.5
     verify_tls: bool = True
-    max_body_bytes: int = 64 * 2**20    # a larger answer fails the account instead of filling memory
+    max_body_bytes: int = 64 * 2**20  # a larger answer fails the account instead of filling memory
 
 
 @dataclass(frozen=True)
 class AccountConfig:
     id: str
     api_key_env: str
-    api_key: Secret | None = None       # None when the variable is not set
-    base_url: str | None = None         # per-account override of api.base_url
+    api_key: Secret | None = None  # None when the variable is not set
+    base_url: str | None = None  # per-account override of api.base_url
 
 
 _MEMORY_SIZE_RE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
@@ -53,15 +53,17 @@ class WarehouseConfig:
     url: str
     password_env: str | None = None
     password: Secret | None = None
-    batch_accounts: int = 100           # accounts per warehouse transaction
-    catch_up_slots: int = 24            # pending slots a run loads first (load-pending: all)
-    pending_alert_hours: float = 6.0    # a load pending longer is reported as overdue
+    batch_accounts: int = 100  # accounts per warehouse transaction
+    catch_up_slots: int = 24  # pending slots a run loads first (load-pending: all)
+    pending_alert_hours: float = 6.0  # a load pending longer is reported as overdue
     duckdb_memory_limit: str | None = "auto"  # "auto" (a budget per load), a size, or None (DuckDB's 80 % of RAM)
 
     def __repr__(self) -> str:  # a password written into the URL is masked like the Secret
-        return (f"WarehouseConfig(url={mask_url(self.url)!r}, password_env={self.password_env!r}, "
-                f"password={self.password!r}, batch_accounts={self.batch_accounts!r}, "
-                f"duckdb_memory_limit={self.duckdb_memory_limit!r})")
+        return (
+            f"WarehouseConfig(url={mask_url(self.url)!r}, password_env={self.password_env!r}, "
+            f"password={self.password!r}, batch_accounts={self.batch_accounts!r}, "
+            f"duckdb_memory_limit={self.duckdb_memory_limit!r})"
+        )
 
     @property
     def engine(self) -> str:
@@ -74,8 +76,8 @@ class S3Config:
     chain (environment variables, shared config/credentials files, instance or task role)."""
 
     bucket: str
-    prefix: str = ""                    # "" or "a/b": no leading or trailing slash
-    endpoint_url: str | None = None     # S3-compatible stores (MinIO, Ceph, R2, ...)
+    prefix: str = ""  # "" or "a/b": no leading or trailing slash
+    endpoint_url: str | None = None  # S3-compatible stores (MinIO, Ceph, R2, ...)
     region: str | None = None
 
     @property
@@ -86,15 +88,15 @@ class S3Config:
 @dataclass(frozen=True)
 class Config:
     api: ApiConfig
-    storage_root: Path | None           # the local storage folder; None when storage is on S3 (``s3``)
+    storage_root: Path | None  # the local storage folder; None when storage is on S3 (``s3``)
     warehouse: WarehouseConfig
     accounts: tuple[AccountConfig, ...]
     granularity: timedelta = timedelta(hours=1)
     fsync: bool = True
     source: Path | None = field(default=None, compare=False)
-    s3: S3Config | None = None          # set when storage.root is s3://...; opened by pipeline.open_configured_storage
+    s3: S3Config | None = None  # set when storage.root is s3://...; opened by pipeline.open_configured_storage
     vacuum_retention_hours: float = 168.0  # lake files a version of the last 7 days needs are kept
-    target_file_mb: int = 128           # compaction's target data file size
+    target_file_mb: int = 128  # compaction's target data file size
 
     @property
     def storage_url(self) -> str:
@@ -123,8 +125,7 @@ def parse_duration(text: str, where: str) -> timedelta:
     if not match:
         raise ConfigError(f"{where}: expected a duration like '15m', '1h' or '1d', got {text!r}")
     n, unit = int(match.group(1)), match.group(2)
-    delta = {"m": timedelta(minutes=n), "min": timedelta(minutes=n),
-             "h": timedelta(hours=n), "d": timedelta(days=n)}[unit]
+    delta = {"m": timedelta(minutes=n), "min": timedelta(minutes=n), "h": timedelta(hours=n), "d": timedelta(days=n)}[unit]
     if delta <= timedelta(0) or timedelta(days=1) % delta:
         raise ConfigError(f"{where}: {text!r} must be positive and divide one day evenly")
     return delta
@@ -145,8 +146,7 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -
     return parse_config(data, base_dir=path.resolve().parent, environ=environ, source=path)
 
 
-def parse_config(data: Mapping[str, Any], *, base_dir: Path, environ: Mapping[str, str],
-                 source: Path | None = None) -> Config:
+def parse_config(data: Mapping[str, Any], *, base_dir: Path, environ: Mapping[str, str], source: Path | None = None) -> Config:
     unknown = set(data) - {"api", "storage", "warehouse", "accounts", "schedule"}
     if unknown:
         raise ConfigError(f"unknown section(s): {', '.join(sorted(unknown))}")
@@ -160,17 +160,29 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, environ: Mapping[st
     granularity = parse_duration(schedule.get("granularity", "1h"), "schedule.granularity")
     warehouse = _parse_warehouse(_table(data, "warehouse"), base_dir, root, environ)
     accounts = _parse_accounts(data.get("accounts", []), environ)
-    return Config(api=api, storage_root=root, warehouse=warehouse, accounts=accounts,
-                  granularity=granularity, fsync=fsync, source=source, s3=s3,
-                  vacuum_retention_hours=retention, target_file_mb=target_mb)
+    return Config(
+        api=api,
+        storage_root=root,
+        warehouse=warehouse,
+        accounts=accounts,
+        granularity=granularity,
+        fsync=fsync,
+        source=source,
+        s3=s3,
+        vacuum_retention_hours=retention,
+        target_file_mb=target_mb,
+    )
 
 
 def _parse_storage(t: Mapping[str, Any], base_dir: Path) -> tuple[Path | None, S3Config | None]:
     """``storage.root`` is a local folder or ``s3://bucket/prefix``; the S3 keys apply to the latter only."""
     unknown = set(t) - set(STORAGE_KEYS)
     if unknown:
-        hint = " (credentials never sit in the file: use the AWS environment variables or config files)" \
-            if any(w in k.lower() for k in unknown for w in ("key", "secret", "token", "password")) else ""
+        hint = (
+            " (credentials never sit in the file: use the AWS environment variables or config files)"
+            if any(w in k.lower() for k in unknown for w in ("key", "secret", "token", "password"))
+            else ""
+        )
         raise ConfigError(f"storage: unknown key(s) {', '.join(sorted(unknown))}{hint}")
     root = _str(t, "root", "storage", "./nugen-data")
     scheme = _URL_SCHEME_RE.match(root)
@@ -180,9 +192,8 @@ def _parse_storage(t: Mapping[str, Any], base_dir: Path) -> tuple[Path | None, S
                 raise ConfigError(f"storage.{key}: only applies when storage.root is an s3:// URL")
         return _resolve(base_dir, root), None
     if scheme.group(1).lower() != "s3":
-        raise ConfigError(f"storage.root: unsupported scheme {scheme.group(1)!r}; "
-                          "use a local folder or s3://bucket/prefix")
-    bucket, _, prefix = root[scheme.end():].partition("/")
+        raise ConfigError(f"storage.root: unsupported scheme {scheme.group(1)!r}; use a local folder or s3://bucket/prefix")
+    bucket, _, prefix = root[scheme.end() :].partition("/")
     if not S3_BUCKET_RE.fullmatch(bucket) or ".." in bucket:
         raise ConfigError(f"storage.root: invalid S3 bucket name {bucket!r}")
     prefix = prefix.removesuffix("/")
@@ -192,8 +203,7 @@ def _parse_storage(t: Mapping[str, Any], base_dir: Path) -> tuple[Path | None, S
     if endpoint_url is not None:
         endpoint_url = _url(endpoint_url, "storage.endpoint_url")
         if "@" in endpoint_url.split("/", 3)[2]:
-            raise ConfigError("storage.endpoint_url: credentials never sit in the URL; "
-                              "use the AWS environment variables or config files")
+            raise ConfigError("storage.endpoint_url: credentials never sit in the URL; use the AWS environment variables or config files")
     region = t.get("region")
     if region is not None and (not isinstance(region, str) or not S3_REGION_RE.fullmatch(region)):
         raise ConfigError(f"storage.region: expected a region name like 'eu-west-1', got {region!r}")
@@ -214,19 +224,20 @@ def _parse_api(t: Mapping[str, Any]) -> ApiConfig:
     )
 
 
-def _parse_warehouse(t: Mapping[str, Any], base_dir: Path, root: Path | None,
-                     environ: Mapping[str, str]) -> WarehouseConfig:
+def _parse_warehouse(t: Mapping[str, Any], base_dir: Path, root: Path | None, environ: Mapping[str, str]) -> WarehouseConfig:
     if root is None and "url" not in t:
-        raise ConfigError("warehouse.url: required when storage.root is an s3:// URL "
-                          "(the default DuckDB file lives in the local storage folder)")
+        raise ConfigError(
+            "warehouse.url: required when storage.root is an s3:// URL (the default DuckDB file lives in the local storage folder)"
+        )
     default = f"duckdb:///{root / 'warehouse.duckdb'}" if root is not None else ""
     url = _str(t, "url", "warehouse", default)
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
     if scheme not in WAREHOUSE_SCHEMES:
-        raise ConfigError(f"warehouse.url: unknown scheme {scheme or url!r}; "
-                          "use duckdb:///path/file.duckdb or postgresql://user@host:5432/db")
+        raise ConfigError(
+            f"warehouse.url: unknown scheme {scheme or url!r}; use duckdb:///path/file.duckdb or postgresql://user@host:5432/db"
+        )
     if scheme == "duckdb":
-        target = url[len("duckdb://"):].removeprefix("/")
+        target = url[len("duckdb://") :].removeprefix("/")
         if not url.startswith("duckdb:///") or not target:
             raise ConfigError("warehouse.url: write duckdb:///relative/file.duckdb or duckdb:////abs/file.duckdb")
         if target != ":memory:":
@@ -242,9 +253,15 @@ def _parse_warehouse(t: Mapping[str, Any], base_dir: Path, root: Path | None,
     batch = int(_number(t, "batch_accounts", "warehouse", 100, minimum=1, integer=True))
     catch_up = int(_number(t, "catch_up_slots", "warehouse", 24, minimum=0, integer=True))
     alert = float(_number(t, "pending_alert_hours", "warehouse", 6.0, minimum=0))
-    return WarehouseConfig(url=url, password_env=password_env, password=password, batch_accounts=batch,
-                           catch_up_slots=catch_up, pending_alert_hours=alert,
-                           duckdb_memory_limit=_duckdb_memory_limit(t, scheme))
+    return WarehouseConfig(
+        url=url,
+        password_env=password_env,
+        password=password,
+        batch_accounts=batch,
+        catch_up_slots=catch_up,
+        pending_alert_hours=alert,
+        duckdb_memory_limit=_duckdb_memory_limit(t, scheme),
+    )
 
 
 def _duckdb_memory_limit(t: Mapping[str, Any], scheme: str) -> str | None:
@@ -263,8 +280,7 @@ def _duckdb_memory_limit(t: Mapping[str, Any], scheme: str) -> str | None:
     if isinstance(value, str) and value.strip().lower() in ("none", "auto"):
         return None if value.strip().lower() == "none" else "auto"
     if not isinstance(value, str) or not _MEMORY_SIZE_RE.fullmatch(value.strip()):
-        raise ConfigError(f"warehouse.duckdb_memory_limit: expected \"auto\", a size such as \"256MB\" or "
-                          f"\"2GiB\", or \"none\", got {value!r}")
+        raise ConfigError(f'warehouse.duckdb_memory_limit: expected "auto", a size such as "256MB" or "2GiB", or "none", got {value!r}')
     return value.strip()
 
 
@@ -279,8 +295,7 @@ def _parse_accounts(items: Any, environ: Mapping[str, str]) -> tuple[AccountConf
             raise ConfigError(f"{where}: expected a table")
         unknown = set(item) - {"id", "api_key_env", "base_url"}
         if unknown:
-            hint = " (keys never sit in the file: name an environment variable with api_key_env)" \
-                if {"api_key", "key"} & unknown else ""
+            hint = " (keys never sit in the file: name an environment variable with api_key_env)" if {"api_key", "key"} & unknown else ""
             raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}{hint}")
         account_id = validate_account_id(item.get("id"), f"{where}.id")
         if account_id in seen:
@@ -293,8 +308,7 @@ def _parse_accounts(items: Any, environ: Mapping[str, str]) -> tuple[AccountConf
         base_url = item.get("base_url")
         if base_url is not None:
             base_url = _url(base_url, f"account {account_id}: base_url")
-        accounts.append(AccountConfig(id=account_id, api_key_env=env,
-                                      api_key=Secret(value) if value else None, base_url=base_url))
+        accounts.append(AccountConfig(id=account_id, api_key_env=env, api_key=Secret(value) if value else None, base_url=base_url))
     return tuple(accounts)
 
 
@@ -319,8 +333,7 @@ def _bool(t: Mapping[str, Any], key: str, section: str, default: bool) -> bool:
     return value
 
 
-def _number(t: Mapping[str, Any], key: str, section: str, default: float, *,
-            minimum: float, integer: bool = False) -> float:
+def _number(t: Mapping[str, Any], key: str, section: str, default: float, *, minimum: float, integer: bool = False) -> float:
     value = t.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or (integer and not isinstance(value, int)):
         raise ConfigError(f"{section}.{key}: expected a{'n integer' if integer else ' number'}, got {value!r}")

@@ -28,9 +28,21 @@ def key_env_name(account_id: str) -> str:
 
 def write_demo_config(folder: Path, base_url: str, account_ids: list[str]) -> Path:
     """A config with every simulator account plus one whose key the simulator rejects."""
-    lines = ["# Written by `nugen-etl demo`: the simulator's accounts on a local port.",
-             "[api]", f'base_url = "{base_url}"', "timeout_s = 10", "max_concurrency = 8", "deadline_s = 30", "",
-             "[storage]", 'root = "."', "", "[warehouse]", 'url = "duckdb:///warehouse.duckdb"', ""]
+    lines = [
+        "# Written by `nugen-etl demo`: the simulator's accounts on a local port.",
+        "[api]",
+        f'base_url = "{base_url}"',
+        "timeout_s = 10",
+        "max_concurrency = 8",
+        "deadline_s = 30",
+        "",
+        "[storage]",
+        'root = "."',
+        "",
+        "[warehouse]",
+        'url = "duckdb:///warehouse.duckdb"',
+        "",
+    ]
     for account_id in [*account_ids, REJECTED_ACCOUNT]:
         lines += ["[[accounts]]", f'id = "{account_id}"', f'api_key_env = "{key_env_name(account_id)}"', ""]
     path = folder / "nugen-demo.toml"
@@ -51,9 +63,11 @@ def run_demo(folder: Path, *, slots: int = DEMO_SLOTS, out: TextIO | None = None
         environ = {key_env_name(a): state.api_key(a) for a in state.account_ids}
         environ[key_env_name(REJECTED_ACCOUNT)] = "sk-not-a-valid-key"
         config = load_config(config_path, environ=environ)
-        print(f"nugen-etl demo: simulator at {server.base_url}, {len(config.accounts)} accounts, "
-              f"{slots} slots {DEMO_STEP} apart, {first_slot:%Y-%m-%d %H:%M} .. {last_slot:%Y-%m-%d %H:%M} UTC",
-              file=out)
+        print(
+            f"nugen-etl demo: simulator at {server.base_url}, {len(config.accounts)} accounts, "
+            f"{slots} slots {DEMO_STEP} apart, {first_slot:%Y-%m-%d %H:%M} .. {last_slot:%Y-%m-%d %H:%M} UTC",
+            file=out,
+        )
         for n in range(slots):
             slot = first_slot + DEMO_STEP * n
             state.set_time(slot + timedelta(minutes=2))
@@ -62,12 +76,13 @@ def run_demo(folder: Path, *, slots: int = DEMO_SLOTS, out: TextIO | None = None
             print(f"  slot {slot:%Y-%m-%d %H:%M}: {counts}", file=out)
     assert config.storage_root is not None  # the demo config is always local
     with open_configured_warehouse(config) as warehouse:
-        print_report(warehouse, root=config.storage_root, warehouse_url=config.warehouse.url,
-                     config_path=config_path, out=out)
+        print_report(warehouse, root=config.storage_root, warehouse_url=config.warehouse.url, config_path=config_path, out=out)
         report = _write_html_report(warehouse, folder / REPORT_NAME, out)
     if report is not None:
-        print(f"\nHTML report     : {report}\n                  (again with: nugen-etl report --config "
-              f"{config_path} --html {report})", file=out)
+        print(
+            f"\nHTML report     : {report}\n                  (again with: nugen-etl report --config {config_path} --html {report})",
+            file=out,
+        )
     return 0
 
 

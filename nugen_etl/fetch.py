@@ -97,13 +97,21 @@ class ApiClient:
     and HTTP-date ``Retry-After``) are injectable so tests never wait.
     """
 
-    def __init__(self, base_url: str, *, timeout_s: float = 30.0, retry: RetryPolicy = RetryPolicy(),
-                 max_concurrency: int = 16, max_body_bytes: int = 64 * 2**20,
-                 transport: httpx.BaseTransport | None = None,
-                 sleep: Callable[[float], None] = time.sleep,
-                 monotonic: Callable[[], float] = time.monotonic,
-                 rng: random.Random | None = None, verify: bool = True,
-                 now: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout_s: float = 30.0,
+        retry: RetryPolicy = RetryPolicy(),
+        max_concurrency: int = 16,
+        max_body_bytes: int = 64 * 2**20,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        verify: bool = True,
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
         if not timeout_s > 0:
             raise ValueError("timeout_s must be positive")
         if max_concurrency < 1 or max_body_bytes < 0:
@@ -119,7 +127,10 @@ class ApiClient:
         self._now = now if now is not None else _utc_now
         limits = httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency)
         self._client = httpx.Client(
-            transport=transport, limits=limits, verify=verify, follow_redirects=False,
+            transport=transport,
+            limits=limits,
+            verify=verify,
+            follow_redirects=False,
             timeout=timeout_s,
             # Accounts share the pool, so no cookie may carry over from one account's answer to the next.
             cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
@@ -133,8 +144,7 @@ class ApiClient:
     def __enter__(self) -> ApiClient:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
 
     def close(self) -> None:
@@ -163,8 +173,14 @@ class ApiClient:
             if masked is not result.body:
                 log.warning("account %s: the answer echoed the API key; masked before it is stored", account_id)
                 result = replace(result, body=masked)
-            log.debug("account %s attempt %d/%d: %s in %.3fs", account_id, attempt, policy.max_attempts,
-                      result.summary(), self._monotonic() - attempt_started)
+            log.debug(
+                "account %s attempt %d/%d: %s in %.3fs",
+                account_id,
+                attempt,
+                policy.max_attempts,
+                result.summary(),
+                self._monotonic() - attempt_started,
+            )
             if not result.retryable:
                 return self._answer(account_id, snapshot_at, result, attempt, _final_error(result, attempt))
             if attempt >= policy.max_attempts:
@@ -172,15 +188,14 @@ class ApiClient:
             delay = self._retry_delay(result, attempt)
             remaining = policy.deadline_s - (self._monotonic() - started)
             if delay + MIN_ATTEMPT_S > remaining:
-                error = (f"deadline of {policy.deadline_s:g}s exhausted after {_attempts(attempt)} "
-                         f"(last: {result.summary()})")
+                error = f"deadline of {policy.deadline_s:g}s exhausted after {_attempts(attempt)} (last: {result.summary()})"
                 return self._answer(account_id, snapshot_at, result, attempt, error)
-            log.warning("account %s attempt %d/%d: %s; retrying in %.2fs", account_id, attempt,
-                        policy.max_attempts, result.summary(), delay)
+            log.warning(
+                "account %s attempt %d/%d: %s; retrying in %.2fs", account_id, attempt, policy.max_attempts, result.summary(), delay
+            )
             self._sleep(delay)
 
-    def _attempt(self, headers: Mapping[str, str], api_key: str, timeout_s: float,
-                 started: float) -> _Attempt:
+    def _attempt(self, headers: Mapping[str, str], api_key: str, timeout_s: float, started: float) -> _Attempt:
         """One GET with its body read in full (so a cut-off body fails this attempt)."""
         status: int | None = None
         kept: dict[str, str] = {}
@@ -198,11 +213,9 @@ class ApiClient:
         except httpx.RequestError as exc:  # e.g. an undecodable body: no network fault, a retry won't help
             return _Attempt(status=status, headers=kept, failure=_describe(exc, api_key))
         except _BodyTooLarge:
-            return _Attempt(status=status, headers=kept,
-                            failure=f"response body exceeds {self.max_body_bytes} bytes")
+            return _Attempt(status=status, headers=kept, failure=f"response body exceeds {self.max_body_bytes} bytes")
         except _DeadlinePassed:
-            return _Attempt(failure=f"no complete answer within the {self.retry.deadline_s:g}s deadline",
-                            timed_out=True)
+            return _Attempt(failure=f"no complete answer within the {self.retry.deadline_s:g}s deadline", timed_out=True)
         return _Attempt(status=status, body=body, headers=kept, retryable=status in RETRYABLE_STATUSES)
 
     def _read_body(self, response: httpx.Response, started: float) -> bytes:
@@ -222,23 +235,27 @@ class ApiClient:
     def _retry_delay(self, result: _Attempt, attempt: int) -> float:
         """Retry-After when the answer gives a usable one (capped), else full-jitter backoff."""
         if "retry-after" in result.headers:
-            wait = parse_retry_after(result.headers["retry-after"], date=result.headers.get("date"),
-                                     now=self._now)
+            wait = parse_retry_after(result.headers["retry-after"], date=result.headers.get("date"), now=self._now)
             if wait is not None:
                 return min(wait, self.retry.retry_after_cap_s)
         return self.retry.backoff_s(attempt, self._rng)
 
-    def _answer(self, account_id: str, snapshot_at: datetime, result: _Attempt, attempts: int,
-                error: str | None) -> RawAnswer:
+    def _answer(self, account_id: str, snapshot_at: datetime, result: _Attempt, attempts: int, error: str | None) -> RawAnswer:
         if error is not None:
             log.warning("account %s: %s", account_id, error)
-        return RawAnswer(account_id=account_id, snapshot_at=snapshot_at, fetched_at=self._now(),
-                         http_status=result.status, body=result.body, headers=result.headers,
-                         attempts=attempts, error=error)
+        return RawAnswer(
+            account_id=account_id,
+            snapshot_at=snapshot_at,
+            fetched_at=self._now(),
+            http_status=result.status,
+            body=result.body,
+            headers=result.headers,
+            attempts=attempts,
+            error=error,
+        )
 
 
-def parse_retry_after(value: str, *, date: str | None = None,
-                      now: Callable[[], datetime] | None = None) -> float | None:
+def parse_retry_after(value: str, *, date: str | None = None, now: Callable[[], datetime] | None = None) -> float | None:
     """Seconds to wait for a ``Retry-After`` value (delta seconds or HTTP-date), never negative.
 
     An HTTP-date is measured from the answer's own ``Date`` header when it has one (no clock
@@ -349,8 +366,7 @@ def _check_args(account_id: str, api_key: str, snapshot_at: datetime) -> None:
         raise ValueError("snapshot_at must be timezone-aware")
     # A key httpx cannot send as-is would be echoed in h11's "Illegal header value" error.
     if not isinstance(api_key, str) or not _TOKEN_RE.fullmatch(api_key):
-        raise ConfigError(f"account {account_id!r}: the API key is empty or has characters "
-                          "an HTTP header cannot carry")
+        raise ConfigError(f"account {account_id!r}: the API key is empty or has characters an HTTP header cannot carry")
 
 
 def _utc_now() -> datetime:

@@ -85,27 +85,55 @@ _REPR = reprlib.Repr()
 _REPR.maxstring = _REPR.maxother = 80
 _REPR.maxlevel = 2
 
-_PM_FLOAT = ("accuracy", "uncertainty", "average_response_time", "accuracy_before",
-             "accuracy_after", "uncertainty_before", "uncertainty_after")
+_PM_FLOAT = (
+    "accuracy",
+    "uncertainty",
+    "average_response_time",
+    "accuracy_before",
+    "accuracy_after",
+    "uncertainty_before",
+    "uncertainty_after",
+)
 _PM_INT = ("domain_violations", "domain_violations_before", "domain_violations_after")
 _PM_KEYS = frozenset(_PM_FLOAT + _PM_INT)
 # Documented ranges (column -> path in the answer): flagged when outside, never altered.
-_UNIT_INTERVAL = {f"pm_{k}": f"performance_metrics.{k}" for k in (
-    "accuracy", "uncertainty", "accuracy_before", "accuracy_after", "uncertainty_before", "uncertainty_after")}
-_UNIT_INTERVAL |= {"eval_accuracy": "evaluation_data.accuracy",
-                   "eval_metrics_accuracy": "evaluation_data.metrics.accuracy",
-                   "eval_metrics_uncertainty": "evaluation_data.metrics.uncertainty"}
-_NON_NEGATIVE = {"usage_count": "usage_count",
-                 "pm_average_response_time": "performance_metrics.average_response_time",
-                 "eval_raw_answers_count": "evaluation_data.raw_answers_count",
-                 "eval_total_questions": "evaluation_data.total_questions",
-                 "eval_metrics_domain_violations": "evaluation_data.metrics.domain_violations"}
+_UNIT_INTERVAL = {
+    f"pm_{k}": f"performance_metrics.{k}"
+    for k in ("accuracy", "uncertainty", "accuracy_before", "accuracy_after", "uncertainty_before", "uncertainty_after")
+}
+_UNIT_INTERVAL |= {
+    "eval_accuracy": "evaluation_data.accuracy",
+    "eval_metrics_accuracy": "evaluation_data.metrics.accuracy",
+    "eval_metrics_uncertainty": "evaluation_data.metrics.uncertainty",
+}
+_NON_NEGATIVE = {
+    "usage_count": "usage_count",
+    "pm_average_response_time": "performance_metrics.average_response_time",
+    "eval_raw_answers_count": "evaluation_data.raw_answers_count",
+    "eval_total_questions": "evaluation_data.total_questions",
+    "eval_metrics_domain_violations": "evaluation_data.metrics.domain_violations",
+}
 _NON_NEGATIVE |= {f"pm_{k}": f"performance_metrics.{k}" for k in _PM_INT}
-_TOP_KEYS = frozenset({
-    "id", "alignment_id", "name", "base_model", "alignment_project", "created_date", "status",
-    "deployment_status", "endpoint", "creator", "usage_count", "last_used", "performance_metrics",
-    "downloadable", "evaluation_data", "conversation_saving_enabled",
-})
+_TOP_KEYS = frozenset(
+    {
+        "id",
+        "alignment_id",
+        "name",
+        "base_model",
+        "alignment_project",
+        "created_date",
+        "status",
+        "deployment_status",
+        "endpoint",
+        "creator",
+        "usage_count",
+        "last_used",
+        "performance_metrics",
+        "downloadable",
+        "evaluation_data",
+        "conversation_saving_enabled",
+    }
+)
 
 Notes = dict[str, None]  # an insertion-ordered set: one note per problem, even when found twice
 
@@ -146,6 +174,7 @@ class Flattened:
 
 
 # --- small helpers -------------------------------------------------------------------------
+
 
 def _show(value: Any) -> str:
     """A short repr of an offending value for a note (about 80 characters at most)."""
@@ -248,6 +277,7 @@ def _nonfinite_to_null(value: Any, label: str, notes: Notes) -> Any:
 
 
 # --- coercion: each returns the typed value or None, noting anything lossy ------------------
+
 
 def as_str(v: Any, path: str, notes: Notes) -> str | None:
     """Text as is (NUL / unpaired surrogates -> U+FFFD, noted); an int becomes its digits."""
@@ -364,7 +394,10 @@ _FAST_KINDS: dict[pa.DataType, frozenset[type]] = {
     pa.bool_(): frozenset({bool, _NONE}),
 }
 _COERCE: dict[pa.DataType, Callable[[Any, str, Notes], Any]] = {
-    pa.string(): as_str, pa.float64(): as_float, pa.int64(): as_int, pa.bool_(): as_bool,
+    pa.string(): as_str,
+    pa.float64(): as_float,
+    pa.int64(): as_int,
+    pa.bool_(): as_bool,
 }
 
 
@@ -385,8 +418,7 @@ def _clean(values: list[Any], type_: pa.DataType) -> bool:
     return True
 
 
-def typed_column(values: list[Any], type_: pa.DataType, path: str, issues: list[Notes], *,
-                 typed: bool = False) -> pa.Array:
+def typed_column(values: list[Any], type_: pa.DataType, path: str, issues: list[Notes], *, typed: bool = False) -> pa.Array:
     """``values`` as an Arrow array of ``type_``, coercing value by value only when needed.
 
     ``typed``: every value is null or of the column's JSON type, and no text holds a NUL nor any
@@ -400,8 +432,7 @@ def typed_column(values: list[Any], type_: pa.DataType, path: str, issues: list[
         except (ValueError, TypeError, OverflowError):  # e.g. an int beyond 2**53 for a double
             pass
     coerce = _COERCE[type_]
-    return pa.array([None if v is None else coerce(v, path, issues[i])
-                     for i, v in enumerate(values)], type=type_)
+    return pa.array([None if v is None else coerce(v, path, issues[i]) for i, v in enumerate(values)], type=type_)
 
 
 # The common shape; for it Arrow's own parser gives the same instants as ``as_timestamp``. Checked by
@@ -418,11 +449,11 @@ def _timestamp_column(values: list[Any], path: str, issues: list[Notes], *, type
                 return pc.cast(text, schemas.TS)
         except (ValueError, TypeError, OverflowError):  # odd text: decide value by value
             pass
-    return pa.array([None if v is None else as_timestamp(v, path, issues[i])
-                     for i, v in enumerate(values)], type=schemas.TS)
+    return pa.array([None if v is None else as_timestamp(v, path, issues[i]) for i, v in enumerate(values)], type=schemas.TS)
 
 
 # --- the long metrics table ----------------------------------------------------------------
+
 
 class _MetricCollector:
     """Finds every finite numeric leaf as (row, path id, value), an object's keys in sorted order (so a
@@ -455,8 +486,7 @@ class _MetricCollector:
                 notes[f"{_short(entry[0])}: not a finite number ({v!r})"] = None
                 return
         elif not -_EXACT_DOUBLE <= v <= _EXACT_DOUBLE:
-            notes[f"{_short(entry[0])}: integer not exactly representable as a double "
-                  f"({_show(v)})"] = None
+            notes[f"{_short(entry[0])}: integer not exactly representable as a double ({_show(v)})"] = None
             return
         pid = entry[1]
         if pid is None:
@@ -470,7 +500,7 @@ class _MetricCollector:
         children: dict[Any, list[Any]] = entry[2]
         keyed = type(node) is dict
         rows, path_ids, values = self.rows, self.path_ids, self.values
-        for k, v in (sorted(node.items(), key=_by_key) if keyed else enumerate(node)):
+        for k, v in sorted(node.items(), key=_by_key) if keyed else enumerate(node):
             t = type(v)
             if not (t is float or t is int or ((t is dict or t is list) and v)):
                 continue
@@ -481,8 +511,7 @@ class _MetricCollector:
                 if depth + 1 < MAX_DEPTH:
                     self._walk(v, child, depth + 1, row, notes)
                 else:
-                    notes[f"{_short(child[0])}: nested deeper than {MAX_DEPTH} levels, "
-                          "not in model_metrics"] = None
+                    notes[f"{_short(child[0])}: nested deeper than {MAX_DEPTH} levels, not in model_metrics"] = None
             elif (v - v == 0.0) if t is float else (-_EXACT_DOUBLE <= v <= _EXACT_DOUBLE):
                 # the common leaf, inlined: a finite double or an int a double holds exactly
                 pid = child[1]
@@ -501,6 +530,7 @@ def _by_key(item: tuple[Any, Any]) -> str:
 
 
 # --- records -------------------------------------------------------------------------------
+
 
 def _quarantine_reason(position: int, rec: Any, first_seen: dict[str, int]) -> str | None:
     if not isinstance(rec, dict):
@@ -564,17 +594,32 @@ def _extra_json(recs: list[dict[str, Any]], issues: list[Notes]) -> list[str | N
 
 
 _EVAL_FIELDS = (  # (column, key in evaluation_data, type)
-    ("eval_id", "evaluation_id", pa.string()), ("eval_status", "status", pa.string()),
-    ("eval_method", "method", pa.string()), ("eval_created_at", "created_at", schemas.TS),
+    ("eval_id", "evaluation_id", pa.string()),
+    ("eval_status", "status", pa.string()),
+    ("eval_method", "method", pa.string()),
+    ("eval_created_at", "created_at", schemas.TS),
     ("eval_completed_at", "completed_at", schemas.TS),
     ("eval_raw_answers_count", "raw_answers_count", pa.int64()),
-    ("eval_total_questions", "total_questions", pa.int64()), ("eval_accuracy", "accuracy", pa.float64()),
+    ("eval_total_questions", "total_questions", pa.int64()),
+    ("eval_accuracy", "accuracy", pa.float64()),
 )
 _EVAL_COLUMN = {key: name for name, key, _ in _EVAL_FIELDS}
 _EM_KEYS = ("accuracy", "uncertainty", "domain_violations", "overall_score")  # evaluation_data.metrics
-_TOP_FIELDS = ("alignment_id", "name", "base_model", "alignment_project", "created_date", "status",
-               "deployment_status", "endpoint", "creator", "usage_count", "last_used",
-               "downloadable", "conversation_saving_enabled")
+_TOP_FIELDS = (
+    "alignment_id",
+    "name",
+    "base_model",
+    "alignment_project",
+    "created_date",
+    "status",
+    "deployment_status",
+    "endpoint",
+    "creator",
+    "usage_count",
+    "last_used",
+    "downloadable",
+    "conversation_saving_enabled",
+)
 
 
 class _DictRecords:
@@ -598,8 +643,9 @@ class _DictRecords:
 
     def pm(self, key: str) -> list[Any]:
         if self._pms is None:
-            self._pms = _objects([r.get("performance_metrics") for r in self.recs], "performance_metrics",
-                                 self._issues, ", kept in extra_json")
+            self._pms = _objects(
+                [r.get("performance_metrics") for r in self.recs], "performance_metrics", self._issues, ", kept in extra_json"
+            )
         return [p.get(key) for p in self._pms]
 
     def ev(self, key: str) -> list[Any]:
@@ -607,8 +653,7 @@ class _DictRecords:
 
     def em(self, key: str) -> list[Any]:
         if self._ems is None:
-            self._ems = _objects([e.get("metrics") for e in self._evaluations()], "evaluation_data.metrics",
-                                 self._issues, "")
+            self._ems = _objects([e.get("metrics") for e in self._evaluations()], "evaluation_data.metrics", self._issues, "")
         return [m.get(key) for m in self._ems]
 
     def _evaluations(self) -> list[dict[str, Any]]:
@@ -623,8 +668,10 @@ class _DictRecords:
     def evaluation_json(self, cols: dict[str, pa.Array]) -> pa.Array:
         self._evaluations()
         assert self._raw_evs is not None
-        return pa.array([None if e is None else to_json(e, "evaluation_data", n)
-                         for e, n in zip(self._raw_evs, self._issues, strict=False)], type=pa.string())
+        return pa.array(
+            [None if e is None else to_json(e, "evaluation_data", n) for e, n in zip(self._raw_evs, self._issues, strict=False)],
+            type=pa.string(),
+        )
 
 
 class _NeedsGeneralPath(Exception):
@@ -713,27 +760,22 @@ def _snapshot_columns(source: Records, issues: list[Notes]) -> dict[str, pa.Arra
     cols: dict[str, pa.Array] = {"model_id": pa.array(source.ids(), type=pa.string())}
     for name in _TOP_FIELDS:
         cols[name] = typed_column(source.top(name), types[name], name, issues, typed=typed)
-    cols["model_key"] = pc.coalesce(pc.if_else(pc.equal(cols["alignment_id"], ""), None,
-                                               cols["alignment_id"]), cols["model_id"])
+    cols["model_key"] = pc.coalesce(pc.if_else(pc.equal(cols["alignment_id"], ""), None, cols["alignment_id"]), cols["model_id"])
 
     for key in _PM_FLOAT + _PM_INT:
-        cols["pm_" + key] = typed_column(source.pm(key), types["pm_" + key],
-                                         "performance_metrics." + key, issues, typed=typed)
+        cols["pm_" + key] = typed_column(source.pm(key), types["pm_" + key], "performance_metrics." + key, issues, typed=typed)
     for name, key, type_ in _EVAL_FIELDS:
         cols[name] = typed_column(source.ev(key), type_, "evaluation_data." + key, issues, typed=typed)
     for key in _EM_KEYS:
         name = "eval_metrics_" + key
-        cols[name] = typed_column(source.em(key), types[name], "evaluation_data.metrics." + key, issues,
-                                  typed=typed)
+        cols[name] = typed_column(source.em(key), types[name], "evaluation_data.metrics." + key, issues, typed=typed)
 
     _flag_out_of_range(cols, issues)
-    cols["accuracy"] = pc.coalesce(cols["pm_accuracy"], cols["pm_accuracy_after"],
-                                   cols["eval_metrics_accuracy"], cols["eval_accuracy"])
-    cols["uncertainty"] = pc.coalesce(cols["pm_uncertainty"], cols["pm_uncertainty_after"],
-                                      cols["eval_metrics_uncertainty"])
-    cols["domain_violations"] = pc.coalesce(cols["pm_domain_violations"],
-                                            cols["pm_domain_violations_after"],
-                                            cols["eval_metrics_domain_violations"])
+    cols["accuracy"] = pc.coalesce(cols["pm_accuracy"], cols["pm_accuracy_after"], cols["eval_metrics_accuracy"], cols["eval_accuracy"])
+    cols["uncertainty"] = pc.coalesce(cols["pm_uncertainty"], cols["pm_uncertainty_after"], cols["eval_metrics_uncertainty"])
+    cols["domain_violations"] = pc.coalesce(
+        cols["pm_domain_violations"], cols["pm_domain_violations_after"], cols["eval_metrics_domain_violations"]
+    )
     cols["average_response_time"] = cols["pm_average_response_time"]
     cols["extra_json"] = source.extra_json()
     cols["evaluation_data_json"] = source.evaluation_json(cols)
@@ -742,8 +784,10 @@ def _snapshot_columns(source: Records, issues: list[Notes]) -> dict[str, pa.Arra
 
 def _flag_out_of_range(cols: dict[str, pa.Array], issues: list[Notes]) -> None:
     """Note each value outside its documented range; the value itself stays as reported."""
-    for ranges, high, what in ((_UNIT_INTERVAL, 1, "outside the documented range [0, 1]"),
-                               (_NON_NEGATIVE, None, "negative where the API documents >= 0")):
+    for ranges, high, what in (
+        (_UNIT_INTERVAL, 1, "outside the documented range [0, 1]"),
+        (_NON_NEGATIVE, None, "negative where the API documents >= 0"),
+    ):
         for name, path in ranges.items():
             col = cols[name]
             if col.null_count == len(col):
@@ -776,12 +820,15 @@ def _evaluation_rows(cols: dict[str, pa.Array], issues: list[Notes], bounds: lis
         if j == i:
             rows.append(i)
         elif ev_json[i] != ev_json[j]:
-            issues[i][f"evaluation_data.evaluation_id: {_show(eval_id)} seen earlier in this "
-                      "answer with different content; evaluations keeps the first"] = None
+            issues[i][
+                f"evaluation_data.evaluation_id: {_show(eval_id)} seen earlier in this "
+                "answer with different content; evaluations keeps the first"
+            ] = None
     return rows
 
 
 # --- the public function -------------------------------------------------------------------
+
 
 def _utc(value: datetime, name: str) -> datetime:
     if not isinstance(value, datetime) or value.tzinfo is None:
@@ -789,8 +836,7 @@ def _utc(value: datetime, name: str) -> datetime:
     return value.astimezone(_UTC)
 
 
-def flatten_models(models: list[Any], *, account_id: str, snapshot_at: datetime,
-                   fetched_at: datetime) -> Flattened:
+def flatten_models(models: list[Any], *, account_id: str, snapshot_at: datetime, fetched_at: datetime) -> Flattened:
     """Flatten one answer's ``domain_aligned_models`` list into the declared slot tables.
 
     ``snapshot_at`` and ``fetched_at`` must be timezone-aware (they are stored in UTC);
@@ -867,8 +913,9 @@ def _flatten_general(answers: list[list[Any]], slots: list[tuple[str, datetime, 
             value = rec.get(field)
             if value is not None:
                 collector.visit(value, field, row, notes)
-    metrics = _MetricRows(np.array(collector.rows, np.int64), np.array(collector.path_ids, np.int64),
-                          collector.paths, np.array(collector.values, np.float64))
+    metrics = _MetricRows(
+        np.array(collector.rows, np.int64), np.array(collector.path_ids, np.int64), collector.paths, np.array(collector.values, np.float64)
+    )
     return _assemble(cols, metrics, issues, quarantine, rec_bounds, q_bounds, slots)
 
 
@@ -886,19 +933,26 @@ def _flatten_decoded(answers: list[DecodedModels], slots: list[tuple[str, dateti
     issues: list[Notes] = [{} for _ in recs]
     source = _DecodedRecords(recs)
     cols = _snapshot_columns(source, issues)
-    return _assemble(cols, _decoded_metrics(cols, source.nulls), issues, [], rec_bounds,
-                     [0] * len(rec_bounds), slots)
+    return _assemble(cols, _decoded_metrics(cols, source.nulls), issues, [], rec_bounds, [0] * len(rec_bounds), slots)
 
 
-def _assemble(cols: dict[str, pa.Array], metrics: _MetricRows, issues: list[Notes],
-              quarantine: list[tuple[int, str, str]], rec_bounds: list[int], q_bounds: list[int],
-              slots: list[tuple[str, datetime, datetime]]) -> list[Flattened]:
+def _assemble(
+    cols: dict[str, pa.Array],
+    metrics: _MetricRows,
+    issues: list[Notes],
+    quarantine: list[tuple[int, str, str]],
+    rec_bounds: list[int],
+    q_bounds: list[int],
+    slots: list[tuple[str, datetime, datetime]],
+) -> list[Flattened]:
     eval_row_list = _evaluation_rows(cols, issues, rec_bounds)
     eval_rows = pa.array(eval_row_list, type=pa.int64())
     noted = any(issues)
-    cols["quality_issues"] = pa.array(
-        [json.dumps(list(n), ensure_ascii=False) if n else None for n in issues], type=pa.string()
-    ) if noted else pa.nulls(len(issues), pa.string())
+    cols["quality_issues"] = (
+        pa.array([json.dumps(list(n), ensure_ascii=False) if n else None for n in issues], type=pa.string())
+        if noted
+        else pa.nulls(len(issues), pa.string())
+    )
 
     consts = _Constants(slots)
     m_bounds = np.searchsorted(metrics.rows, rec_bounds, side="left").tolist()
@@ -906,38 +960,47 @@ def _assemble(cols: dict[str, pa.Array], metrics: _MetricRows, issues: list[Note
     snapshots = _table(schemas.MODEL_SNAPSHOTS, cols, consts, rec_bounds)
     metrics_table = _metrics_table(metrics, cols, consts, m_bounds)
     evaluations = _evaluations_table(cols, eval_rows, consts, e_bounds)
-    quarantined = _table(schemas.QUARANTINE, _columns(["position", "reason", "raw_json"], quarantine),
-                         consts, q_bounds)
+    quarantined = _table(schemas.QUARANTINE, _columns(["position", "reason", "raw_json"], quarantine), consts, q_bounds)
     lists, l_bounds = _metric_lists_table(metrics, snapshots, metrics_table, rec_bounds)
     packed = PackedTables(
-        {schemas.MODEL_SNAPSHOTS.name: snapshots, schemas.MODEL_METRICS.name: metrics_table,
-         schemas.MODEL_METRIC_LISTS.name: lists, schemas.EVALUATIONS.name: evaluations,
-         schemas.QUARANTINE.name: quarantined},
-        {schemas.MODEL_SNAPSHOTS.name: rec_bounds, schemas.MODEL_METRICS.name: m_bounds,
-         schemas.MODEL_METRIC_LISTS.name: l_bounds, schemas.EVALUATIONS.name: e_bounds,
-         schemas.QUARANTINE.name: q_bounds})
-    return [Flattened(packed.slot(i), sum(map(len, issues[rec_bounds[i]:rec_bounds[i + 1]])) if noted else 0)
-            for i in range(len(slots))]
+        {
+            schemas.MODEL_SNAPSHOTS.name: snapshots,
+            schemas.MODEL_METRICS.name: metrics_table,
+            schemas.MODEL_METRIC_LISTS.name: lists,
+            schemas.EVALUATIONS.name: evaluations,
+            schemas.QUARANTINE.name: quarantined,
+        },
+        {
+            schemas.MODEL_SNAPSHOTS.name: rec_bounds,
+            schemas.MODEL_METRICS.name: m_bounds,
+            schemas.MODEL_METRIC_LISTS.name: l_bounds,
+            schemas.EVALUATIONS.name: e_bounds,
+            schemas.QUARANTINE.name: q_bounds,
+        },
+    )
+    return [Flattened(packed.slot(i), sum(map(len, issues[rec_bounds[i] : rec_bounds[i + 1]])) if noted else 0) for i in range(len(slots))]
 
 
 # --- metrics of decoded records ------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class _MetricRows:
     """The long metrics table before its columns are filled in: per value, its record and path."""
 
-    rows: np.ndarray       # int64: the record (snapshot row) each value belongs to, ascending
-    path_ids: np.ndarray   # int64: index into ``paths``
+    rows: np.ndarray  # int64: the record (snapshot row) each value belongs to, ascending
+    path_ids: np.ndarray  # int64: index into ``paths``
     paths: list[str]
-    values: np.ndarray     # float64
+    values: np.ndarray  # float64
 
 
 def _leaf_columns() -> list[tuple[str, str]]:
     """(metric path, model_snapshots column) of every numeric leaf a decoded record can hold, in the
     order the general path visits them: performance_metrics, then evaluation_data, keys sorted."""
-    tree: dict[str, Any] = {"performance_metrics": {k: "pm_" + k for k in _PM_FLOAT + _PM_INT},
-                            "evaluation_data": {key: name for name, key, type_ in _EVAL_FIELDS
-                                                if type_ in (pa.float64(), pa.int64())}}
+    tree: dict[str, Any] = {
+        "performance_metrics": {k: "pm_" + k for k in _PM_FLOAT + _PM_INT},
+        "evaluation_data": {key: name for name, key, type_ in _EVAL_FIELDS if type_ in (pa.float64(), pa.int64())},
+    }
     tree["evaluation_data"]["metrics"] = {k: "eval_metrics_" + k for k in _EM_KEYS}
     out: list[tuple[str, str]] = []
 
@@ -972,11 +1035,11 @@ def _decoded_metrics(cols: dict[str, pa.Array], nulls: dict[str, int]) -> _Metri
         columns.append(col.to_numpy(zero_copy_only=False))  # nulls become NaN; no value is NaN
     matrix = np.column_stack(columns) if columns else np.empty((0, 0))
     rows, leaves = np.nonzero(~np.isnan(matrix))
-    return _MetricRows(rows.astype(np.int64), leaves.astype(np.int64), [path for path, _ in _LEAVES],
-                       matrix[rows, leaves])
+    return _MetricRows(rows.astype(np.int64), leaves.astype(np.int64), [path for path, _ in _LEAVES], matrix[rows, leaves])
 
 
 # --- tables --------------------------------------------------------------------------------
+
 
 class _Constants:
     """The per-answer constant columns, repeated over each answer's rows."""
@@ -1009,13 +1072,11 @@ class _Constants:
         key = tuple(bounds)
         owner = self._owners.get(key)
         if owner is None:
-            owner = self._owners[key] = pa.array(np.repeat(np.arange(len(bounds) - 1, dtype=np.int64),
-                                                           np.diff(bounds)))
+            owner = self._owners[key] = pa.array(np.repeat(np.arange(len(bounds) - 1, dtype=np.int64), np.diff(bounds)))
         return owner
 
 
-def _table(spec: schemas.TableSpec, columns: dict[str, Any], consts: _Constants,
-           bounds: list[int]) -> pa.Table:
+def _table(spec: schemas.TableSpec, columns: dict[str, Any], consts: _Constants, bounds: list[int]) -> pa.Table:
     """``spec``'s table from arrays or lists; the per-answer constant columns are filled in here
     (answer ``i`` owns rows ``bounds[i]:bounds[i + 1]``)."""
     arrays = []
@@ -1057,22 +1118,25 @@ def _columns(names: list[str], rows: list[tuple[Any, ...]]) -> dict[str, list[An
     return dict(zip(names, map(list, zip(*rows, strict=False)), strict=False))
 
 
-def _metrics_table(metrics: _MetricRows, cols: dict[str, pa.Array], consts: _Constants,
-                   bounds: list[int]) -> pa.Table:
+def _metrics_table(metrics: _MetricRows, cols: dict[str, pa.Array], consts: _Constants, bounds: list[int]) -> pa.Table:
     rows = pa.array(metrics.rows, type=pa.int64())
-    return _table(schemas.MODEL_METRICS, {
-        "model_id": cols["model_id"].take(rows),
-        "model_key": cols["model_key"].take(rows),
-        "metric": pa.array(metrics.paths, type=pa.string()).take(pa.array(metrics.path_ids, type=pa.int64())),
-        "value": pa.array(metrics.values, type=pa.float64()),
-    }, consts, bounds)
+    return _table(
+        schemas.MODEL_METRICS,
+        {
+            "model_id": cols["model_id"].take(rows),
+            "model_key": cols["model_key"].take(rows),
+            "metric": pa.array(metrics.paths, type=pa.string()).take(pa.array(metrics.path_ids, type=pa.int64())),
+            "value": pa.array(metrics.values, type=pa.float64()),
+        },
+        consts,
+        bounds,
+    )
 
 
 _LIST_KEYS = [name for name in schemas.MODEL_METRIC_LISTS.schema.names if not name.startswith("metric_")]
 
 
-def _metric_lists_table(metrics: _MetricRows, snapshots: pa.Table, long: pa.Table,
-                        rec_bounds: list[int]) -> tuple[pa.Table, list[int]]:
+def _metric_lists_table(metrics: _MetricRows, snapshots: pa.Table, long: pa.Table, rec_bounds: list[int]) -> tuple[pa.Table, list[int]]:
     """The warehouse's form of the metrics (``MODEL_METRIC_LISTS``): one row per snapshot with at least
     one metric, its paths and values as two lists, in the long table's order (what
     ``warehouse.metric_lists.to_metric_lists`` computes from the long rows, without the search for
@@ -1081,26 +1145,33 @@ def _metric_lists_table(metrics: _MetricRows, snapshots: pa.Table, long: pa.Tabl
     heads = np.flatnonzero(counts)
     offsets = pa.array(np.concatenate([[0], np.cumsum(counts[heads])]), pa.int32())
     table = snapshots.select(_LIST_KEYS).take(pa.array(heads, pa.int64()))
-    table = table.append_column(schemas.MODEL_METRIC_LISTS.schema.field("metric_names"), [
-        pa.ListArray.from_arrays(offsets, long["metric"].combine_chunks())])
-    table = table.append_column(schemas.MODEL_METRIC_LISTS.schema.field("metric_values"), [
-        pa.ListArray.from_arrays(offsets, long["value"].combine_chunks())])
+    table = table.append_column(
+        schemas.MODEL_METRIC_LISTS.schema.field("metric_names"), [pa.ListArray.from_arrays(offsets, long["metric"].combine_chunks())]
+    )
+    table = table.append_column(
+        schemas.MODEL_METRIC_LISTS.schema.field("metric_values"), [pa.ListArray.from_arrays(offsets, long["value"].combine_chunks())]
+    )
     return table.cast(schemas.MODEL_METRIC_LISTS.schema), np.searchsorted(heads, rec_bounds).tolist()
 
 
 _EVALUATION_SOURCES = {  # evaluations column -> model_snapshots column
-    "evaluation_id": "eval_id", "model_id": "model_id", "model_key": "model_key",
-    "status": "eval_status", "method": "eval_method", "created_at": "eval_created_at",
-    "completed_at": "eval_completed_at", "raw_answers_count": "eval_raw_answers_count",
-    "total_questions": "eval_total_questions", "uncertainty": "eval_metrics_uncertainty",
+    "evaluation_id": "eval_id",
+    "model_id": "model_id",
+    "model_key": "model_key",
+    "status": "eval_status",
+    "method": "eval_method",
+    "created_at": "eval_created_at",
+    "completed_at": "eval_completed_at",
+    "raw_answers_count": "eval_raw_answers_count",
+    "total_questions": "eval_total_questions",
+    "uncertainty": "eval_metrics_uncertainty",
     "domain_violations": "eval_metrics_domain_violations",
-    "overall_score": "eval_metrics_overall_score", "evaluation_data_json": "evaluation_data_json",
+    "overall_score": "eval_metrics_overall_score",
+    "evaluation_data_json": "evaluation_data_json",
 }
 
 
-def _evaluations_table(cols: dict[str, pa.Array], rows: pa.Array, consts: _Constants,
-                       bounds: list[int]) -> pa.Table:
+def _evaluations_table(cols: dict[str, pa.Array], rows: pa.Array, consts: _Constants, bounds: list[int]) -> pa.Table:
     out = {name: cols[source].take(rows) for name, source in _EVALUATION_SOURCES.items()}
-    out["accuracy"] = pc.coalesce(cols["eval_metrics_accuracy"].take(rows),
-                                  cols["eval_accuracy"].take(rows))
+    out["accuracy"] = pc.coalesce(cols["eval_metrics_accuracy"].take(rows), cols["eval_accuracy"].take(rows))
     return _table(schemas.EVALUATIONS, out, consts, bounds)

@@ -45,9 +45,11 @@ LAKE_TABLES = (MODEL_SNAPSHOTS, MODEL_METRICS, LAKE_ACCOUNT_RUNS)
 DATA_TABLES = (MODEL_SNAPSHOTS, MODEL_METRICS)  # tables a data-bearing SlotLoad carries rows for
 PARTITION_COLUMN = "snapshot_date"
 # Compaction sorts each day by these (z-order): a reader of one account or model skips most files.
-ZORDER_COLUMNS = {MODEL_SNAPSHOTS.name: ["account_id", "model_key", "snapshot_at"],
-                  MODEL_METRICS.name: ["account_id", "model_key", "snapshot_at"],
-                  LAKE_ACCOUNT_RUNS.name: ["account_id", "snapshot_at"]}
+ZORDER_COLUMNS = {
+    MODEL_SNAPSHOTS.name: ["account_id", "model_key", "snapshot_at"],
+    MODEL_METRICS.name: ["account_id", "model_key", "snapshot_at"],
+    LAKE_ACCOUNT_RUNS.name: ["account_id", "snapshot_at"],
+}
 _SUCCESS = frozenset(o.value for o in SUCCESS_OUTCOMES)
 # A checkpoint every 10 commits: opening a table (once per run) replays at most 10 JSON commits.
 # With Delta's default of 100, a run's batch cost grew from ~70 ms to ~160-200 ms over 48 hourly
@@ -55,9 +57,11 @@ _SUCCESS = frozenset(o.value for o in SUCCESS_OUTCOMES)
 CHECKPOINT_INTERVAL = "10"
 # Table properties: statistics only on the columns readers filter by (the default, the first 32
 # columns, costs write time on measure columns that no query prunes by).
-_STATS_COLUMNS = {MODEL_SNAPSHOTS.name: "account_id,model_id,snapshot_at,snapshot_date,model_key,status",
-                  MODEL_METRICS.name: "account_id,model_id,snapshot_at,metric,snapshot_date,model_key",
-                  LAKE_ACCOUNT_RUNS.name: "account_id,snapshot_at,snapshot_date,outcome"}
+_STATS_COLUMNS = {
+    MODEL_SNAPSHOTS.name: "account_id,model_id,snapshot_at,snapshot_date,model_key,status",
+    MODEL_METRICS.name: "account_id,model_id,snapshot_at,metric,snapshot_date,model_key",
+    LAKE_ACCOUNT_RUNS.name: "account_id,snapshot_at,snapshot_date,outcome",
+}
 
 
 class LakeError(NugenEtlError):
@@ -101,14 +105,20 @@ class CommitRetry:
     max_delay_s: float = 2.0
 
     def delay(self, attempt: int) -> float:
-        return random.uniform(0, min(self.max_delay_s, self.base_delay_s * 2 ** attempt))
+        return random.uniform(0, min(self.max_delay_s, self.base_delay_s * 2**attempt))
 
 
 class Lake:
     """The three Delta tables under one root. ``metadata`` goes into every commit (with the slots)."""
 
-    def __init__(self, location: LakeLocation, *, metadata: Mapping[str, str] | None = None,
-                 retry: CommitRetry | None = None, layout_probe: LayoutProbe | None = None) -> None:
+    def __init__(
+        self,
+        location: LakeLocation,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        retry: CommitRetry | None = None,
+        layout_probe: LayoutProbe | None = None,
+    ) -> None:
         self.location = location
         self.metadata = {"nugen.version": __version__, **(metadata or {})}
         self.retry = retry or CommitRetry()
@@ -172,11 +182,18 @@ class Lake:
         for attempt in range(self.retry.attempts):
             try:
                 return DeltaTable.create(
-                    uri, spec.schema, mode="ignore", partition_by=[PARTITION_COLUMN],
-                    name=spec.name, storage_options=self.location.options(),
-                    configuration={"delta.dataSkippingStatsColumns": _STATS_COLUMNS[spec.name],
-                                   "delta.checkpointInterval": CHECKPOINT_INTERVAL},
-                    commit_properties=self._commit_properties({"nugen.operation": "create"}))
+                    uri,
+                    spec.schema,
+                    mode="ignore",
+                    partition_by=[PARTITION_COLUMN],
+                    name=spec.name,
+                    storage_options=self.location.options(),
+                    configuration={
+                        "delta.dataSkippingStatsColumns": _STATS_COLUMNS[spec.name],
+                        "delta.checkpointInterval": CHECKPOINT_INTERVAL,
+                    },
+                    commit_properties=self._commit_properties({"nugen.operation": "create"}),
+                )
             except Exception as exc:  # noqa: BLE001 - two writers creating it at once: open the winner's
                 if attempt + 1 == self.retry.attempts:
                     raise LakeError(f"cannot create Delta table {uri}: {type(exc).__name__}: {exc}") from exc
@@ -193,8 +210,7 @@ class Lake:
         for spec in LAKE_TABLES:
             self.table(spec)
 
-    def read(self, spec: TableSpec, *, version: int | None = None, filters: Any = None,
-             columns: list[str] | None = None) -> pa.Table:
+    def read(self, spec: TableSpec, *, version: int | None = None, filters: Any = None, columns: list[str] | None = None) -> pa.Table:
         """Rows of a table (at ``version``, or the latest), with the declared schema."""
         from deltalake import DeltaTable
 
@@ -203,8 +219,7 @@ class Lake:
             dt = self.table(spec)
             dt.update_incremental()
         else:
-            dt = DeltaTable(self.location.table_uri(spec.name), version=version,
-                            storage_options=self.location.options())
+            dt = DeltaTable(self.location.table_uri(spec.name), version=version, storage_options=self.location.options())
         dataset = dt.to_pyarrow_dataset()
         return dataset.to_table(filter=filters, columns=columns)
 
@@ -227,24 +242,23 @@ class Lake:
             raise
         except Exception as exc:  # the table could not be opened or read: storage down, a broken table
             self._tables.clear()
-            raise LakeError(f"the lake at {self.display} refused the write for {_describe(_keys(chosen))}: "
-                            f"{type(exc).__name__}: {exc}") from exc
+            raise LakeError(
+                f"the lake at {self.display} refused the write for {_describe(_keys(chosen))}: {type(exc).__name__}: {exc}"
+            ) from exc
 
     def _write(self, chosen: list[SlotLoad], metadata: Mapping[str, str] | None) -> None:
         extra = {**_slot_metadata(chosen), **(metadata or {})}
         data = [load for load in chosen if load.tables is not None]
         if data:
             keys = [(ld.run.account_id, ld.run.snapshot_at) for ld in data]
-            parts = {spec: gather([ld.tables for ld in data if ld.tables is not None], spec.name)
-                     for spec in DATA_TABLES}
+            parts = {spec: gather([ld.tables for ld in data if ld.tables is not None], spec.name) for spec in DATA_TABLES}
             # The two data tables are independent commits, made at once: delta-rs encodes and commits
             # without the GIL, so the batch costs the larger of the two, not their sum (the live lake
             # stage went from ~120,000 to ~180,000 records/s). Each thread also joins its table's parts
             # (Arrow copies them without the GIL too: ~13 ms a batch of 100 single-answer slots that
             # otherwise came before both commits). The runs follow, so a run row never announces rows
             # that are not committed.
-            futures = [self._data_pool().submit(self._replace_parts, spec, spec_parts, keys, extra)
-                       for spec, spec_parts in parts.items()]
+            futures = [self._data_pool().submit(self._replace_parts, spec, spec_parts, keys, extra) for spec, spec_parts in parts.items()]
             wait(futures)
             for future in futures:
                 future.result()
@@ -254,15 +268,14 @@ class Lake:
             kept = self._successful_runs(failed)
             runs = [r for r in runs if is_success(r) or (r.account_id, as_utc(r.snapshot_at)) not in kept]
         if runs:
-            self._replace(LAKE_ACCOUNT_RUNS, runs_table(runs),
-                          [(r.account_id, r.snapshot_at) for r in runs], extra)
+            self._replace(LAKE_ACCOUNT_RUNS, runs_table(runs), [(r.account_id, r.snapshot_at) for r in runs], extra)
 
-    def _replace_parts(self, spec: TableSpec, parts: list[pa.Table], keys: Iterable[tuple[str, datetime]],
-                       metadata: Mapping[str, str]) -> None:
+    def _replace_parts(
+        self, spec: TableSpec, parts: list[pa.Table], keys: Iterable[tuple[str, datetime]], metadata: Mapping[str, str]
+    ) -> None:
         self._replace(spec, _concat(parts, spec), keys, metadata)
 
-    def _replace(self, spec: TableSpec, rows: pa.Table, keys: Iterable[tuple[str, datetime]],
-                 metadata: Mapping[str, str]) -> None:
+    def _replace(self, spec: TableSpec, rows: pa.Table, keys: Iterable[tuple[str, datetime]], metadata: Mapping[str, str]) -> None:
         from deltalake import WriterProperties, write_deltalake
         from deltalake.exceptions import CommitFailedError
 
@@ -272,22 +285,21 @@ class Lake:
         for attempt in range(self.retry.attempts):
             dt = self.table(spec)
             try:
-                write_deltalake(dt, rows, mode="overwrite", predicate=predicate,
-                                writer_properties=writer, commit_properties=properties)
+                write_deltalake(dt, rows, mode="overwrite", predicate=predicate, writer_properties=writer, commit_properties=properties)
                 return
             except CommitFailedError as exc:
                 if attempt + 1 == self.retry.attempts:
                     raise LakeCommitConflict(
                         f"{spec.name}: the commit for {_describe(keys)} still conflicted with concurrent "
-                        f"writers after {self.retry.attempts} attempts: {exc}") from exc
+                        f"writers after {self.retry.attempts} attempts: {exc}"
+                    ) from exc
                 log.info("%s: commit conflicted (%s); retrying", spec.name, exc)
                 time.sleep(self.retry.delay(attempt))
                 self._tables.pop(spec.name, None)  # reopen at the newest version
             except LakeError:
                 raise
             except Exception as exc:
-                raise LakeError(f"{spec.name}: the write for {_describe(keys)} failed: "
-                                f"{type(exc).__name__}: {exc}") from exc
+                raise LakeError(f"{spec.name}: the write for {_describe(keys)} failed: {type(exc).__name__}: {exc}") from exc
 
     def _successful_runs(self, keys: Sequence[tuple[str, datetime]]) -> set[tuple[str, datetime]]:
         """Which of ``keys`` already have an ok/empty run in the lake."""
@@ -295,8 +307,11 @@ class Lake:
 
         days = sorted({as_utc(s).date() for _, s in keys})
         slots = pa.array(sorted({as_utc(s) for _, s in keys}), LAKE_ACCOUNT_RUNS.schema.field("snapshot_at").type)
-        flt = (ds.field(PARTITION_COLUMN).isin(pa.array(days, pa.date32())) & ds.field("snapshot_at").isin(slots)
-               & ds.field("outcome").isin(pa.array(sorted(_SUCCESS))))
+        flt = (
+            ds.field(PARTITION_COLUMN).isin(pa.array(days, pa.date32()))
+            & ds.field("snapshot_at").isin(slots)
+            & ds.field("outcome").isin(pa.array(sorted(_SUCCESS)))
+        )
         found = self.read(LAKE_ACCOUNT_RUNS, filters=flt, columns=["account_id", "snapshot_at"])
         return {(a, s) for a, s in zip(found["account_id"].to_pylist(), found["snapshot_at"].to_pylist(), strict=False)}
 
@@ -330,10 +345,12 @@ class Lake:
             dt = self.table(spec)
             dt.update_incremental()
             metrics[spec.name] = dt.optimize.z_order(
-                ZORDER_COLUMNS[spec.name], partition_filters=[(PARTITION_COLUMN, "=", day.isoformat())],
-                target_size=target_size, writer_properties=_zstd(),
-                commit_properties=self._commit_properties({"nugen.operation": "compact",
-                                                           "nugen.day": day.isoformat()}))
+                ZORDER_COLUMNS[spec.name],
+                partition_filters=[(PARTITION_COLUMN, "=", day.isoformat())],
+                target_size=target_size,
+                writer_properties=_zstd(),
+                commit_properties=self._commit_properties({"nugen.operation": "compact", "nugen.day": day.isoformat()}),
+            )
         return metrics
 
     def vacuum(self, *, retention_hours: float) -> dict[str, int]:
@@ -343,9 +360,12 @@ class Lake:
         for spec in LAKE_TABLES:
             dt = self.table(spec)
             dt.update_incremental()
-            deleted = dt.vacuum(retention_hours=int(retention_hours), dry_run=False,
-                                enforce_retention_duration=False,
-                                commit_properties=self._commit_properties({"nugen.operation": "vacuum"}))
+            deleted = dt.vacuum(
+                retention_hours=int(retention_hours),
+                dry_run=False,
+                enforce_retention_duration=False,
+                commit_properties=self._commit_properties({"nugen.operation": "vacuum"}),
+            )
             removed[spec.name] = len(deleted)
         return removed
 
@@ -367,22 +387,24 @@ class LayoutProbe:
                 f"{self._display}/{name} holds the per-slot Parquet files of nugen-etl 0.1, not a Delta "
                 f"table, and the lake cannot be written there. Run 'nugen-etl upgrade-lake --config FILE': "
                 f"it moves the old folders to {self._display}/{LEGACY_DIR}/ (nothing is deleted) and "
-                f"rebuilds the Delta tables from the raw archive (docs/lake.md, 'Upgrading').")
+                f"rebuilds the Delta tables from the raw archive (docs/lake.md, 'Upgrading')."
+            )
 
 
 LEGACY_DIR = "legacy-parquet"
 
 
-def open_lake(storage: Storage, *, metadata: Mapping[str, str] | None = None,
-              retry: CommitRetry | None = None) -> Lake:
+def open_lake(storage: Storage, *, metadata: Mapping[str, str] | None = None, retry: CommitRetry | None = None) -> Lake:
     """The lake under ``storage``'s root, with the same location and credentials (nothing opened yet)."""
     root, options = storage.delta_location()
     refresh = (lambda: storage.delta_location()[1]) if options else None
-    return Lake(LakeLocation(root, options, refresh), metadata=metadata, retry=retry,
-                layout_probe=LayoutProbe(storage.listdir, storage.display))
+    return Lake(
+        LakeLocation(root, options, refresh), metadata=metadata, retry=retry, layout_probe=LayoutProbe(storage.listdir, storage.display)
+    )
 
 
 # --- pure helpers ---------------------------------------------------------------------------------
+
 
 def slots_predicate(keys: Iterable[tuple[str, datetime]]) -> str:
     """A replace-where predicate matching exactly the given (account, slot) pairs.
@@ -409,9 +431,11 @@ def slots_predicate(keys: Iterable[tuple[str, datetime]]) -> str:
     terms = []
     for account_ids, slots in sorted(by_accounts.items(), key=lambda item: item[1][0]):
         days = sorted({slot.date().isoformat() for slot in slots})
-        terms.append(f"({_matches(PARTITION_COLUMN, days)} AND "
-                     f"{_matches('snapshot_at', [slot.isoformat() for slot in slots])} AND "
-                     f"account_id IN ({', '.join(_quote(a) for a in account_ids)}))")
+        terms.append(
+            f"({_matches(PARTITION_COLUMN, days)} AND "
+            f"{_matches('snapshot_at', [slot.isoformat() for slot in slots])} AND "
+            f"account_id IN ({', '.join(_quote(a) for a in account_ids)}))"
+        )
     return " OR ".join(terms)
 
 
@@ -422,12 +446,22 @@ def _matches(column: str, values: list[str]) -> str:
 
 def runs_table(runs: Sequence[AccountRun]) -> pa.Table:
     """``account_runs`` rows of the lake (with their snapshot_date partition column)."""
-    rows = [{
-        "account_id": r.account_id, "snapshot_at": as_utc(r.snapshot_at), "snapshot_date": as_utc(r.snapshot_at).date(),
-        "outcome": Outcome(r.outcome).value, "http_status": r.http_status, "model_count": r.model_count,
-        "quarantined_count": r.quarantined_count, "coerced_count": r.coerced_count, "attempts": r.attempts,
-        "fetched_at": None if r.fetched_at is None else as_utc(r.fetched_at), "error": r.error,
-    } for r in runs]
+    rows = [
+        {
+            "account_id": r.account_id,
+            "snapshot_at": as_utc(r.snapshot_at),
+            "snapshot_date": as_utc(r.snapshot_at).date(),
+            "outcome": Outcome(r.outcome).value,
+            "http_status": r.http_status,
+            "model_count": r.model_count,
+            "quarantined_count": r.quarantined_count,
+            "coerced_count": r.coerced_count,
+            "attempts": r.attempts,
+            "fetched_at": None if r.fetched_at is None else as_utc(r.fetched_at),
+            "error": r.error,
+        }
+        for r in runs
+    ]
     return pa.Table.from_pylist(rows, schema=LAKE_ACCOUNT_RUNS.schema)
 
 
@@ -435,8 +469,7 @@ FEW_PARTS = 4  # parts a commit's table may keep as they are
 
 
 def _concat(tables: list[pa.Table], spec: TableSpec) -> pa.Table:
-    parts = [t.select(spec.schema.names).cast(spec.schema) if not t.schema.equals(spec.schema) else t
-             for t in tables if t.num_rows]
+    parts = [t.select(spec.schema.names).cast(spec.schema) if not t.schema.equals(spec.schema) else t for t in tables if t.num_rows]
     if not parts:
         return spec.schema.empty_table()
     # delta-rs encodes a stream of many small record batches (one per slot) markedly slower than the
@@ -449,8 +482,11 @@ def _slot_metadata(loads: Sequence[SlotLoad]) -> dict[str, str]:
     slots = sorted({as_utc(ld.run.snapshot_at) for ld in loads})
     if len(slots) == 1:
         return {"nugen.slot": slots[0].isoformat(), "nugen.accounts": str(len(loads))}
-    return {"nugen.slots": f"{slots[0].isoformat()}..{slots[-1].isoformat()}",
-            "nugen.slot_count": str(len(slots)), "nugen.accounts": str(len({ld.run.account_id for ld in loads}))}
+    return {
+        "nugen.slots": f"{slots[0].isoformat()}..{slots[-1].isoformat()}",
+        "nugen.slot_count": str(len(slots)),
+        "nugen.accounts": str(len({ld.run.account_id for ld in loads})),
+    }
 
 
 def _keys(loads: Sequence[SlotLoad]) -> list[tuple[str, datetime]]:

@@ -45,16 +45,29 @@ class SlotWriter:
     ``with`` block.
     """
 
-    def __init__(self, lake: Lake, warehouse: Warehouse | None, *, batch_size: int | None, summary: RunSummary,
-                 max_rows: int | None = None, overlap: bool = False, journal: PendingJournal | None = None,
-                 unavailable: str = "", clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        lake: Lake,
+        warehouse: Warehouse | None,
+        *,
+        batch_size: int | None,
+        summary: RunSummary,
+        max_rows: int | None = None,
+        overlap: bool = False,
+        journal: PendingJournal | None = None,
+        unavailable: str = "",
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
         self._lake, self._warehouse = lake, warehouse
         self._journal, self._unavailable, self._clock = journal, unavailable, clock
         self._batch_size, self._max_rows, self._summary = batch_size, max_rows, summary
         self._batch: list[SlotLoad] = []
         self._rows = 0
-        self._threads = (ThreadPoolExecutor(1, thread_name_prefix="nugen-lake"),
-                         ThreadPoolExecutor(1, thread_name_prefix="nugen-warehouse")) if overlap else None
+        self._threads = (
+            (ThreadPoolExecutor(1, thread_name_prefix="nugen-lake"), ThreadPoolExecutor(1, thread_name_prefix="nugen-warehouse"))
+            if overlap
+            else None
+        )
         self._lake_done: Future[None] | None = None
         self._loaded: Future[None] | None = None
 
@@ -63,8 +76,9 @@ class SlotWriter:
         self._batch.append(load)
         if load.tables is not None:
             self._rows += table_rows(load.tables, MODEL_SNAPSHOTS.name)
-        if ((self._batch_size is not None and len(self._batch) >= self._batch_size)
-                or (self._max_rows is not None and self._rows >= self._max_rows)):
+        if (self._batch_size is not None and len(self._batch) >= self._batch_size) or (
+            self._max_rows is not None and self._rows >= self._max_rows
+        ):
             self.flush()
 
     def flush(self) -> None:
@@ -124,8 +138,7 @@ class SlotWriter:
                 if entry is not None:
                     self._journal.clear(entry.key)
                 return
-            outcomes = {load.run.account_id: str(load.run.outcome) for load in batch
-                        if load.run.account_id in not_loaded}
+            outcomes = {load.run.account_id: str(load.run.outcome) for load in batch if load.run.account_id in not_loaded}
             reason = next(iter(not_loaded.values()))
             if entry is not None:
                 self._journal.update(entry, outcomes, reason)
@@ -133,8 +146,11 @@ class SlotWriter:
                 self._journal.mark(batch[0].run.snapshot_at, outcomes, now=self._clock(), reason=reason)
         except OSError as exc:
             log.error("the pending-load journal could not be updated (%s)", exc)
-        log.warning("warehouse load of %d account(s) deferred: %s (archived and in the lake; the next run "
-                    "or `nugen-etl load-pending` loads them)", len(not_loaded), reason)
+        log.warning(
+            "warehouse load of %d account(s) deferred: %s (archived and in the lake; the next run or `nugen-etl load-pending` loads them)",
+            len(not_loaded),
+            reason,
+        )
         for account_id, message in not_loaded.items():
             self._summary.record_pending(account_id, message)
 
@@ -189,14 +205,22 @@ class SlotWriter:
     def _failed_all(self, loads: list[SlotLoad], exc: Exception) -> dict[str, str]:
         accounts = sorted({load.run.account_id for load in loads})
         if self._journal is None:
-            log.error("warehouse load failed for %d account(s): %s (their raw answers are archived: "
-                      "`nugen-etl backfill` writes them once this is fixed)", len(accounts), exc)
+            log.error(
+                "warehouse load failed for %d account(s): %s (their raw answers are archived: "
+                "`nugen-etl backfill` writes them once this is fixed)",
+                len(accounts),
+                exc,
+            )
         return {account_id: f"warehouse load failed: {exc}" for account_id in accounts}
 
     def _fail_all(self, loads: list[SlotLoad], what: str, exc: Exception) -> None:
         accounts = sorted({load.run.account_id for load in loads})
-        log.error("%s for %d account(s): %s (their raw answers are archived: `nugen-etl backfill` "
-                  "writes them once this is fixed)", what, len(accounts), exc)
+        log.error(
+            "%s for %d account(s): %s (their raw answers are archived: `nugen-etl backfill` writes them once this is fixed)",
+            what,
+            len(accounts),
+            exc,
+        )
         for account_id in accounts:
             self._summary.record_error(account_id, f"{what}: {exc}")
 

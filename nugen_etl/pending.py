@@ -36,9 +36,9 @@ class PendingLoad:
 
     key: str
     snapshot_at: datetime
-    outcomes: Mapping[str, str]   # account_id -> the outcome of its archived answer
-    since: datetime               # when the load was first deferred
-    reason: str                   # why, as last seen
+    outcomes: Mapping[str, str]  # account_id -> the outcome of its archived answer
+    since: datetime  # when the load was first deferred
+    reason: str  # why, as last seen
 
     @property
     def account_ids(self) -> list[str]:
@@ -54,8 +54,7 @@ class PendingJournal:
     def __init__(self, storage: Storage) -> None:
         self._storage = storage
 
-    def mark(self, snapshot_at: datetime, outcomes: Mapping[str, str], *, now: datetime,
-             reason: str = LOADING) -> str:
+    def mark(self, snapshot_at: datetime, outcomes: Mapping[str, str], *, now: datetime, reason: str = LOADING) -> str:
         """Record the accounts' load of ``snapshot_at`` as not committed; returns the entry's key."""
         accounts = sorted(outcomes)
         batch = hashlib.sha256("\n".join(accounts).encode()).hexdigest()[:20]
@@ -77,25 +76,30 @@ class PendingJournal:
         found = [self._read(f"{FOLDER}/{name}") for name in names if name.endswith(".json")]
         return sorted((e for e in found if e is not None), key=lambda e: (e.snapshot_at, e.key))
 
-    def _write(self, key: str, snapshot_at: datetime, outcomes: Mapping[str, str], *, since: datetime,
-               reason: str) -> None:
-        body = {"snapshot_at": snapshot_at.isoformat(), "outcomes": dict(sorted(outcomes.items())),
-                "since": since.isoformat(), "reason": reason}
+    def _write(self, key: str, snapshot_at: datetime, outcomes: Mapping[str, str], *, since: datetime, reason: str) -> None:
+        body = {
+            "snapshot_at": snapshot_at.isoformat(),
+            "outcomes": dict(sorted(outcomes.items())),
+            "since": since.isoformat(),
+            "reason": reason,
+        }
         self._storage.write_bytes_atomic(key, json.dumps(body, sort_keys=True).encode())
 
     def _read(self, key: str) -> PendingLoad | None:
         try:
             body = json.loads(self._storage.read_bytes(key))
-            return PendingLoad(key=key, snapshot_at=datetime.fromisoformat(body["snapshot_at"]),
-                               outcomes={str(a): str(o) for a, o in body["outcomes"].items()},
-                               since=datetime.fromisoformat(body["since"]), reason=str(body.get("reason", "")))
+            return PendingLoad(
+                key=key,
+                snapshot_at=datetime.fromisoformat(body["snapshot_at"]),
+                outcomes={str(a): str(o) for a, o in body["outcomes"].items()},
+                since=datetime.fromisoformat(body["since"]),
+                reason=str(body.get("reason", "")),
+            )
         except FileNotFoundError:  # cleared by a concurrent load since the listing
             return None
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise StorageError(f"pending-load journal entry {key} is unreadable ({exc}); "
-                               "it is left in place: fix or delete it") from None
+            raise StorageError(f"pending-load journal entry {key} is unreadable ({exc}); it is left in place: fix or delete it") from None
 
 
 def _slot_name(snapshot_at: datetime) -> str:
     return snapshot_at.astimezone(UTC).strftime(_SLOT_FORMAT)
-

@@ -44,8 +44,7 @@ REPLAY_WORKERS = min(2, os.cpu_count() or 1)
 
 def run_lake(storage: Storage, command: str, run_id: str | None) -> Lake:
     """The lake for one command; its commits record the command, the run id and the version."""
-    return open_lake(storage, metadata={"nugen.command": command,
-                                        "nugen.run_id": run_id or f"{command}-{uuid.uuid4().hex[:12]}"})
+    return open_lake(storage, metadata={"nugen.command": command, "nugen.run_id": run_id or f"{command}-{uuid.uuid4().hex[:12]}"})
 
 
 def open_configured_storage(config: Config, *, credentials: AwsCredentials | None = None) -> Storage:
@@ -54,28 +53,44 @@ def open_configured_storage(config: Config, *, credentials: AwsCredentials | Non
         assert config.storage_root is not None
         return LocalStorage(config.storage_root, fsync=config.fsync)
     s3 = config.s3
-    return S3Storage(s3.bucket, s3.prefix, endpoint_url=s3.endpoint_url, region=s3.region,
-                     credentials=credentials, max_connections=config.api.max_concurrency + 2)
+    return S3Storage(
+        s3.bucket,
+        s3.prefix,
+        endpoint_url=s3.endpoint_url,
+        region=s3.region,
+        credentials=credentials,
+        max_connections=config.api.max_concurrency + 2,
+    )
 
 
 def open_configured_warehouse(config: Config) -> Warehouse:
     password = config.warehouse.password.reveal() if config.warehouse.password else None
-    return open_warehouse(config.warehouse.url, password=password,
-                          duckdb_memory_limit=config.warehouse.duckdb_memory_limit)
+    return open_warehouse(config.warehouse.url, password=password, duckdb_memory_limit=config.warehouse.duckdb_memory_limit)
 
 
 def build_client(config: Config, base_url: str) -> ApiClient:
     api = config.api
-    return ApiClient(base_url, timeout_s=api.timeout_s, max_concurrency=api.max_concurrency,
-                     verify=api.verify_tls, max_body_bytes=api.max_body_bytes,
-                     retry=RetryPolicy(max_attempts=api.max_attempts, deadline_s=api.deadline_s,
-                                       base_delay_s=api.retry_base_delay_s))
+    return ApiClient(
+        base_url,
+        timeout_s=api.timeout_s,
+        max_concurrency=api.max_concurrency,
+        verify=api.verify_tls,
+        max_body_bytes=api.max_body_bytes,
+        retry=RetryPolicy(max_attempts=api.max_attempts, deadline_s=api.deadline_s, base_delay_s=api.retry_base_delay_s),
+    )
 
 
-def run_snapshot(config: Config, *, snapshot_at: datetime, accounts: Sequence[AccountConfig] | None = None,
-                 warehouse: Warehouse | None = None,
-                 progress: Progress | None = None, skip_succeeded: bool = False,
-                 storage: Storage | None = None, run_id: str | None = None) -> RunSummary:
+def run_snapshot(
+    config: Config,
+    *,
+    snapshot_at: datetime,
+    accounts: Sequence[AccountConfig] | None = None,
+    warehouse: Warehouse | None = None,
+    progress: Progress | None = None,
+    skip_succeeded: bool = False,
+    storage: Storage | None = None,
+    run_id: str | None = None,
+) -> RunSummary:
     """Snapshot every given account (default: all configured) into the slot ``snapshot_at``.
 
     Accounts are fetched ``max_concurrency`` at a time and streamed through: each answer is archived
@@ -92,10 +107,10 @@ def run_snapshot(config: Config, *, snapshot_at: datetime, accounts: Sequence[Ac
     clients: dict[str, ApiClient] = {}
     with run_lake(storage, "run", run_id) as lake, _deferrable_warehouse(config, warehouse) as (wh, why):
         if wh is not None:
-            _catch_up(storage, wh, journal, summary, max_slots=config.warehouse.catch_up_slots,
-                      batch_accounts=config.warehouse.batch_accounts)
-        with SlotWriter(lake, wh, batch_size=config.warehouse.batch_accounts, summary=summary,
-                        journal=journal, unavailable=why) as writer:
+            _catch_up(
+                storage, wh, journal, summary, max_slots=config.warehouse.catch_up_slots, batch_accounts=config.warehouse.batch_accounts
+            )
+        with SlotWriter(lake, wh, batch_size=config.warehouse.batch_accounts, summary=summary, journal=journal, unavailable=why) as writer:
             if skip_succeeded:
                 done = _archived_successes(journal, snapshot_at)
                 if wh is not None:
@@ -119,8 +134,9 @@ def run_snapshot(config: Config, *, snapshot_at: datetime, accounts: Sequence[Ac
     return summary.finish()
 
 
-def load_pending(config: Config, *, warehouse: Warehouse | None = None, storage: Storage | None = None,
-                 max_slots: int | None = None) -> RunSummary:
+def load_pending(
+    config: Config, *, warehouse: Warehouse | None = None, storage: Storage | None = None, max_slots: int | None = None
+) -> RunSummary:
     """Load the slots of the pending-load journal from the raw archive into the warehouse (no API
     calls, no lake writes: the lake has them), oldest first, at most ``max_slots`` (None: all). A
     warehouse that still cannot be opened leaves the journal as it is (exit code 3)."""
@@ -129,15 +145,15 @@ def load_pending(config: Config, *, warehouse: Warehouse | None = None, storage:
     journal = PendingJournal(storage)
     with _deferrable_warehouse(config, warehouse) as (wh, _):
         if wh is not None:
-            _catch_up(storage, wh, journal, summary, max_slots=max_slots,
-                      batch_accounts=config.warehouse.batch_accounts)
+            _catch_up(storage, wh, journal, summary, max_slots=max_slots, batch_accounts=config.warehouse.batch_accounts)
             _show_pending(wh, journal)
     summary.backlog = _backlog(journal, config.warehouse.pending_alert_hours, now=utcnow())
     return summary.finish()
 
 
-def _catch_up(storage: Storage, warehouse: Warehouse, journal: PendingJournal, summary: RunSummary, *,
-              max_slots: int | None, batch_accounts: int) -> None:
+def _catch_up(
+    storage: Storage, warehouse: Warehouse, journal: PendingJournal, summary: RunSummary, *, max_slots: int | None, batch_accounts: int
+) -> None:
     """Load the journal's oldest ``max_slots`` slots; stop at the first load that fails (the warehouse
     is in trouble: the rest waits for the next try). An account whose warehouse row already holds the
     archived answer it would load (a load that committed just before a crash) is not loaded again."""
@@ -146,16 +162,14 @@ def _catch_up(storage: Storage, warehouse: Warehouse, journal: PendingJournal, s
     chosen = set(slots if max_slots is None else slots[:max_slots])
     for entry in (e for e in entries if e.snapshot_at in chosen):
         slot, end = entry.snapshot_at, entry.snapshot_at + timedelta(microseconds=1)
-        archived = {a: keys for a, _, keys in list_archived_slots(
-            storage, start=slot, end=end, account_ids=entry.account_ids)}
+        archived = {a: keys for a, _, keys in list_archived_slots(storage, start=slot, end=end, account_ids=entry.account_ids)}
         replay = RunSummary(command="load-pending", snapshot_at=slot)
         loads = list(replay_items(storage, [(a, slot, archived.get(a)) for a in entry.account_ids], replay))
         loaded = _loaded_runs(warehouse, slot, entry.account_ids)
-        todo = [load for load in loads
-                if loaded.get(load.run.account_id) != (str(load.run.outcome), load.run.fetched_at)]
+        todo = [load for load in loads if loaded.get(load.run.account_id) != (str(load.run.outcome), load.run.fetched_at)]
         try:
             for start in range(0, len(todo), batch_accounts):
-                warehouse.load(todo[start:start + batch_accounts])
+                warehouse.load(todo[start : start + batch_accounts])
         except WarehouseError as exc:
             log.warning("catch-up of slot %s stopped: %s", slot.isoformat(), exc)
             try:
@@ -204,8 +218,10 @@ def _show_pending(warehouse: Warehouse, journal: PendingJournal) -> None:
 def _loaded_runs(warehouse: Warehouse, slot: datetime, account_ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
     """(outcome, fetched_at) of the warehouse's account_runs rows of ``slot`` for ``account_ids``."""
     marks = ", ".join("?" for _ in account_ids)
-    rows = warehouse.fetch_all(f"SELECT account_id, outcome, fetched_at FROM nugen.account_runs "
-                               f"WHERE snapshot_at = ? AND account_id IN ({marks})", [slot, *account_ids])
+    rows = warehouse.fetch_all(
+        f"SELECT account_id, outcome, fetched_at FROM nugen.account_runs WHERE snapshot_at = ? AND account_id IN ({marks})",
+        [slot, *account_ids],
+    )
     return {a: (o, as_utc(f) if f is not None else None) for a, o, f in rows}
 
 
@@ -213,8 +229,7 @@ def _archived_successes(journal: PendingJournal, snapshot_at: datetime) -> set[s
     """Accounts the journal holds an archived ok/empty answer of ``snapshot_at`` for (their load is
     pending: a retry must not call the API for them again)."""
     success = {str(o) for o in SUCCESS_OUTCOMES}
-    return {a for e in _entries(journal) if e.snapshot_at == snapshot_at
-            for a, outcome in e.outcomes.items() if outcome in success}
+    return {a for e in _entries(journal) if e.snapshot_at == snapshot_at for a, outcome in e.outcomes.items() if outcome in success}
 
 
 def _backlog(journal: PendingJournal, alert_hours: float, *, now: datetime) -> list[dict[str, Any]]:
@@ -222,18 +237,37 @@ def _backlog(journal: PendingJournal, alert_hours: float, *, now: datetime) -> l
     backlog = []
     for entry in _entries(journal):
         overdue = (now - entry.since).total_seconds() > alert_hours * 3600
-        backlog.append({"snapshot_at": entry.snapshot_at.isoformat(), "accounts": entry.account_ids,
-                        "since": entry.since.isoformat(), "reason": entry.reason, "overdue": overdue})
+        backlog.append(
+            {
+                "snapshot_at": entry.snapshot_at.isoformat(),
+                "accounts": entry.account_ids,
+                "since": entry.since.isoformat(),
+                "reason": entry.reason,
+                "overdue": overdue,
+            }
+        )
         if overdue:
-            log.error("warehouse load of slot %s for %d account(s) pending since %s (%s): run "
-                      "`nugen-etl load-pending --config FILE`", entry.snapshot_at.isoformat(),
-                      len(entry.outcomes), entry.since.isoformat(), entry.reason)
+            log.error(
+                "warehouse load of slot %s for %d account(s) pending since %s (%s): run `nugen-etl load-pending --config FILE`",
+                entry.snapshot_at.isoformat(),
+                len(entry.outcomes),
+                entry.since.isoformat(),
+                entry.reason,
+            )
     return backlog
 
 
-def backfill(config: Config, *, first: date, last: date, accounts: Sequence[str] | None = None,
-             warehouse: Warehouse | None = None, progress: Progress | None = None,
-             storage: Storage | None = None, run_id: str | None = None) -> RunSummary:
+def backfill(
+    config: Config,
+    *,
+    first: date,
+    last: date,
+    accounts: Sequence[str] | None = None,
+    warehouse: Warehouse | None = None,
+    progress: Progress | None = None,
+    storage: Storage | None = None,
+    run_id: str | None = None,
+) -> RunSummary:
     """Rebuild lake and warehouse rows of [first, last] (UTC days) from the raw archive. No API calls.
 
     Per slot the newest successful answer wins; a slot that only ever failed is replayed as failed.
@@ -243,10 +277,13 @@ def backfill(config: Config, *, first: date, last: date, accounts: Sequence[str]
     day_bounds(first, last)  # refuses --to before --from
     summary = RunSummary(command="backfill", snapshot_at=None)
     storage = open_configured_storage(config) if storage is None else storage
-    with bulk_gc(), run_lake(storage, "backfill", run_id) as lake, _warehouse_scope(config, warehouse) as wh, \
-            wh.loading_in_bulk(), \
-            SlotWriter(lake, wh, batch_size=None, max_rows=BACKFILL_MAX_ROWS, summary=summary,
-                       overlap=True) as writer:
+    with (
+        bulk_gc(),
+        run_lake(storage, "backfill", run_id) as lake,
+        _warehouse_scope(config, warehouse) as wh,
+        wh.loading_in_bulk(),
+        SlotWriter(lake, wh, batch_size=None, max_rows=BACKFILL_MAX_ROWS, summary=summary, overlap=True) as writer,
+    ):
         days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
         account_ids = list(accounts) if accounts else archived_accounts(storage)
         day: date | None = None
@@ -263,9 +300,16 @@ def backfill(config: Config, *, first: date, last: date, accounts: Sequence[str]
     return summary.finish()
 
 
-def replay_slot(config: Config, *, snapshot_at: datetime, accounts: Sequence[str] | None = None,
-                warehouse: Warehouse | None = None, progress: Progress | None = None,
-                storage: Storage | None = None, run_id: str | None = None) -> RunSummary:
+def replay_slot(
+    config: Config,
+    *,
+    snapshot_at: datetime,
+    accounts: Sequence[str] | None = None,
+    warehouse: Warehouse | None = None,
+    progress: Progress | None = None,
+    storage: Storage | None = None,
+    run_id: str | None = None,
+) -> RunSummary:
     """Load one past slot from the raw archive without calling the API.
 
     An account with no archived answer for the slot is recorded ``not_observed``: the API only
@@ -275,28 +319,38 @@ def replay_slot(config: Config, *, snapshot_at: datetime, accounts: Sequence[str
     summary = RunSummary(command="replay", snapshot_at=snapshot_at)
     end = snapshot_at + timedelta(microseconds=1)
     storage = open_configured_storage(config) if storage is None else storage
-    with run_lake(storage, "replay", run_id) as lake, _warehouse_scope(config, warehouse) as wh, \
-            SlotWriter(lake, wh, batch_size=config.warehouse.batch_accounts, summary=summary) as writer:
-        archived = {a: keys for a, _, keys in list_archived_slots(
-            storage, start=snapshot_at, end=end, account_ids=account_ids)}
+    with (
+        run_lake(storage, "replay", run_id) as lake,
+        _warehouse_scope(config, warehouse) as wh,
+        SlotWriter(lake, wh, batch_size=config.warehouse.batch_accounts, summary=summary) as writer,
+    ):
+        archived = {a: keys for a, _, keys in list_archived_slots(storage, start=snapshot_at, end=end, account_ids=account_ids)}
         items: list[Item] = [(a, snapshot_at, archived.get(a)) for a in account_ids]
         _replay_into(writer, storage, items, summary, progress)
     return summary.finish()
 
 
-def compact(config: Config, *, day: date | None = None, storage: Storage | None = None,
-            now: datetime | None = None, run_id: str | None = None) -> CompactionReport:
+def compact(
+    config: Config, *, day: date | None = None, storage: Storage | None = None, now: datetime | None = None, run_id: str | None = None
+) -> CompactionReport:
     """Compact ``day``, or every closed day not compacted since it last changed; then vacuum with the
     configured retention. A day closes two slots after its end (the DAG's default lateness)."""
     storage = open_configured_storage(config) if storage is None else storage
     with run_lake(storage, "compact", run_id) as lake:
-        return compact_lake(lake, storage, now=now or utcnow(), lateness=2 * config.granularity,
-                            retention_hours=config.vacuum_retention_hours,
-                            target_size=config.target_file_mb << 20, day=day)
+        return compact_lake(
+            lake,
+            storage,
+            now=now or utcnow(),
+            lateness=2 * config.granularity,
+            retention_hours=config.vacuum_retention_hours,
+            target_size=config.target_file_mb << 20,
+            day=day,
+        )
 
 
-def upgrade_lake(config: Config, *, warehouse: Warehouse | None = None, storage: Storage | None = None,
-                 progress: Progress | None = None) -> tuple[list[str], RunSummary | None]:
+def upgrade_lake(
+    config: Config, *, warehouse: Warehouse | None = None, storage: Storage | None = None, progress: Progress | None = None
+) -> tuple[list[str], RunSummary | None]:
     """Move the old per-slot Parquet folders aside (nothing deleted) and rebuild the Delta tables from
     the whole raw archive. Returns the moved tables and the backfill's summary (None: empty archive)."""
     storage = open_configured_storage(config) if storage is None else storage
@@ -304,12 +358,18 @@ def upgrade_lake(config: Config, *, warehouse: Warehouse | None = None, storage:
     span = archived_days(storage)
     if span is None:
         return moved, None
-    return moved, backfill(config, first=span[0], last=span[1], warehouse=warehouse, progress=progress,
-                           storage=storage, run_id=f"upgrade-lake-{uuid.uuid4().hex[:12]}")
+    return moved, backfill(
+        config,
+        first=span[0],
+        last=span[1],
+        warehouse=warehouse,
+        progress=progress,
+        storage=storage,
+        run_id=f"upgrade-lake-{uuid.uuid4().hex[:12]}",
+    )
 
 
-def _replay_into(writer: SlotWriter, storage: Storage, items: Iterable[Item], summary: RunSummary,
-                 progress: Progress | None) -> None:
+def _replay_into(writer: SlotWriter, storage: Storage, items: Iterable[Item], summary: RunSummary, progress: Progress | None) -> None:
     for load in replay_items(storage, items, summary):
         writer.add(load)
         if progress:
@@ -318,13 +378,15 @@ def _replay_into(writer: SlotWriter, storage: Storage, items: Iterable[Item], su
 
 def succeeded_accounts(warehouse: Warehouse, snapshot_at: datetime) -> set[str]:
     """Accounts whose slot is already recorded ok/empty in the warehouse."""
-    rows = warehouse.fetch_all("select account_id from nugen.account_runs where snapshot_at = ? "
-                               "and outcome in ('ok', 'empty')", [snapshot_at])
+    rows = warehouse.fetch_all(
+        "select account_id from nugen.account_runs where snapshot_at = ? and outcome in ('ok', 'empty')", [snapshot_at]
+    )
     return {r[0] for r in rows}
 
 
-def _fetch_all(config: Config, storage: Storage, accounts: Sequence[AccountConfig], snapshot_at: datetime,
-               clients: dict[str, ApiClient]) -> Iterator[list[RawAnswer]]:
+def _fetch_all(
+    config: Config, storage: Storage, accounts: Sequence[AccountConfig], snapshot_at: datetime, clients: dict[str, ApiClient]
+) -> Iterator[list[RawAnswer]]:
     """Fetch and archive accounts concurrently; yields the answers that completed together, as they
     complete (bounded in flight)."""
     limit = config.api.max_concurrency
@@ -361,22 +423,34 @@ def _gathered(groups: Iterable[list[RawAnswer]], size: int) -> Iterator[list[Raw
         yield gathered
 
 
-def _fetch_and_archive(storage: Storage, client: ApiClient, account: AccountConfig,
-                       snapshot_at: datetime) -> RawAnswer:
+def _fetch_and_archive(storage: Storage, client: ApiClient, account: AccountConfig, snapshot_at: datetime) -> RawAnswer:
     assert account.api_key is not None
     try:
         raw = client.fetch_account(account.id, account.api_key.reveal(), snapshot_at=snapshot_at)
     except Exception as exc:  # noqa: BLE001 - the client should not raise; if it does, it costs this account only
         log.error("account %s: fetch crashed: %s", account.id, type(exc).__name__)
-        raw = RawAnswer(account_id=account.id, snapshot_at=snapshot_at, fetched_at=utcnow(),
-                        http_status=None, body=b"", attempts=0, error=f"fetch crashed: {type(exc).__name__}")
+        raw = RawAnswer(
+            account_id=account.id,
+            snapshot_at=snapshot_at,
+            fetched_at=utcnow(),
+            http_status=None,
+            body=b"",
+            attempts=0,
+            error=f"fetch crashed: {type(exc).__name__}",
+        )
     try:
         write_raw_answer(storage, raw)
     except OSError as exc:
         log.error("account %s: cannot archive the raw answer: %s", account.id, exc)
-        return RawAnswer(account_id=account.id, snapshot_at=snapshot_at, fetched_at=raw.fetched_at,
-                         http_status=None, body=b"", attempts=raw.attempts,
-                         error=f"raw archive write failed: {exc}")
+        return RawAnswer(
+            account_id=account.id,
+            snapshot_at=snapshot_at,
+            fetched_at=raw.fetched_at,
+            http_status=None,
+            body=b"",
+            attempts=raw.attempts,
+            error=f"raw archive write failed: {exc}",
+        )
     return raw
 
 
@@ -392,8 +466,7 @@ class _deferrable_warehouse:
         try:
             warehouse = self._scope.__enter__()
         except WarehouseError as exc:
-            log.warning("warehouse not available (%s): fetching, archiving and writing the lake; "
-                        "the warehouse loads are deferred", exc)
+            log.warning("warehouse not available (%s): fetching, archiving and writing the lake; the warehouse loads are deferred", exc)
             return None, str(exc)
         self._open = True
         return warehouse, ""
@@ -426,5 +499,15 @@ class _warehouse_scope:
             self._opened.close()
 
 
-__all__ = ["backfill", "compact", "load_pending", "open_configured_storage", "open_configured_warehouse", "replay_slot",
-           "run_lake", "run_snapshot", "succeeded_accounts", "upgrade_lake"]
+__all__ = [
+    "backfill",
+    "compact",
+    "load_pending",
+    "open_configured_storage",
+    "open_configured_warehouse",
+    "replay_slot",
+    "run_lake",
+    "run_snapshot",
+    "succeeded_accounts",
+    "upgrade_lake",
+]

@@ -59,8 +59,7 @@ def encode_raw_answer(raw: RawAnswer) -> bytes:
     }
     # ISA-L's deflate: a standard gzip member, ~3x faster than zlib's level 1 at the same size (36 vs
     # 107 us for a 15 KB answer), which is most of the archive stage's CPU.
-    return igzip.compress(json.dumps(meta, ensure_ascii=True).encode() + b"\n" + raw.body,
-                          compresslevel=ARCHIVE_LEVEL, mtime=0)
+    return igzip.compress(json.dumps(meta, ensure_ascii=True).encode() + b"\n" + raw.body, compresslevel=ARCHIVE_LEVEL, mtime=0)
 
 
 def decode_raw_answer(data: bytes) -> RawAnswer:
@@ -116,14 +115,16 @@ def read_raw_answer(source: Storage | Path, key: str | None = None) -> RawAnswer
 
 
 @overload
-def list_archived_slots(root: Path, *, start: datetime, end: datetime,
-                        account_ids: Iterable[str] | None = None) -> Iterator[tuple[str, datetime, list[Path]]]: ...
+def list_archived_slots(
+    root: Path, *, start: datetime, end: datetime, account_ids: Iterable[str] | None = None
+) -> Iterator[tuple[str, datetime, list[Path]]]: ...
 @overload
-def list_archived_slots(root: Storage, *, start: datetime, end: datetime,
-                        account_ids: Iterable[str] | None = None) -> Iterator[tuple[str, datetime, list[str]]]: ...
-def list_archived_slots(root: Storage | Path, *, start: datetime, end: datetime,
-                        account_ids: Iterable[str] | None = None
-                        ) -> Iterator[tuple[str, datetime, list[str]] | tuple[str, datetime, list[Path]]]:
+def list_archived_slots(
+    root: Storage, *, start: datetime, end: datetime, account_ids: Iterable[str] | None = None
+) -> Iterator[tuple[str, datetime, list[str]]]: ...
+def list_archived_slots(
+    root: Storage | Path, *, start: datetime, end: datetime, account_ids: Iterable[str] | None = None
+) -> Iterator[tuple[str, datetime, list[str]] | tuple[str, datetime, list[Path]]]:
     """(account_id, slot, keys oldest-first by fetch time) for every archived slot in [start, end).
 
     Only the day folders that can hold such slots are listed (one listing per account and day).

@@ -21,17 +21,15 @@ ACCOUNT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 def validate_account_id(value: Any, where: str = "accounts.id") -> str:
     """``value`` if it is a valid account id (it names folders and lake partitions), else ConfigError."""
     if not isinstance(value, str) or not ACCOUNT_ID_RE.fullmatch(value):
-        raise ConfigError(
-            f"{where}: invalid account id {value!r}: use 1-64 characters [A-Za-z0-9_.-], "
-            "starting with a letter or digit")
+        raise ConfigError(f"{where}: invalid account id {value!r}: use 1-64 characters [A-Za-z0-9_.-], starting with a letter or digit")
     return value
 
 
 class Outcome(StrEnum):
     OK = "ok"
-    EMPTY = "empty"                # 404 "No aligned models found" or an empty list
-    AUTH_FAILED = "auth_failed"    # 401/403, never retried
-    FAILED = "failed"              # anything else after retries
+    EMPTY = "empty"  # 404 "No aligned models found" or an empty list
+    AUTH_FAILED = "auth_failed"  # 401/403, never retried
+    FAILED = "failed"  # anything else after retries
     NOT_OBSERVED = "not_observed"  # a past slot with no raw answer to replay
 
 

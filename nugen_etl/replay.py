@@ -56,8 +56,7 @@ def choose_replay(answers_newest_first: Iterable[RawAnswer]) -> SlotLoad:
     return newest
 
 
-def replay_archived(storage: Storage, account_id: str, slot: datetime, keys: Sequence[str],
-                    summary: RunSummary) -> SlotLoad | None:
+def replay_archived(storage: Storage, account_id: str, slot: datetime, keys: Sequence[str], summary: RunSummary) -> SlotLoad | None:
     """The slot's replay from its archived answers (oldest first), or None (recorded) if unreadable."""
     try:
         return choose_replay(read_raw_answer(storage, k) for k in reversed(keys))
@@ -94,9 +93,17 @@ def _replay_group(storage: Storage, group: list[Item], summary: RunSummary) -> I
     to_flatten: list[tuple[RawAnswer, Classified]] = []
     for account_id, slot, keys in group:
         if keys is None:
-            outcomes.append(SlotLoad(AccountRun(
-                account_id=account_id, snapshot_at=slot, outcome=Outcome.NOT_OBSERVED, attempts=0,
-                error="past slot with no archived answer; the API only knows the present")))
+            outcomes.append(
+                SlotLoad(
+                    AccountRun(
+                        account_id=account_id,
+                        snapshot_at=slot,
+                        outcome=Outcome.NOT_OBSERVED,
+                        attempts=0,
+                        error="past slot with no archived answer; the API only knows the present",
+                    )
+                )
+            )
             continue
         try:
             picked = _pick_archived(storage, keys)
@@ -111,8 +118,7 @@ def _replay_group(storage: Storage, group: list[Item], summary: RunSummary) -> I
     flats: list[Flattened] | None = None
     if to_flatten:
         try:
-            flats = flatten_answers([(c.models or [], raw.account_id, raw.snapshot_at, raw.fetched_at)
-                                     for raw, c in to_flatten])
+            flats = flatten_answers([(c.models or [], raw.account_id, raw.snapshot_at, raw.fetched_at) for raw, c in to_flatten])
         except Exception:  # noqa: BLE001 - redone slot by slot, where a failure costs one slot
             flats = None
     for (account_id, slot, keys), outcome in zip(group, outcomes, strict=False):
@@ -150,7 +156,6 @@ def _pick_archived(storage: Storage, keys: Sequence[str]) -> SlotLoad | tuple[Ra
     return newest
 
 
-
 # --- replaying whole days, in worker processes ------------------------------------------------------
 
 REPLAY_ACCOUNTS_PER_UNIT = 50  # accounts of one day replayed per unit of work: bounds a unit's memory
@@ -167,11 +172,11 @@ class ReplayedUnit:
 
     day: date
     runs: list[AccountRun]
-    tables: dict[str, pa.Table]                 # table name -> the rows of every data-bearing slot
-    offsets: dict[str, list[int]] | None         # table name -> row offsets; None: the unit has no data
-    has_data: list[bool]                         # per run: whether its load carries tables
-    errors: list[tuple[str, str]]                # (account, message) of unreadable archived answers
-    spooled: dict[str, str] | None = None        # table name -> Arrow IPC file holding it (see spool)
+    tables: dict[str, pa.Table]  # table name -> the rows of every data-bearing slot
+    offsets: dict[str, list[int]] | None  # table name -> row offsets; None: the unit has no data
+    has_data: list[bool]  # per run: whether its load carries tables
+    errors: list[tuple[str, str]]  # (account, message) of unreadable archived answers
+    spooled: dict[str, str] | None = None  # table name -> Arrow IPC file holding it (see spool)
 
     def spool(self, folder: str) -> ReplayedUnit:
         """This unit with its tables written to Arrow IPC files in ``folder`` instead of held: what a
@@ -218,8 +223,7 @@ class ReplayedUnit:
         for name in names:  # slots flattened together arrive as one slice each (records.gather)
             offsets[name] = [0, *itertools.accumulate(table_rows(tables_, name) for tables_ in data)]
             tables[name] = pa.concat_tables(gather(data, name))  # a chunk per flatten call, not copied
-        return cls(day, [ld.run for ld in loads], tables, offsets if data else None,
-                   [ld.tables is not None for ld in loads], errors)
+        return cls(day, [ld.run for ld in loads], tables, offsets if data else None, [ld.tables is not None for ld in loads], errors)
 
     def compacted(self) -> ReplayedUnit:
         """This unit with each table in one chunk: what goes through a pipe (a pickled slice would carry
@@ -251,8 +255,7 @@ def replay_unit(storage: Storage, day: date, account_ids: Sequence[str]) -> Repl
     return ReplayedUnit.pack(day, loads, sorted(summary.errors.items()))
 
 
-def replay_days(storage: Storage, days: Sequence[date], account_ids: Sequence[str], *,
-                workers: int) -> Iterator[ReplayedUnit]:
+def replay_days(storage: Storage, days: Sequence[date], account_ids: Sequence[str], *, workers: int) -> Iterator[ReplayedUnit]:
     """``replay_unit`` over every day and group of ``REPLAY_ACCOUNTS_PER_UNIT`` accounts, in day order.
 
     With ``workers`` > 1 the units are replayed by that many ``spawn`` processes (reading, parsing
@@ -261,8 +264,11 @@ def replay_days(storage: Storage, days: Sequence[date], account_ids: Sequence[st
     stays bounded while the caller writes. A storage that cannot be sent to a process (an S3
     client) is replayed in this process.
     """
-    units = [(day, list(account_ids[i:i + REPLAY_ACCOUNTS_PER_UNIT]))
-             for day in days for i in range(0, len(account_ids), REPLAY_ACCOUNTS_PER_UNIT)]
+    units = [
+        (day, list(account_ids[i : i + REPLAY_ACCOUNTS_PER_UNIT]))
+        for day in days
+        for i in range(0, len(account_ids), REPLAY_ACCOUNTS_PER_UNIT)
+    ]
     if workers <= 1 or len(units) <= workers or not _sendable(storage):
         for day, accounts in units:
             yield replay_unit(storage, day, accounts)
@@ -271,8 +277,7 @@ def replay_days(storage: Storage, days: Sequence[date], account_ids: Sequence[st
     folder = _spool_folder()
     try:
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker,
-                                 initargs=(os.getpid(),)) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker, initargs=(os.getpid(),)) as pool:
             pending: deque[Future[ReplayedUnit]] = deque()
             queue = iter(units)
             for day, accounts in itertools.islice(queue, workers + 1):
@@ -290,8 +295,7 @@ def replay_days(storage: Storage, days: Sequence[date], account_ids: Sequence[st
                 done += 1
                 yield unit
     except BrokenProcessPool as exc:  # e.g. a script without a __main__ guard: spawn cannot start it
-        log.warning("replay workers failed (%s); replaying the remaining %d unit(s) in this process",
-                    exc, len(units) - done)
+        log.warning("replay workers failed (%s); replaying the remaining %d unit(s) in this process", exc, len(units) - done)
         for day, accounts in units[done:]:
             yield replay_unit(storage, day, accounts)
     finally:
@@ -302,8 +306,7 @@ def replay_days(storage: Storage, days: Sequence[date], account_ids: Sequence[st
 SPOOL_PREFIX = "nugen-replay-"
 
 
-def _replay_unit_spooled(storage: Storage, day: date, account_ids: Sequence[str],
-                         folder: str | None) -> ReplayedUnit:
+def _replay_unit_spooled(storage: Storage, day: date, account_ids: Sequence[str], folder: str | None) -> ReplayedUnit:
     """In a replay worker: ``replay_unit``, its tables spooled to ``folder`` (held, without a folder or
     if that fails)."""
     with bulk_gc():

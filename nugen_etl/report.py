@@ -41,8 +41,7 @@ limit 5
 """
 
 
-def print_report(warehouse: Warehouse, *, root: Path, warehouse_url: str, config_path: Path,
-                 out: TextIO) -> None:
+def print_report(warehouse: Warehouse, *, root: Path, warehouse_url: str, config_path: Path, out: TextIO) -> None:
     print("\nPer-account outcome (latest slot):", file=out)
     for account_id, outcome, models, error in warehouse.fetch_all(LATEST_OUTCOMES):
         print(f"  {account_id:<16} {outcome:<12} {models:>3} models  {error[:70]}", file=out)
@@ -58,21 +57,30 @@ def print_report(warehouse: Warehouse, *, root: Path, warehouse_url: str, config
     print(f"Warehouse       : {warehouse_url}", file=out)
     print(f"Config          : {config_path}", file=out)
     print(f"Example query   : {lake_example_command(dataset)}", file=out)
-    print("                  (with DuckDB's delta extension: select ... from "
-          f"delta_scan('{dataset}'); docs/lake.md, 'Reading the lake')", file=out)
-    print("While runs write : query the Delta tables as above (never blocks a run). A client holding "
-          "the DuckDB\n                  file defers the runs' warehouse loads until it lets go "
-          "(nothing is lost: `nugen-etl load-pending`).", file=out)
+    print(
+        f"                  (with DuckDB's delta extension: select ... from delta_scan('{dataset}'); docs/lake.md, 'Reading the lake')",
+        file=out,
+    )
+    print(
+        "While runs write : query the Delta tables as above (never blocks a run). A client holding "
+        "the DuckDB\n                  file defers the runs' warehouse loads until it lets go "
+        "(nothing is lost: `nugen-etl load-pending`).",
+        file=out,
+    )
 
 
-LAKE_EXAMPLE_SQL = ("select account_id, model_key, snapshot_at, usage_count, accuracy from snapshots "
-                    "order by snapshot_at desc, account_id, model_key limit 5")
+LAKE_EXAMPLE_SQL = (
+    "select account_id, model_key, snapshot_at, usage_count, accuracy from snapshots "
+    "order by snapshot_at desc, account_id, model_key limit 5"
+)
 
 
 def lake_example_command(table: Path) -> str:
     """A shell command that queries the snapshots Delta table offline: deltalake hands DuckDB an Arrow
     dataset of exactly the table's current files (no extension to download)."""
-    code = (f"import duckdb; from deltalake import DeltaTable; "
-            f"snapshots = DeltaTable({str(table)!r}).to_pyarrow_dataset(); "
-            f"print(duckdb.sql({LAKE_EXAMPLE_SQL!r}))")
+    code = (
+        f"import duckdb; from deltalake import DeltaTable; "
+        f"snapshots = DeltaTable({str(table)!r}).to_pyarrow_dataset(); "
+        f"print(duckdb.sql({LAKE_EXAMPLE_SQL!r}))"
+    )
     return f'python -c "{code}"'

@@ -68,8 +68,14 @@ def check_key(key: str) -> str:
     ...
     ValueError: unsafe storage key 'raw/../../etc/passwd': keys are relative paths without '.', '..' or empty segments
     """
-    if (not isinstance(key, str) or not key or key.startswith("/") or "\\" in key or not key.isprintable()
-            or any(part in ("", ".", "..") for part in key.split("/"))):
+    if (
+        not isinstance(key, str)
+        or not key
+        or key.startswith("/")
+        or "\\" in key
+        or not key.isprintable()
+        or any(part in ("", ".", "..") for part in key.split("/"))
+    ):
         raise ValueError(f"unsafe storage key {key!r}: keys are relative paths without '.', '..' or empty segments")
     return key
 
@@ -139,16 +145,25 @@ class S3Storage:
     are StorageError (an OSError) naming the operation and the object, never a credential.
     """
 
-    def __init__(self, bucket: str, prefix: str = "", *, endpoint_url: str | None = None,
-                 region: str | None = None, credentials: AwsCredentials | None = None,
-                 max_connections: int = 10, client: Any = None) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        credentials: AwsCredentials | None = None,
+        max_connections: int = 10,
+        client: Any = None,
+    ) -> None:
         self.bucket = bucket
         self.prefix = check_key(prefix.strip("/")) if prefix.strip("/") else ""
         self.endpoint_url, self.region = endpoint_url, region
         self._session: Any = None
         if client is None:
-            self._session, client = _s3_client(endpoint_url=endpoint_url, region=region,
-                                               credentials=credentials, max_connections=max_connections)
+            self._session, client = _s3_client(
+                endpoint_url=endpoint_url, region=region, credentials=credentials, max_connections=max_connections
+            )
         self._client = client
 
     @property
@@ -169,8 +184,7 @@ class S3Storage:
 
     def read_bytes(self, key: str) -> bytes:
         full = self.object_key(key)
-        data: bytes = self._call("read", key,
-                                 lambda: self._client.get_object(Bucket=self.bucket, Key=full)["Body"].read())
+        data: bytes = self._call("read", key, lambda: self._client.get_object(Bucket=self.bucket, Key=full)["Body"].read())
         return data
 
     def delete(self, key: str) -> None:
@@ -182,11 +196,10 @@ class S3Storage:
 
         def list_all() -> tuple[list[str], list[str]]:
             folders, files = [], []
-            pages = self._client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=base, Delimiter="/")
+            pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base, Delimiter="/")
             for page in pages:
-                folders += [p["Prefix"][len(base):].rstrip("/") for p in page.get("CommonPrefixes", [])]
-                files += [o["Key"][len(base):] for o in page.get("Contents", []) if o["Key"] != base]
+                folders += [p["Prefix"][len(base) :].rstrip("/") for p in page.get("CommonPrefixes", [])]
+                files += [o["Key"][len(base) :] for o in page.get("Contents", []) if o["Key"] != base]
             return sorted(folders), sorted(files)
 
         result: tuple[list[str], list[str]] = self._call("list", folder, list_all)
@@ -223,8 +236,9 @@ class S3Storage:
             error = exc.response.get("Error", {})
             code = str(error.get("Code", "?"))
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            self._raise(op, key, f"{code} (HTTP {status}): {error.get('Message', '')}",
-                        missing=op == "read" and code in ("NoSuchKey", "404"))
+            self._raise(
+                op, key, f"{code} (HTTP {status}): {error.get('Message', '')}", missing=op == "read" and code in ("NoSuchKey", "404")
+            )
         except (BotoCoreError, OSError) as exc:
             self._raise(op, key, f"{type(exc).__name__}: {exc}")
 
@@ -239,14 +253,14 @@ class S3Storage:
         return [s for s in (creds.access_key, creds.secret_key, creds.token) if s] if creds else []
 
 
-def _s3_client(*, endpoint_url: str | None, region: str | None, credentials: AwsCredentials | None,
-               max_connections: int) -> tuple[Any, Any]:
+def _s3_client(
+    *, endpoint_url: str | None, region: str | None, credentials: AwsCredentials | None, max_connections: int
+) -> tuple[Any, Any]:
     try:
         import boto3
         from botocore.config import Config as BotoConfig
     except ImportError:
-        raise ConfigError("storage.root is an s3:// URL: install the S3 extra, "
-                          "pip install 'nugen-etl[s3]'") from None
+        raise ConfigError("storage.root is an s3:// URL: install the S3 extra, pip install 'nugen-etl[s3]'") from None
     # botocore logs signed request headers (and any session token) at DEBUG: cap it at INFO unless
     # the application has configured that logger itself.
     botocore_log = logging.getLogger("botocore")
@@ -254,13 +268,19 @@ def _s3_client(*, endpoint_url: str | None, region: str | None, credentials: Aws
         botocore_log.setLevel(logging.INFO)
     explicit = {}
     if credentials is not None:
-        explicit = {"aws_access_key_id": credentials.access_key_id.reveal(),
-                    "aws_secret_access_key": credentials.secret_access_key.reveal(),
-                    "aws_session_token": credentials.session_token.reveal() if credentials.session_token else None}
+        explicit = {
+            "aws_access_key_id": credentials.access_key_id.reveal(),
+            "aws_secret_access_key": credentials.secret_access_key.reveal(),
+            "aws_session_token": credentials.session_token.reveal() if credentials.session_token else None,
+        }
     session = boto3.session.Session(region_name=region, **explicit)
-    config = BotoConfig(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=max_connections,
-                        connect_timeout=10, read_timeout=60,
-                        s3={"addressing_style": "path"} if endpoint_url else None)
+    config = BotoConfig(
+        retries={"mode": "standard", "max_attempts": 5},
+        max_pool_connections=max_connections,
+        connect_timeout=10,
+        read_timeout=60,
+        s3={"addressing_style": "path"} if endpoint_url else None,
+    )
     return session, session.client("s3", endpoint_url=endpoint_url, config=config)
 
 

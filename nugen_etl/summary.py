@@ -19,10 +19,10 @@ class RunSummary:
     command: str
     snapshot_at: datetime | None
     runs: list[AccountRun] = field(default_factory=list)
-    errors: dict[str, str] = field(default_factory=dict)   # account -> a failure of our own (warehouse, archive)
-    skipped: list[str] = field(default_factory=list)       # already recorded ok/empty for the slot
+    errors: dict[str, str] = field(default_factory=dict)  # account -> a failure of our own (warehouse, archive)
+    skipped: list[str] = field(default_factory=list)  # already recorded ok/empty for the slot
     pending: dict[str, str] = field(default_factory=dict)  # account -> why its warehouse load is deferred
-    caught_up: list[str] = field(default_factory=list)     # "<slot> <account>" loaded from the pending journal
+    caught_up: list[str] = field(default_factory=list)  # "<slot> <account>" loaded from the pending journal
     backlog: list[dict[str, Any]] = field(default_factory=list)  # journal entries left after the command
     started: float = field(default_factory=time.monotonic)
     duration_s: float = 0.0
@@ -77,14 +77,16 @@ class RunSummary:
             "caught_up": self.caught_up,
             "pending_backlog": self.backlog,
             "accounts": [
-                {"account_id": r.account_id,
-                 "snapshot_at": r.snapshot_at.isoformat(),
-                 "outcome": str(r.outcome),
-                 "http_status": r.http_status,
-                 "models": r.model_count,
-                 "quarantined": r.quarantined_count,
-                 "attempts": r.attempts,
-                 "error": r.error}
+                {
+                    "account_id": r.account_id,
+                    "snapshot_at": r.snapshot_at.isoformat(),
+                    "outcome": str(r.outcome),
+                    "http_status": r.http_status,
+                    "models": r.model_count,
+                    "quarantined": r.quarantined_count,
+                    "attempts": r.attempts,
+                    "error": r.error,
+                }
                 for r in self.runs
             ],
         }

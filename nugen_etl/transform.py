@@ -23,14 +23,18 @@ def answer_to_load(raw: RawAnswer) -> SlotLoad:
     classified = classify_answer(raw)
     if classified.outcome not in SUCCESS_OUTCOMES:
         return unsuccessful_load(raw, classified)
-    flat = flatten_models(classified.models or [], account_id=raw.account_id,
-                          snapshot_at=raw.snapshot_at, fetched_at=raw.fetched_at)
+    flat = flatten_models(classified.models or [], account_id=raw.account_id, snapshot_at=raw.snapshot_at, fetched_at=raw.fetched_at)
     return flattened_load(raw, classified, flat)
 
 
 def _run_fields(raw: RawAnswer) -> dict[str, Any]:
-    return dict(account_id=raw.account_id, snapshot_at=raw.snapshot_at, http_status=raw.http_status,
-                attempts=raw.attempts, fetched_at=raw.fetched_at)
+    return dict(
+        account_id=raw.account_id,
+        snapshot_at=raw.snapshot_at,
+        http_status=raw.http_status,
+        attempts=raw.attempts,
+        fetched_at=raw.fetched_at,
+    )
 
 
 def unsuccessful_load(raw: RawAnswer, classified: Classified) -> SlotLoad:
@@ -39,9 +43,13 @@ def unsuccessful_load(raw: RawAnswer, classified: Classified) -> SlotLoad:
 
 def flattened_load(raw: RawAnswer, classified: Classified, flat: Flattened) -> SlotLoad:
     tables = flat.tables()
-    run = AccountRun(outcome=classified.outcome, model_count=table_rows(tables, MODEL_SNAPSHOTS.name),
-                     quarantined_count=table_rows(tables, QUARANTINE.name), coerced_count=flat.coerced_count,
-                     **_run_fields(raw))
+    run = AccountRun(
+        outcome=classified.outcome,
+        model_count=table_rows(tables, MODEL_SNAPSHOTS.name),
+        quarantined_count=table_rows(tables, QUARANTINE.name),
+        coerced_count=flat.coerced_count,
+        **_run_fields(raw),
+    )
     return SlotLoad(run, tables)
 
 
@@ -54,13 +62,14 @@ def loads_of(raws: Sequence[RawAnswer]) -> list[SlotLoad]:
     try:
         classified = [classify_answer(raw) for raw in raws]
         ok = [i for i, c in enumerate(classified) if c.outcome in SUCCESS_OUTCOMES]
-        flats = flatten_answers([(classified[i].models or [], raws[i].account_id, raws[i].snapshot_at,
-                                  raws[i].fetched_at) for i in ok])
+        flats = flatten_answers([(classified[i].models or [], raws[i].account_id, raws[i].snapshot_at, raws[i].fetched_at) for i in ok])
     except Exception:  # noqa: BLE001 - a transform bug must cost one account, not its batch-mates
         return [load_or_failure(raw) for raw in raws]
     flat_of = dict(zip(ok, flats, strict=False))
-    return [flattened_load(raw, c, flat_of[i]) if i in flat_of else unsuccessful_load(raw, c)
-            for i, (raw, c) in enumerate(zip(raws, classified, strict=False))]
+    return [
+        flattened_load(raw, c, flat_of[i]) if i in flat_of else unsuccessful_load(raw, c)
+        for i, (raw, c) in enumerate(zip(raws, classified, strict=False))
+    ]
 
 
 def load_or_failure(raw: RawAnswer) -> SlotLoad:
@@ -69,7 +78,14 @@ def load_or_failure(raw: RawAnswer) -> SlotLoad:
         return answer_to_load(raw)
     except Exception as exc:  # a transform bug must cost one account, not the run
         log.exception("account %s: transform failed", raw.account_id)
-        return SlotLoad(AccountRun(account_id=raw.account_id, snapshot_at=raw.snapshot_at,
-                                   outcome=Outcome.FAILED, http_status=raw.http_status,
-                                   attempts=raw.attempts, fetched_at=raw.fetched_at,
-                                   error=f"transform failed: {type(exc).__name__}: {exc}"[:500]))
+        return SlotLoad(
+            AccountRun(
+                account_id=raw.account_id,
+                snapshot_at=raw.snapshot_at,
+                outcome=Outcome.FAILED,
+                http_status=raw.http_status,
+                attempts=raw.attempts,
+                fetched_at=raw.fetched_at,
+                error=f"transform failed: {type(exc).__name__}: {exc}"[:500],
+            )
+        )

@@ -31,8 +31,7 @@ def move_legacy_tables(storage: Storage) -> list[str]:
     for name in legacy_tables(storage):
         target = f"{LEGACY_DIR}/{name}"
         if storage.listdir(target) != ([], []):
-            raise FileExistsError(f"{storage.display}/{target} already exists: move it away first, "
-                                  "nothing is overwritten")
+            raise FileExistsError(f"{storage.display}/{target} already exists: move it away first, nothing is overwritten")
         if isinstance(storage, LocalStorage):
             (storage.root / LEGACY_DIR).mkdir(exist_ok=True)
             os.rename(storage.path(name), storage.path(target))

@@ -44,16 +44,22 @@ def main() -> int:
             logical_date = datetime.fromisoformat(run["logical_date"]) if run.get("logical_date") else None
             dag_run = dag.test(logical_date=logical_date, run_conf=run.get("conf"))
             with create_session() as session:
-                tis = sorted((ti.task_id, ti.map_index, str(ti.state), ti.try_number)
-                              for ti in dag_run.get_task_instances(session=session))
+                tis = sorted((ti.task_id, ti.map_index, str(ti.state), ti.try_number) for ti in dag_run.get_task_instances(session=session))
                 events = session.execute(
-                    select(AssetModel.name, AssetEvent.extra).join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+                    select(AssetModel.name, AssetEvent.extra)
+                    .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
                     .where(AssetEvent.source_dag_id == dag_run.dag_id, AssetEvent.source_run_id == dag_run.run_id)
                 ).all()
             end = dag_run.data_interval_end
-            results.append({"dag_id": run["dag_id"], "state": str(dag_run.state), "tasks": tis,
-                            "data_interval_end": end.isoformat() if end else None,
-                            "asset_events": sorted([name, extra] for name, extra in events)})
+            results.append(
+                {
+                    "dag_id": run["dag_id"],
+                    "state": str(dag_run.state),
+                    "tasks": tis,
+                    "data_interval_end": end.isoformat() if end else None,
+                    "asset_events": sorted([name, extra] for name, extra in events),
+                }
+            )
         print("RESULT " + json.dumps(results), flush=True)
     return 0
 

@@ -20,14 +20,16 @@ HARNESS = Path(__file__).resolve().parent / "airflow_harness.py"
 def base_env(airflow_home: Path) -> dict[str, str]:
     """This process's environment, minus any Airflow/nugen settings, plus a test AIRFLOW_HOME."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "NUGEN_"))}
-    env.update({
-        "AIRFLOW_HOME": str(airflow_home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-        "PYTHONPATH": str(REPO),
-    })
+    env.update(
+        {
+            "AIRFLOW_HOME": str(airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            "PYTHONPATH": str(REPO),
+        }
+    )
     return env
 
 
@@ -50,9 +52,16 @@ def http_connection(base_url: str, key: str) -> str:
 def postgres_connection(url: str) -> str:
     """An AIRFLOW_CONN_* value (JSON form) for the nugen_warehouse Connection from a postgresql:// URL."""
     parts = urlsplit(url)
-    return json.dumps({"conn_type": "postgres", "host": parts.hostname, "port": parts.port or 5432,
-                       "login": unquote(parts.username or ""), "password": unquote(parts.password or ""),
-                       "schema": parts.path.lstrip("/")})
+    return json.dumps(
+        {
+            "conn_type": "postgres",
+            "host": parts.hostname,
+            "port": parts.port or 5432,
+            "login": unquote(parts.username or ""),
+            "password": unquote(parts.password or ""),
+            "schema": parts.path.lstrip("/"),
+        }
+    )
 
 
 def conn_env_name(conn_id: str) -> str:
@@ -63,9 +72,9 @@ def conn_env_name(conn_id: str) -> str:
 class DagRunResult:
     dag_id: str
     state: str
-    tasks: list[tuple[str, int, str, int]]     # (task_id, map_index, state, try_number)
+    tasks: list[tuple[str, int, str, int]]  # (task_id, map_index, state, try_number)
     data_interval_end: str | None
-    asset_events: list[tuple[str, dict]]     # (asset name, event extra) emitted by the run
+    asset_events: list[tuple[str, dict]]  # (asset name, event extra) emitted by the run
 
     def states(self, task_id: str) -> list[str]:
         """States of the task's instances, by map index."""
@@ -84,27 +93,40 @@ class AirflowProcess:
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         self.log_path = log_path
         self._log = open(log_path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
-        self._proc = subprocess.Popen([sys.executable, "-u", str(HARNESS)], env=env, cwd=str(REPO),
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-u", str(HARNESS)],
+            env=env,
+            cwd=str(REPO),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+        )
 
     def run(self, runs: list[dict[str, Any]], *, env: dict[str, str | None] | None = None) -> list[DagRunResult]:
         """``dag.test()`` each run (``logical_date``: a datetime or None) after applying ``env``."""
-        request = {"env": env or {}, "runs": [
-            {**r, "logical_date": r["logical_date"].isoformat() if r.get("logical_date") else None} for r in runs]}
+        request = {
+            "env": env or {},
+            "runs": [{**r, "logical_date": r["logical_date"].isoformat() if r.get("logical_date") else None} for r in runs],
+        }
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._proc.stdin.write(json.dumps(request) + "\n")
         self._proc.stdin.flush()
         for line in self._proc.stdout:
             if line.startswith("RESULT "):
-                results = json.loads(line[len("RESULT "):])
+                results = json.loads(line[len("RESULT ") :])
                 break
             self._log.write(line)
         else:
             raise AssertionError(f"dag.test harness died (exit {self._proc.wait()}):\n{self.tail()}")
         if results and "import_errors" in results[0]:
             raise AssertionError(f"DAG import errors: {results[0]['import_errors']}")
-        return [DagRunResult(r["dag_id"], r["state"], [tuple(t) for t in r["tasks"]], r["data_interval_end"],
-                             [tuple(e) for e in r["asset_events"]]) for r in results]
+        return [
+            DagRunResult(
+                r["dag_id"], r["state"], [tuple(t) for t in r["tasks"]], r["data_interval_end"], [tuple(e) for e in r["asset_events"]]
+            )
+            for r in results
+        ]
 
     def tail(self, chars: int = 8000) -> str:
         self._log.flush()

@@ -21,11 +21,23 @@ PG_ENV = "NUGEN_TEST_PG_URL"
 # Modules of in-process tests: pure transforms, parsing, configuration, static checks (`make test-fast`,
 # `pytest -m unit`). Everything else, and any test needing PostgreSQL, is `integration`: real servers,
 # subprocesses, Airflow, a browser, an S3 server or whole runs.
-UNIT_MODULES = frozenset({
-    "test_classify", "test_compose", "test_config", "test_errors", "test_flatten", "test_flatten_batch",
-    "test_flatten_paths", "test_flatten_properties", "test_live_batching", "test_packed_tables",
-    "test_layers", "test_path_safety", "test_runtime",
-})
+UNIT_MODULES = frozenset(
+    {
+        "test_classify",
+        "test_compose",
+        "test_config",
+        "test_errors",
+        "test_flatten",
+        "test_flatten_batch",
+        "test_flatten_paths",
+        "test_flatten_properties",
+        "test_live_batching",
+        "test_packed_tables",
+        "test_layers",
+        "test_path_safety",
+        "test_runtime",
+    }
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -33,16 +45,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         module = item.module.__name__.rpartition(".")[2] if item.module else ""
         unit = module in UNIT_MODULES and "postgres" not in item.keywords
         item.add_marker(pytest.mark.unit if unit else pytest.mark.integration)
-ENGINES = [pytest.param("duckdb", id="duckdb"),
-           pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres)]
+
+
+ENGINES = [pytest.param("duckdb", id="duckdb"), pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres)]
 
 
 @pytest.fixture(scope="session")
 def pg_admin_url() -> str:
     url = os.environ.get(PG_ENV)
     if not url:
-        pytest.skip(f"{PG_ENV} is not set; PostgreSQL warehouse tests need a server, "
-                    f"e.g. {PG_ENV}=postgresql://postgres@127.0.0.1:5432/test")
+        pytest.skip(
+            f"{PG_ENV} is not set; PostgreSQL warehouse tests need a server, e.g. {PG_ENV}=postgresql://postgres@127.0.0.1:5432/test"
+        )
     import psycopg
 
     try:

@@ -78,8 +78,7 @@ def data_files(folder: Path) -> set[Path]:
 
 def last_version(folder: Path) -> int:
     log = folder / "_delta_log"
-    return max((int(p.name[:20]) for p in log.iterdir() if LOG_ENTRY.fullmatch(p.name) and p.is_file()),
-               default=-1)
+    return max((int(p.name[:20]) for p in log.iterdir() if LOG_ENTRY.fullmatch(p.name) and p.is_file()), default=-1)
 
 
 def _install_lake(when: str, reached: Any) -> None:

@@ -11,9 +11,9 @@ from typing import Any
 from nugen_etl.config import Config, parse_config
 from nugen_etl.simulator import SimulatorState
 
-T0 = datetime(2026, 3, 1, 20, tzinfo=UTC)          # simulator start; the slots below cross midnight
+T0 = datetime(2026, 3, 1, 20, tzinfo=UTC)  # simulator start; the slots below cross midnight
 SLOTS = [T0 + timedelta(hours=h) for h in range(8)]
-FETCH_OFFSET = timedelta(minutes=3)                 # the simulated clock during a slot's run
+FETCH_OFFSET = timedelta(minutes=3)  # the simulated clock during a slot's run
 REJECTED = "acct-bad"
 
 
@@ -27,12 +27,18 @@ def environ_for(state: SimulatorState) -> dict[str, str]:
     return env
 
 
-def make_config(root: Path, base_url: str, state: SimulatorState, *, warehouse_url: str | None = None,
-                **api: Any) -> Config:
+def make_config(root: Path, base_url: str, state: SimulatorState, *, warehouse_url: str | None = None, **api: Any) -> Config:
     accounts = [{"id": a, "api_key_env": key_env(a)} for a in [*state.account_ids, REJECTED]]
     data = {
-        "api": {"base_url": base_url, "timeout_s": 5, "max_concurrency": 4, "max_attempts": 2,
-                "retry_base_delay_s": 0.01, "deadline_s": 20, **api},
+        "api": {
+            "base_url": base_url,
+            "timeout_s": 5,
+            "max_concurrency": 4,
+            "max_attempts": 2,
+            "retry_base_delay_s": 0.01,
+            "deadline_s": 20,
+            **api,
+        },
         "storage": {"root": str(root), "fsync": False},
         "warehouse": {"url": warehouse_url or f"duckdb:///{root / 'warehouse.duckdb'}", "batch_accounts": 2},
         "accounts": accounts,
@@ -59,8 +65,9 @@ def observations(state: SimulatorState, account_id: str, slots: list[datetime]) 
             by_key[model["alignment_id"] or model["id"]].append(model)
         for key, models in by_key.items():
             chosen = max(models, key=lambda m: m["id"])
-            series[key].append((slot, sum(m["usage_count"] for m in models), canonical_accuracy(chosen),
-                                chosen["status"], chosen["deployment_status"]))
+            series[key].append(
+                (slot, sum(m["usage_count"] for m in models), canonical_accuracy(chosen), chosen["status"], chosen["deployment_status"])
+            )
     return series
 
 
@@ -88,9 +95,17 @@ def expected_status_changes(series: dict[str, list[tuple]]) -> set[tuple]:
     return changes
 
 
-def write_toml_config(folder: Path, base_url: str, accounts: list[str], *, api: dict[str, Any] | None = None,
-                      storage: dict[str, Any] | None = None, warehouse: dict[str, Any] | None = None) -> Path:
+def write_toml_config(
+    folder: Path,
+    base_url: str,
+    accounts: list[str],
+    *,
+    api: dict[str, Any] | None = None,
+    storage: dict[str, Any] | None = None,
+    warehouse: dict[str, Any] | None = None,
+) -> Path:
     """Write ``folder/nugen.toml`` as a user would (the CLI reads it); keys come from ``key_env``."""
+
     def table(name: str, values: dict[str, Any]) -> list[str]:
         return [f"[{name}]", *(f"{k} = {_toml_value(v)}" for k, v in values.items()), ""]
 

@@ -24,12 +24,12 @@ def warehouse_dump(wh: Warehouse, account_id: str | None = None) -> dict[str, li
     for spec in schemas.ALL_TABLES:
         cols = ", ".join(n for n in spec.schema.names if n != "fetched_at")
         where = " where account_id = ?" if account_id else ""
-        out[spec.name] = wh.fetch_all(f"select {cols} from nugen.{spec.name}{where} "
-                                      f"order by {', '.join(spec.primary_key)}", [account_id] if account_id else [])
+        out[spec.name] = wh.fetch_all(
+            f"select {cols} from nugen.{spec.name}{where} order by {', '.join(spec.primary_key)}", [account_id] if account_id else []
+        )
     for view in BI_VIEWS:
         where = " where account_id = ?" if account_id else ""
-        out[view] = sorted(wh.fetch_all(f"select * from nugen.{view}{where}", [account_id] if account_id else []),
-                           key=repr)
+        out[view] = sorted(wh.fetch_all(f"select * from nugen.{view}{where}", [account_id] if account_id else []), key=repr)
     return out
 
 

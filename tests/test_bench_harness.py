@@ -19,8 +19,7 @@ from nugen_etl.config import WarehouseConfig  # noqa: E402
 def test_quick_harness_on_tiny_sizes_writes_json_and_markdown(tmp_path):
     pg_url = os.environ.get("NUGEN_TEST_PG_URL")
     scenarios = ["fanout", "throughput", "rebuild", "flat_cost", "memory", "lake", "bi"]
-    result = bench_runner.run_suite(TINY, scenarios=scenarios, out=tmp_path / "out", pg_url=pg_url,
-                                    cache=tmp_path / "cache")
+    result = bench_runner.run_suite(TINY, scenarios=scenarios, out=tmp_path / "out", pg_url=pg_url, cache=tmp_path / "cache")
 
     written = json.loads((tmp_path / "out" / "latest.json").read_text())
     assert list(written["scenarios"]) == scenarios
@@ -31,8 +30,7 @@ def test_quick_harness_on_tiny_sizes_writes_json_and_markdown(tmp_path):
     assert s["fanout"]["outcomes"] == {"ok": TINY.fanout_accounts}
     assert len(s["fanout"]["fetch_alone_s"]) == TINY.reps and all(w > 0 for w in s["fanout"]["fetch_alone_s"])
     assert len(s["fanout"]["cpu_s"]) == TINY.reps and all(c > 0 for c in s["fanout"]["cpu_s"])
-    assert s["fanout"]["cpu_budget_s"] == pytest.approx(
-        (os.cpu_count() or 1) * 1.3 * s["fanout"]["limit_s"])
+    assert s["fanout"]["cpu_budget_s"] == pytest.approx((os.cpu_count() or 1) * 1.3 * s["fanout"]["limit_s"])
     assert s["throughput"]["records"] == TINY.tp_accounts * TINY.tp_models
     assert s["throughput"]["baseline"][0]["records"] == TINY.tp_baseline_accounts * TINY.tp_models
     rebuild_rows = 24 * TINY.rb_days * TINY.rb_accounts * TINY.rb_models
@@ -72,10 +70,12 @@ def test_quick_harness_on_tiny_sizes_writes_json_and_markdown(tmp_path):
             assert [r["records"] for r in res["runs"][str(n)]] == [n * TINY.mem_models] * TINY.reps
     unbudgeted_runs = [r for runs in s["memory"]["unbudgeted"]["runs"].values() for r in runs]
     assert {(r["duckdb_memory_limit"], r["batch_accounts"]) for r in unbudgeted_runs} == {
-        (None, memory.UNBUDGETED["batch_accounts"])}  # "none": DuckDB's own limit
+        (None, memory.UNBUDGETED["batch_accounts"])
+    }  # "none": DuckDB's own limit
     defaults = WarehouseConfig(url="duckdb:///w.duckdb")
-    assert {(r["duckdb_memory_limit"], r["batch_accounts"]) for r in s["memory"]["engines"]["duckdb"]["runs"][
-        str(TINY.mem_large)]} == {(defaults.duckdb_memory_limit, defaults.batch_accounts)}
+    assert {(r["duckdb_memory_limit"], r["batch_accounts"]) for r in s["memory"]["engines"]["duckdb"]["runs"][str(TINY.mem_large)]} == {
+        (defaults.duckdb_memory_limit, defaults.batch_accounts)
+    }
     assert set(s["bi"]["engines"]) == ({"duckdb", "postgresql"} if pg_url else {"duckdb"})
     bi_history = {res["history_rows"] for res in s["bi"]["engines"].values()}
     assert len(bi_history) == 1 and bi_history.pop() > 0  # the same history on every engine

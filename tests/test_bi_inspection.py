@@ -25,8 +25,7 @@ from .test_warehouse import relation_comments
 
 # What BI tools are pointed at (docs/data-model.md); model_key_snapshots and model_metrics are
 # building blocks, checked below like every other view but not required by name here.
-BI_VIEWS = ("models_latest", "model_usage_daily", "model_accuracy_daily", "model_status_changes",
-            "account_health")
+BI_VIEWS = ("models_latest", "model_usage_daily", "model_accuracy_daily", "model_status_changes", "account_health")
 
 
 @dataclass(frozen=True)
@@ -46,13 +45,23 @@ def inspected(warehouse_url: str) -> Iterator[tuple[str, Catalog, sqlalchemy.Ins
     with open_warehouse(warehouse_url) as wh:
         engine = wh.engine
         wh.migrate()
-        view_names = [v for (v,) in wh.fetch_all(
-            "SELECT table_name FROM information_schema.tables "
-            "WHERE table_schema = 'nugen' AND table_type = 'VIEW' ORDER BY table_name")]
-        views = {view: [c for (c,) in wh.fetch_all(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = 'nugen' AND table_name = ? ORDER BY ordinal_position", [view])]
-            for view in view_names}
+        view_names = [
+            v
+            for (v,) in wh.fetch_all(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'nugen' AND table_type = 'VIEW' ORDER BY table_name"
+            )
+        ]
+        views = {
+            view: [
+                c
+                for (c,) in wh.fetch_all(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_schema = 'nugen' AND table_name = ? ORDER BY ordinal_position",
+                    [view],
+                )
+            ]
+            for view in view_names
+        }
         catalog = Catalog(views, relation_comments(wh))
     # The nugen connection is closed here: DuckDB lets one process hold a file, and a second
     # connection in the same process with another configuration (read_only below) is refused
@@ -70,8 +79,7 @@ def inspected(warehouse_url: str) -> Iterator[tuple[str, Catalog, sqlalchemy.Ins
         sa_engine.dispose()
 
 
-def test_the_warehouse_catalog_is_what_this_test_expects(
-        inspected: tuple[str, Catalog, sqlalchemy.Inspector]) -> None:
+def test_the_warehouse_catalog_is_what_this_test_expects(inspected: tuple[str, Catalog, sqlalchemy.Inspector]) -> None:
     """The expectations below are read from the warehouse: guard against reading nothing."""
     _, catalog, _ = inspected
     assert set(BI_VIEWS) <= set(catalog.views)
@@ -81,8 +89,7 @@ def test_the_warehouse_catalog_is_what_this_test_expects(
         assert set(catalog.comments[view][1]) == set(columns), view
 
 
-def test_inspection_lists_the_views_with_their_columns_in_order(
-        inspected: tuple[str, Catalog, sqlalchemy.Inspector]) -> None:
+def test_inspection_lists_the_views_with_their_columns_in_order(inspected: tuple[str, Catalog, sqlalchemy.Inspector]) -> None:
     engine, catalog, inspector = inspected
     listed = inspector.get_view_names(schema="nugen")
     assert set(BI_VIEWS) <= set(listed), (engine, listed)
@@ -96,8 +103,7 @@ def test_inspection_lists_the_views_with_their_columns_in_order(
         assert not untyped, (engine, view, untyped)
 
 
-def test_inspection_shows_the_comments_of_the_bi_views_and_their_columns(
-        inspected: tuple[str, Catalog, sqlalchemy.Inspector]) -> None:
+def test_inspection_shows_the_comments_of_the_bi_views_and_their_columns(inspected: tuple[str, Catalog, sqlalchemy.Inspector]) -> None:
     # Both dialects expose comments: PostgreSQL's reads pg_description (obj_description /
     # col_description), and duckdb_engine reuses that code over DuckDB's pg_catalog emulation,
     # whose pg_description carries DuckDB's COMMENT ON text for views and their columns.

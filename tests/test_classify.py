@@ -16,25 +16,27 @@ def answer(status: int | None, body: bytes = b"", error: str | None = None) -> R
     return RawAnswer(account_id="a", snapshot_at=T, fetched_at=T, http_status=status, body=body, error=error)
 
 
-@pytest.mark.parametrize("status, body, outcome, error_part", [
-    (200, b'{"domain_aligned_models": [{"id": "x"}]}', Outcome.OK, None),
-    (200, b'{"domain_aligned_models": []}', Outcome.EMPTY, None),
-    (404, b'{"detail": "No aligned models found"}', Outcome.EMPTY, None),
-    (404, b'{"detail": "Not Found"}', Outcome.FAILED, "wrong base_url"),
-    (404, b"<html>nginx</html>", Outcome.FAILED, "not the 'no models' answer"),
-    (401, b'{"detail": "Invalid API key"}', Outcome.AUTH_FAILED, "rejected: Invalid API key"),
-    (403, b"", Outcome.AUTH_FAILED, "HTTP 403"),
-    (400, b'{"detail": "Bad request"}', Outcome.FAILED, "HTTP 400: Bad request"),
-    (422, b'{"detail": [{"loc": ["header", "Authorization"], "msg": "field required"}]}', Outcome.FAILED,
-     "field required"),
-    (503, b"", Outcome.FAILED, "HTTP 503"),
-    (200, b'{"domain_aligned_models": [', Outcome.FAILED, "malformed JSON"),
-    (200, b"\xff\xfe", Outcome.FAILED, "malformed JSON"),
-    (200, b"[1, 2]", Outcome.FAILED, "JSON list, expected an object"),
-    (200, b"{}", Outcome.FAILED, "domain_aligned_models is missing"),
-    (200, b'{"domain_aligned_models": {"id": 1}}', Outcome.FAILED, "a dict, not a list"),
-    (None, b"", Outcome.FAILED, "timed out"),
-])
+@pytest.mark.parametrize(
+    "status, body, outcome, error_part",
+    [
+        (200, b'{"domain_aligned_models": [{"id": "x"}]}', Outcome.OK, None),
+        (200, b'{"domain_aligned_models": []}', Outcome.EMPTY, None),
+        (404, b'{"detail": "No aligned models found"}', Outcome.EMPTY, None),
+        (404, b'{"detail": "Not Found"}', Outcome.FAILED, "wrong base_url"),
+        (404, b"<html>nginx</html>", Outcome.FAILED, "not the 'no models' answer"),
+        (401, b'{"detail": "Invalid API key"}', Outcome.AUTH_FAILED, "rejected: Invalid API key"),
+        (403, b"", Outcome.AUTH_FAILED, "HTTP 403"),
+        (400, b'{"detail": "Bad request"}', Outcome.FAILED, "HTTP 400: Bad request"),
+        (422, b'{"detail": [{"loc": ["header", "Authorization"], "msg": "field required"}]}', Outcome.FAILED, "field required"),
+        (503, b"", Outcome.FAILED, "HTTP 503"),
+        (200, b'{"domain_aligned_models": [', Outcome.FAILED, "malformed JSON"),
+        (200, b"\xff\xfe", Outcome.FAILED, "malformed JSON"),
+        (200, b"[1, 2]", Outcome.FAILED, "JSON list, expected an object"),
+        (200, b"{}", Outcome.FAILED, "domain_aligned_models is missing"),
+        (200, b'{"domain_aligned_models": {"id": 1}}', Outcome.FAILED, "a dict, not a list"),
+        (None, b"", Outcome.FAILED, "timed out"),
+    ],
+)
 def test_outcomes(status: int | None, body: bytes, outcome: Outcome, error_part: str | None) -> None:
     result = classify_answer(answer(status, body, error="timed out after 5 attempts" if status is None else None))
     assert result.outcome is outcome

@@ -71,17 +71,22 @@ def test_one_rejected_account_exits_1_and_the_rest_is_written(sim, tmp_path, mon
     snapshots = DeltaTable(str(data / "model_snapshots")).to_pyarrow_table()
     runs = DeltaTable(str(data / "account_runs")).to_pyarrow_table()
     assert dict(zip(runs["account_id"].to_pylist(), runs["outcome"].to_pylist(), strict=False)) == {
-        "acct-0001": "ok", REJECTED: "auth_failed"}
+        "acct-0001": "ok",
+        REJECTED: "auth_failed",
+    }
     (models,) = pc.filter(runs["model_count"], pc.equal(runs["account_id"], "acct-0001")).to_pylist()
     assert models > 0 and set(snapshots["account_id"].to_pylist()) == {"acct-0001"}
     assert snapshots.num_rows == models
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--at", "2020-01-01T00:00:00"], "backfill"),
-    (["--at", "yesterday"], "not an ISO 8601"),
-    (["--account", "nobody"], "not in the configuration: nobody"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--at", "2020-01-01T00:00:00"], "backfill"),
+        (["--at", "yesterday"], "not an ISO 8601"),
+        (["--account", "nobody"], "not in the configuration: nobody"),
+    ],
+)
 def test_usage_errors_exit_2_with_a_message(sim, tmp_path, monkeypatch, capsys, extra, message) -> None:
     state, server = sim
     set_keys(monkeypatch, state)
@@ -109,6 +114,7 @@ def test_force_slot_records_a_far_slot(sim, tmp_path, monkeypatch, capsys) -> No
 
 def test_resolve_slot_window() -> None:
     from nugen_etl.config import parse_config
+
     cfg = parse_config({"accounts": [{"id": "a", "api_key_env": "K"}]}, base_dir=Path("."), environ={})
     now = datetime(2026, 5, 5, 10, 40, tzinfo=UTC)
     assert resolve_slot(None, cfg, force=False, now=now) == datetime(2026, 5, 5, 10, tzinfo=UTC)
@@ -163,8 +169,16 @@ def test_demo_runs_offline_and_reports(tmp_path, capsys) -> None:
     demo = tmp_path / "demo"
     assert main(["demo", "--dir", str(demo)]) == 0
     out = capsys.readouterr().out
-    for part in ("Per-account outcome", "auth_failed", "empty", "Top models by usage growth",
-                 "Accuracy trend", "Delta tables", "warehouse.duckdb", "delta_scan("):
+    for part in (
+        "Per-account outcome",
+        "auth_failed",
+        "empty",
+        "Top models by usage growth",
+        "Accuracy trend",
+        "Delta tables",
+        "warehouse.duckdb",
+        "delta_scan(",
+    ):
         assert part in out
     assert "read_parquet(" not in out, "a file glob over a Delta table also reads replaced files"
     command = lake_example_command(demo / "model_snapshots")
@@ -175,16 +189,14 @@ def test_demo_runs_offline_and_reports(tmp_path, capsys) -> None:
 
     # the printed command, run as a user would in the project's environment (no extension downloads)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    proc = subprocess.run(command, shell=True, env=env, capture_output=True, text=True, timeout=120,
-                          check=False)
+    proc = subprocess.run(command, shell=True, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
-    printed = [[cell.strip() for cell in line.strip("│").split("│")]
-               for line in proc.stdout.splitlines() if line.startswith("│")]
+    printed = [[cell.strip() for cell in line.strip("│").split("│")] for line in proc.stdout.splitlines() if line.startswith("│")]
     header, rows = printed[0], printed[2:]  # the second line holds the column types
     assert header == ["account_id", "model_key", "snapshot_at", "usage_count", "accuracy"]
-    newest = snapshots.sort_by([("snapshot_at", "descending"), ("account_id", "ascending"),
-                                ("model_key", "ascending")]).slice(0, 5).to_pylist()
+    newest = (
+        snapshots.sort_by([("snapshot_at", "descending"), ("account_id", "ascending"), ("model_key", "ascending")]).slice(0, 5).to_pylist()
+    )
     assert [(r[0], r[1]) for r in rows] == [(m["account_id"], m["model_key"]) for m in newest]
     # rows of one model key in one slot (a redeploy) may come in either order
-    assert sorted((r[0], r[1], int(r[3])) for r in rows) == sorted(
-        (m["account_id"], m["model_key"], m["usage_count"]) for m in newest)
+    assert sorted((r[0], r[1], int(r[3])) for r in rows) == sorted((m["account_id"], m["model_key"], m["usage_count"]) for m in newest)

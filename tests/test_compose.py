@@ -15,13 +15,24 @@ yaml = pytest.importorskip("yaml")
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE = REPO / "docker-compose.yml"
-AIRFLOW_SERVICES = {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-worker",
-                    "airflow-triggerer", "airflow-init"}
+AIRFLOW_SERVICES = {
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-worker",
+    "airflow-triggerer",
+    "airflow-init",
+}
 # Options owned by providers the official image ships (not in airflow-core's config.yml).
 PROVIDER_OPTIONS = {("celery", "broker_url"), ("celery", "result_backend")}
 # Set for the official image's entrypoint / init, not Airflow config.
-ENTRYPOINT_VARS = {"_AIRFLOW_DB_MIGRATE", "_AIRFLOW_WWW_USER_CREATE", "_AIRFLOW_WWW_USER_USERNAME",
-                   "_AIRFLOW_WWW_USER_PASSWORD", "DUMB_INIT_SETSID"}
+ENTRYPOINT_VARS = {
+    "_AIRFLOW_DB_MIGRATE",
+    "_AIRFLOW_WWW_USER_CREATE",
+    "_AIRFLOW_WWW_USER_USERNAME",
+    "_AIRFLOW_WWW_USER_PASSWORD",
+    "DUMB_INIT_SETSID",
+}
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +63,7 @@ def test_compose_follows_the_official_airflow_pattern(compose: dict) -> None:
 def test_every_service_has_an_image_or_build_and_a_healthcheck(compose: dict) -> None:
     for name, service in services(compose).items():
         assert service.get("image") or service.get("build"), name
-        if name != "airflow-init":                      # a one-shot job: others wait for its completion
+        if name != "airflow-init":  # a one-shot job: others wait for its completion
             test = service.get("healthcheck", {}).get("test")
             assert test and test != ["NONE"], f"{name} has no health check"
     for name, service in services(compose).items():
@@ -90,8 +101,7 @@ def test_every_mounted_or_built_file_exists(compose: dict) -> None:
 
 def airflow_config_options() -> set[tuple[str, str]]:
     spec = Path(__import__("airflow").__file__).parent / "config_templates" / "config.yml"
-    return {(section, option) for section, body in yaml.safe_load(spec.read_text()).items()
-            for option in (body.get("options") or {})}
+    return {(section, option) for section, body in yaml.safe_load(spec.read_text()).items() for option in (body.get("options") or {})}
 
 
 def test_the_environment_it_sets_is_what_airflow_and_the_package_read(compose: dict) -> None:
@@ -104,13 +114,13 @@ def test_the_environment_it_sets_is_what_airflow_and_the_package_read(compose: d
         for var in service.get("environment") or {}:
             seen.add(var)
             if var.startswith("AIRFLOW__"):
-                section, option = var[len("AIRFLOW__"):].lower().split("__", 1)
+                section, option = var[len("AIRFLOW__") :].lower().split("__", 1)
                 assert (section, option) in known, f"{name}: {var} is not an Airflow option"
             elif var.startswith("AIRFLOW_CONN_"):
-                conn_id = var[len("AIRFLOW_CONN_"):].lower()
+                conn_id = var[len("AIRFLOW_CONN_") :].lower()
                 assert conn_id in (WAREHOUSE_CONNECTION, DEFAULT_CONNECTION) or conn_id.startswith("nugen_"), var
             elif var.startswith("AIRFLOW_VAR_"):
-                assert var[len("AIRFLOW_VAR_"):].lower() == ACCOUNTS_VARIABLE, var
+                assert var[len("AIRFLOW_VAR_") :].lower() == ACCOUNTS_VARIABLE, var
             elif var.startswith("NUGEN_"):
                 assert var in ALL_ENV, f"{name}: {var} is read by neither the DAGs nor nugen_etl.airflow"
             else:

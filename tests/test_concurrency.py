@@ -30,9 +30,13 @@ SLOTS = [T0 + timedelta(hours=h) for h in range(3)]
 
 
 def write_config(folder: Path, base_url: str, state: SimulatorState, warehouse_url: str) -> Path:
-    return write_toml_config(folder, base_url, state.account_ids,
-                             api={"max_concurrency": 2, "max_attempts": 2, "retry_base_delay_s": 0.01},
-                             warehouse={"url": warehouse_url, "batch_accounts": 2})
+    return write_toml_config(
+        folder,
+        base_url,
+        state.account_ids,
+        api={"max_concurrency": 2, "max_attempts": 2, "retry_base_delay_s": 0.01},
+        warehouse={"url": warehouse_url, "batch_accounts": 2},
+    )
 
 
 @pytest.fixture
@@ -51,8 +55,9 @@ def setup_world(request, engine: str, folder: Path, sim) -> tuple:
 
 def cli(path: Path, state: SimulatorState, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
     env = {**os.environ, **environ_for(state), **(extra_env or {})}
-    return subprocess.Popen([sys.executable, str(HARNESS), *args, "--config", str(path)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(HARNESS), *args, "--config", str(path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def finish(proc: subprocess.Popen) -> tuple[int, str, str]:
@@ -64,7 +69,7 @@ def assert_one_copy_each(config) -> None:
     with open_configured_warehouse(config) as wh:
         for spec in schemas.ALL_TABLES:
             pk = ", ".join(spec.primary_key)
-            (total, distinct), = wh.fetch_all(f"select count(*), count(distinct ({pk})) from nugen.{spec.name}")
+            ((total, distinct),) = wh.fetch_all(f"select count(*), count(distinct ({pk})) from nugen.{spec.name}")
             assert total == distinct, spec.name
 
 
@@ -140,7 +145,7 @@ def test_duckdb_second_writer_waits_then_proceeds(sim, request, tmp_path) -> Non
     path, config = setup_world(request, "duckdb", tmp_path, sim)
     state.set_time(SLOTS[0] + FETCH_OFFSET)
     db_file = config.warehouse.url.removeprefix("duckdb:///")
-    holder = duckdb.connect(db_file)          # another process's writer, as far as the CLI can tell
+    holder = duckdb.connect(db_file)  # another process's writer, as far as the CLI can tell
     release = threading.Timer(1.0, holder.close)
     release.start()
     try:
@@ -174,8 +179,9 @@ def test_a_run_against_a_held_duckdb_file_archives_and_exits_3(sim, request, tmp
     state.set_time(SLOTS[0] + FETCH_OFFSET)
     holder = duckdb.connect(config.warehouse.url.removeprefix("duckdb:///"))
     try:
-        code, out, err = finish(cli(path, state, "run", "--at", SLOTS[0].isoformat(), "--force-slot",
-                                    extra_env={"NUGEN_TEST_DUCKDB_BUSY_S": "1"}))
+        code, out, err = finish(
+            cli(path, state, "run", "--at", SLOTS[0].isoformat(), "--force-slot", extra_env={"NUGEN_TEST_DUCKDB_BUSY_S": "1"})
+        )
     finally:
         holder.close()
     assert code == 3, err

@@ -58,14 +58,18 @@ def test_defaults(tmp_path: Path) -> None:
     assert cfg.warehouse.batch_accounts == 100
 
 
-@pytest.mark.parametrize("line, expected", [
-    ('duckdb_memory_limit = "2GiB"', "2GiB"), ('duckdb_memory_limit = "512 MB"', "512 MB"),
-    ('duckdb_memory_limit = "none"', None), ('duckdb_memory_limit = "Auto"', "auto"),
-    ('url = "postgresql://etl@db:5432/nugen"', None),
-])
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ('duckdb_memory_limit = "2GiB"', "2GiB"),
+        ('duckdb_memory_limit = "512 MB"', "512 MB"),
+        ('duckdb_memory_limit = "none"', None),
+        ('duckdb_memory_limit = "Auto"', "auto"),
+        ('url = "postgresql://etl@db:5432/nugen"', None),
+    ],
+)
 def test_duckdb_memory_limit(tmp_path: Path, line: str, expected: str | None) -> None:
-    cfg = load_config(write(tmp_path, f'[warehouse]\n{line}\n[[accounts]]\nid = "a"\napi_key_env = "K"\n'),
-                      environ={"K": "x"})
+    cfg = load_config(write(tmp_path, f'[warehouse]\n{line}\n[[accounts]]\nid = "a"\napi_key_env = "K"\n'), environ={"K": "x"})
     assert cfg.warehouse.duckdb_memory_limit == expected
 
 
@@ -82,21 +86,28 @@ def test_bad_account_ids_are_rejected_naming_the_field(tmp_path: Path, bad_id: o
         load_config(write(tmp_path, f'[[accounts]]\nid = {value}\napi_key_env = "K"\n'), environ={"K": "x"})
 
 
-@pytest.mark.parametrize("text, message", [
-    ('[[accounts]]\nid = "a"\napi_key_env = "K"\n[[accounts]]\nid = "a"\napi_key_env = "K"\n', "duplicate account id 'a'"),
-    ('[warehouse]\nurl = "mysql://x/y"\n[[accounts]]\nid = "a"\napi_key_env = "K"\n', "unknown scheme 'mysql'"),
-    ('[[accounts]]\nid = "a"\napi_key = "sk-123"\n', "keys never sit in the file"),
-    ('[api]\nmax_concurrency = 0\n[[accounts]]\nid = "a"\napi_key_env = "K"\n', "api.max_concurrency"),
-    ('[api]\nbase_url = "ftp://x"\n[[accounts]]\nid = "a"\napi_key_env = "K"\n', "api.base_url"),
-    ('[schedule]\ngranularity = "7h"\n[[accounts]]\nid = "a"\napi_key_env = "K"\n', "schedule.granularity"),
-    ('[warehouse]\npassword_env = "NOPE"\n[[accounts]]\nid = "a"\napi_key_env = "K"\n', "NOPE is not set"),
-    ('[warehouse]\nduckdb_memory_limit = "lots"\n[[accounts]]\nid = "a"\napi_key_env = "K"\n',
-     "duckdb_memory_limit: expected \"auto\", a size"),
-    ('[warehouse]\nurl = "postgresql://u@h/db"\nduckdb_memory_limit = "1GB"\n[[accounts]]\nid = "a"\n'
-     'api_key_env = "K"\n', "only applies to a duckdb"),
-    ("", "at least one"),
-    ("this is = = not toml", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('[[accounts]]\nid = "a"\napi_key_env = "K"\n[[accounts]]\nid = "a"\napi_key_env = "K"\n', "duplicate account id 'a'"),
+        ('[warehouse]\nurl = "mysql://x/y"\n[[accounts]]\nid = "a"\napi_key_env = "K"\n', "unknown scheme 'mysql'"),
+        ('[[accounts]]\nid = "a"\napi_key = "sk-123"\n', "keys never sit in the file"),
+        ('[api]\nmax_concurrency = 0\n[[accounts]]\nid = "a"\napi_key_env = "K"\n', "api.max_concurrency"),
+        ('[api]\nbase_url = "ftp://x"\n[[accounts]]\nid = "a"\napi_key_env = "K"\n', "api.base_url"),
+        ('[schedule]\ngranularity = "7h"\n[[accounts]]\nid = "a"\napi_key_env = "K"\n', "schedule.granularity"),
+        ('[warehouse]\npassword_env = "NOPE"\n[[accounts]]\nid = "a"\napi_key_env = "K"\n', "NOPE is not set"),
+        (
+            '[warehouse]\nduckdb_memory_limit = "lots"\n[[accounts]]\nid = "a"\napi_key_env = "K"\n',
+            'duckdb_memory_limit: expected "auto", a size',
+        ),
+        (
+            '[warehouse]\nurl = "postgresql://u@h/db"\nduckdb_memory_limit = "1GB"\n[[accounts]]\nid = "a"\napi_key_env = "K"\n',
+            "only applies to a duckdb",
+        ),
+        ("", "at least one"),
+        ("this is = = not toml", "not valid TOML"),
+    ],
+)
 def test_config_errors_name_the_problem(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(write(tmp_path, text), environ={"K": "x"})

@@ -46,30 +46,42 @@ from .state_helpers import config_dump
 
 HARNESS = Path(__file__).with_name("crash_harness.py")
 SLOT = T0 + timedelta(hours=2)
-OLD_TIME = SLOT + timedelta(minutes=3)              # the slot's first run sees this answer...
-NEW_TIME = SLOT + timedelta(hours=1, minutes=3)     # ...its rerun this one (usage has grown)
-TABLES = [spec.name for spec in LAKE_TABLES]        # a batch commits the first two at once, then the third
-BATCH = 2                                           # warehouse.batch_accounts
+OLD_TIME = SLOT + timedelta(minutes=3)  # the slot's first run sees this answer...
+NEW_TIME = SLOT + timedelta(hours=1, minutes=3)  # ...its rerun this one (usage has grown)
+TABLES = [spec.name for spec in LAKE_TABLES]  # a batch commits the first two at once, then the third
+BATCH = 2  # warehouse.batch_accounts
 
 # 4 accounts fetched one at a time (the last one has no models): 4 raw files; 2 batches of 2
 # accounts, each 3 Delta commits (model_snapshots, model_metrics, account_runs) then a load
 # transaction (the slot statements, then the rollup upkeep from statement 9 on). Kill points spread
 # over all of them.
 FILE_POINTS = ["raw-partial:1", "raw-before-rename:2", "raw-after-rename:3"]
-LAKE_POINTS = ["lake-before-commit:1", "lake-files-written:1", "lake-after-commit:1",
-               "lake-after-commit:3", "lake-files-written:4", "lake-after-commit:5"]
-WAREHOUSE_POINTS = ["warehouse-0:1", "warehouse-3:1", "warehouse-8:1", "warehouse-4:2", "warehouse-8:2",
-                    "warehouse-20:2"]
-POINTS = {"duckdb": FILE_POINTS + LAKE_POINTS + WAREHOUSE_POINTS,
-          # the file and lake points do not depend on the engine; two of them prove the warehouse
-          # side holds when the process dies around the lake
-          "postgresql": ["raw-after-rename:3", "lake-after-commit:3"] + WAREHOUSE_POINTS}
+LAKE_POINTS = [
+    "lake-before-commit:1",
+    "lake-files-written:1",
+    "lake-after-commit:1",
+    "lake-after-commit:3",
+    "lake-files-written:4",
+    "lake-after-commit:5",
+]
+WAREHOUSE_POINTS = ["warehouse-0:1", "warehouse-3:1", "warehouse-8:1", "warehouse-4:2", "warehouse-8:2", "warehouse-20:2"]
+POINTS = {
+    "duckdb": FILE_POINTS + LAKE_POINTS + WAREHOUSE_POINTS,
+    # the file and lake points do not depend on the engine; two of them prove the warehouse
+    # side holds when the process dies around the lake
+    "postgresql": ["raw-after-rename:3", "lake-after-commit:3"] + WAREHOUSE_POINTS,
+}
 
 
 def write_config(folder: Path, base_url: str, state: SimulatorState, warehouse_url: str) -> Path:
-    return write_toml_config(folder, base_url, state.account_ids, api={"max_concurrency": 1, "max_attempts": 1},
-                             storage={"root": str(folder / "data"), "fsync": True},
-                             warehouse={"url": warehouse_url, "batch_accounts": BATCH})
+    return write_toml_config(
+        folder,
+        base_url,
+        state.account_ids,
+        api={"max_concurrency": 1, "max_attempts": 1},
+        storage={"root": str(folder / "data"), "fsync": True},
+        warehouse={"url": warehouse_url, "batch_accounts": BATCH},
+    )
 
 
 def warehouse_state(config: Config, accounts: list[str]) -> dict[str, dict[str, list[tuple]]]:
@@ -106,8 +118,7 @@ def uncommitted_files(root: Path) -> dict[str, set[str]]:
     out = {}
     for name in TABLES:
         folder = root / name
-        added = {unquote(action["add"]["path"]) for actions in log_entries(folder).values()
-                 for action in actions if "add" in action}
+        added = {unquote(action["add"]["path"]) for actions in log_entries(folder).values() for action in actions if "add" in action}
         on_disk = {str(p.relative_to(folder)) for p in folder.rglob("*.parquet") if "_delta_log" not in p.parts}
         out[name] = on_disk - added
     return out
@@ -169,11 +180,13 @@ def references(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     env = environ_for(state)
     built: dict[str, dict[str, Any]] = {}
     with serve(state) as server:
+
         def get(engine: str) -> dict[str, Any]:
             if engine not in built:
                 folder = tmp_path_factory.mktemp(f"reference-{engine}")
-                config = load_config(write_config(folder, server.base_url, state,
-                                                  fresh_warehouse_url(request, engine, folder)), environ=env)
+                config = load_config(
+                    write_config(folder, server.base_url, state, fresh_warehouse_url(request, engine, folder)), environ=env
+                )
                 accounts = list(state.account_ids)
                 state.set_time(OLD_TIME)
                 run_snapshot(config, snapshot_at=SLOT)
@@ -187,25 +200,25 @@ def references(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
                     for name in TABLES[:2]:
                         assert old[1][account][name] != new[1][account][name], (account, name)
                 assert old[0] != new[0]
-                built[engine] = {"state": state, "server": server, "env": env, "old": old, "new": new,
-                                 "accounts": accounts}
+                built[engine] = {"state": state, "server": server, "env": env, "old": old, "new": new, "accounts": accounts}
             return built[engine]
 
         yield get
 
 
 def trial_points() -> list[Any]:
-    return [pytest.param(param.values[0], point, id=f"{param.values[0]}-{point}", marks=param.marks)
-            for param in ENGINES for point in POINTS[param.values[0]]]
+    return [
+        pytest.param(param.values[0], point, id=f"{param.values[0]}-{point}", marks=param.marks)
+        for param in ENGINES
+        for point in POINTS[param.values[0]]
+    ]
 
 
 @pytest.mark.parametrize("engine, point", trial_points())
-def test_sigkill_then_rerun_converges(references, engine: str, point: str, request: pytest.FixtureRequest,
-                                      tmp_path: Path) -> None:
+def test_sigkill_then_rerun_converges(references, engine: str, point: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     reference = references(engine)
     state, env, accounts = reference["state"], reference["env"], reference["accounts"]
-    path = write_config(tmp_path, reference["server"].base_url, state,
-                        fresh_warehouse_url(request, engine, tmp_path))
+    path = write_config(tmp_path, reference["server"].base_url, state, fresh_warehouse_url(request, engine, tmp_path))
     config = load_config(path, environ=env)
     root = config.storage_root
     state.set_time(OLD_TIME)
@@ -218,9 +231,12 @@ def test_sigkill_then_rerun_converges(references, engine: str, point: str, reque
 
     state.set_time(NEW_TIME)
     proc = subprocess.run(
-        [sys.executable, str(HARNESS), "run", "--config", str(path), "--at", SLOT.isoformat(), "--force-slot",
-         "--quiet"],
-        env={**os.environ, **env, "NUGEN_TEST_CRASH_AT": point}, capture_output=True, text=True, timeout=60)
+        [sys.executable, str(HARNESS), "run", "--config", str(path), "--at", SLOT.isoformat(), "--force-slot", "--quiet"],
+        env={**os.environ, **env, "NUGEN_TEST_CRASH_AT": point},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == -signal.SIGKILL, f"the kill point was never reached: {proc.stderr}"
 
     assert_readable(root)

@@ -40,8 +40,7 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     root = tmp_path_factory.mktemp("e2e")
     state = SimulatorState(seed=11, accounts=4, models=5, start=T0)
     with serve(state, host="127.0.0.1", port=0) as server:
-        config = make_config(root, server.base_url, state,
-                             warehouse_url=fresh_warehouse_url(request, request.param, root))
+        config = make_config(root, server.base_url, state, warehouse_url=fresh_warehouse_url(request, request.param, root))
         summaries = []
         for n, slot in enumerate(SLOTS):
             if n == len(SLOTS) - 1:
@@ -54,19 +53,24 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 def views(config) -> dict[str, list[tuple]]:
     with open_configured_warehouse(config) as wh:
         return {
-            "usage": wh.fetch_all("select account_id, model_key, day, usage_count, usage_delta "
-                                  "from nugen.model_usage_daily order by 1, 2, 3"),
-            "accuracy": wh.fetch_all("select account_id, model_key, day, accuracy from nugen.model_accuracy_daily "
-                                     "order by 1, 2, 3"),
-            "latest": wh.fetch_all("select account_id, model_key, model_id, first_seen_at, last_seen_at, is_present "
-                                   "from nugen.models_latest order by 1, 2"),
-            "status": wh.fetch_all("select account_id, model_key, changed_at, from_status, to_status, "
-                                   "from_deployment_status, to_deployment_status from nugen.model_status_changes "
-                                   "order by 1, 2, 3"),
-            "health": wh.fetch_all("select account_id, last_success_at, last_outcome, consecutive_failures "
-                                   "from nugen.account_health order by 1"),
-            "runs": wh.fetch_all("select account_id, snapshot_at, outcome, http_status, model_count, attempts "
-                                 "from nugen.account_runs order by 1, 2"),
+            "usage": wh.fetch_all(
+                "select account_id, model_key, day, usage_count, usage_delta from nugen.model_usage_daily order by 1, 2, 3"
+            ),
+            "accuracy": wh.fetch_all("select account_id, model_key, day, accuracy from nugen.model_accuracy_daily order by 1, 2, 3"),
+            "latest": wh.fetch_all(
+                "select account_id, model_key, model_id, first_seen_at, last_seen_at, is_present from nugen.models_latest order by 1, 2"
+            ),
+            "status": wh.fetch_all(
+                "select account_id, model_key, changed_at, from_status, to_status, "
+                "from_deployment_status, to_deployment_status from nugen.model_status_changes "
+                "order by 1, 2, 3"
+            ),
+            "health": wh.fetch_all(
+                "select account_id, last_success_at, last_outcome, consecutive_failures from nugen.account_health order by 1"
+            ),
+            "runs": wh.fetch_all(
+                "select account_id, snapshot_at, outcome, http_status, model_count, attempts from nugen.account_runs order by 1, 2"
+            ),
         }
 
 
@@ -150,18 +154,20 @@ def test_lake_is_readable_by_duckdb_and_pyarrow(world) -> None:
     db = duckdb.connect()
     db.register("snapshots", snapshots)
     db.register("metrics", DeltaTable(str(root / "model_metrics")).to_pyarrow_dataset())
-    (count, accounts, days), = db.sql(
-        "select count(*), count(distinct account_id), count(distinct snapshot_date) from snapshots").fetchall()
+    ((count, accounts, days),) = db.sql(
+        "select count(*), count(distinct account_id), count(distinct snapshot_date) from snapshots"
+    ).fetchall()
     with_models = [a for a in state.account_ids if a != state.empty_account_id]
     assert (count, accounts, days) == (expected_rows, len(with_models), len({s.date() for s in SLOTS}))
     table = snapshots.to_table()
     assert table.num_rows == expected_rows
     assert set(table.column("snapshot_date").to_pylist()) == {s.date() for s in SLOTS}
     first = state.models_at("acct-0001", SLOTS[0] + FETCH_OFFSET)[0]
-    row = db.execute("select usage_count, accuracy from snapshots where model_id = ? and snapshot_at = ?",
-                     [first["id"], SLOTS[0]]).fetchall()
+    row = db.execute(
+        "select usage_count, accuracy from snapshots where model_id = ? and snapshot_at = ?", [first["id"], SLOTS[0]]
+    ).fetchall()
     assert row == [(first["usage_count"], pytest.approx(canonical_accuracy(first)))]
-    (metric_rows, metric_accounts), = db.sql("select count(*), count(distinct account_id) from metrics").fetchall()
+    ((metric_rows, metric_accounts),) = db.sql("select count(*), count(distinct account_id) from metrics").fetchall()
     assert metric_rows > 0 and metric_accounts == len(with_models)
     runs = DeltaTable(str(root / "account_runs")).to_pyarrow_table()
     assert runs.num_rows == len(SLOTS) * (len(state.account_ids) + 1)
@@ -181,28 +187,27 @@ def test_rerunning_a_slot_changes_nothing(world) -> None:
     assert views(config) == before_views
     assert lake_dump(root) == before_lake
     with open_configured_warehouse(config) as wh:
-        (dupes,), = wh.fetch_all("select count(*) - count(distinct (account_id, model_id, snapshot_at)) "
-                                 "from nugen.model_snapshots")
+        ((dupes,),) = wh.fetch_all("select count(*) - count(distinct (account_id, model_id, snapshot_at)) from nugen.model_snapshots")
     assert dupes == 0
     # the reruns were real commits, each one naming the slot, the command and the version
     commits = lake_commits_since(root, "model_snapshots", before_version)
     assert len(commits) >= 2
     for commit in commits:
         assert commit["operation"] == "WRITE"
-        assert (commit["nugen.slot"], commit["nugen.command"], commit["nugen.version"]) == (
-            slot.isoformat(), "run", __version__)
+        assert (commit["nugen.slot"], commit["nugen.command"], commit["nugen.version"]) == (slot.isoformat(), "run", __version__)
         assert commit["nugen.run_id"]
     assert len({c["nugen.run_id"] for c in commits}) == 2, "one run id per run"
     # why the README warns against a file glob: the replaced files are still on disk until vacuum
     glob = f"{root}/model_snapshots/**/*.parquet"
-    (globbed,), = duckdb.sql(f"select count(*) from read_parquet('{glob}')").fetchall()
+    ((globbed,),) = duckdb.sql(f"select count(*) from read_parquet('{glob}')").fetchall()
     assert globbed > len(before_lake["model_snapshots"])
 
 
 def test_backfill_into_an_empty_warehouse_reproduces_the_views(world, request, tmp_path: Path) -> None:
     config, state, root = world["config"], world["state"], world["root"]
-    fresh = make_config(root, world["server"].base_url, state,
-                        warehouse_url=fresh_warehouse_url(request, world["config"].warehouse.engine, tmp_path))
+    fresh = make_config(
+        root, world["server"].base_url, state, warehouse_url=fresh_warehouse_url(request, world["config"].warehouse.engine, tmp_path)
+    )
     before_lake, before_version = lake_dump(root), lake_version(root, "model_snapshots")
     requests = state.request_count()
     summary = backfill(fresh, first=date(2026, 3, 1), last=date(2026, 3, 2))
@@ -217,6 +222,6 @@ def test_backfill_into_an_empty_warehouse_reproduces_the_views(world, request, t
     days = sorted({s.date() for s in SLOTS})
     commits = lake_commits_since(root, "model_snapshots", before_version)
     assert [c["nugen.slots"] for c in commits] == [
-        f"{min(s for s in SLOTS if s.date() == d).isoformat()}..{max(s for s in SLOTS if s.date() == d).isoformat()}"
-        for d in days]
+        f"{min(s for s in SLOTS if s.date() == d).isoformat()}..{max(s for s in SLOTS if s.date() == d).isoformat()}" for d in days
+    ]
     assert {c["nugen.command"] for c in commits} == {"backfill"}

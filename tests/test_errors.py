@@ -17,8 +17,7 @@ OPTIONAL = {"nugen_etl.airflow.tasks": "airflow"}
 def _exceptions() -> dict[str, type[BaseException]]:
     found: dict[str, type[BaseException]] = {}
     for info in pkgutil.walk_packages(nugen_etl.__path__, "nugen_etl."):
-        if info.name.endswith("__main__") or (
-                info.name in OPTIONAL and importlib.util.find_spec(OPTIONAL[info.name]) is None):
+        if info.name.endswith("__main__") or (info.name in OPTIONAL and importlib.util.find_spec(OPTIONAL[info.name]) is None):
             continue
         module = importlib.import_module(info.name)
         for name, obj in inspect.getmembers(module, inspect.isclass):

@@ -35,20 +35,19 @@ from .e2e_helpers import FETCH_OFFSET, REJECTED, T0, environ_for, key_env
 
 FAULTY, HEALTHY = "acct-0001", "acct-0002"
 MAX_ATTEMPTS = 3
-API = {"timeout_s": 2, "max_concurrency": 4, "max_attempts": MAX_ATTEMPTS, "retry_base_delay_s": 0.01,
-       "deadline_s": 10}
+API = {"timeout_s": 2, "max_concurrency": 4, "max_attempts": MAX_ATTEMPTS, "retry_base_delay_s": 0.01, "deadline_s": 10}
 
 
 @dataclass(frozen=True)
 class Case:
     name: str
-    faults: Callable[[], list[Fault]]        # built when the case runs (HTTP dates need "now")
+    faults: Callable[[], list[Fault]]  # built when the case runs (HTTP dates need "now")
     outcome: str
     attempts: int
     status: int | None
-    error: str | None = None                 # a substring of account_runs.error
+    error: str | None = None  # a substring of account_runs.error
     api: dict[str, Any] = field(default_factory=dict)
-    refused: bool = False                    # acct-0001 points at a port nobody listens on
+    refused: bool = False  # acct-0001 points at a port nobody listens on
 
 
 def _http_date_now() -> str:
@@ -63,59 +62,84 @@ STALL = {"timeout_s": 0.5}
 CASES = [
     Case("429 Retry-After 0 s then 200", lambda: [Fault.status(429, retry_after="0")], "ok", 2, 200),
     Case("429 Retry-After 1 s then 200", lambda: [Fault.status(429, retry_after="1")], "ok", 2, 200),
-    Case("429 Retry-After HTTP-date then 200", lambda: [Fault.status(429, retry_after=_http_date_now())],
-         "ok", 2, 200),
+    Case("429 Retry-After HTTP-date then 200", lambda: [Fault.status(429, retry_after=_http_date_now())], "ok", 2, 200),
     Case("429 without Retry-After then 200", lambda: [Fault.status(429)], "ok", 2, 200),
-    Case("429 on every attempt", _times(Fault.status(429, retry_after="0"), MAX_ATTEMPTS), "failed",
-         MAX_ATTEMPTS, 429, f"HTTP 429 after {MAX_ATTEMPTS} attempts"),
-    *[Case(f"{code} then 200", lambda code=code: [Fault.status(code)], "ok", 2, 200)
-      for code in (500, 502, 503, 504)],
+    Case(
+        "429 on every attempt",
+        _times(Fault.status(429, retry_after="0"), MAX_ATTEMPTS),
+        "failed",
+        MAX_ATTEMPTS,
+        429,
+        f"HTTP 429 after {MAX_ATTEMPTS} attempts",
+    ),
+    *[Case(f"{code} then 200", lambda code=code: [Fault.status(code)], "ok", 2, 200) for code in (500, 502, 503, 504)],
     Case("503 twice then 200", _times(Fault.status(503), 2), "ok", 3, 200),
-    Case("permanent 503", _times(Fault.status(503), MAX_ATTEMPTS), "failed", MAX_ATTEMPTS, 503,
-         f"HTTP 503 after {MAX_ATTEMPTS} attempts"),
+    Case("permanent 503", _times(Fault.status(503), MAX_ATTEMPTS), "failed", MAX_ATTEMPTS, 503, f"HTTP 503 after {MAX_ATTEMPTS} attempts"),
     Case("connection refused", lambda: [], "failed", MAX_ATTEMPTS, None, "ConnectError", refused=True),
     Case("read timeout mid-body then 200", lambda: [Fault.stall(1.5)], "ok", 2, 200, api=STALL),
-    Case("read timeout mid-body on every attempt", _times(Fault.stall(1.5), MAX_ATTEMPTS), "failed",
-         MAX_ATTEMPTS, None, "ReadTimeout", api=STALL),
+    Case(
+        "read timeout mid-body on every attempt",
+        _times(Fault.stall(1.5), MAX_ATTEMPTS),
+        "failed",
+        MAX_ATTEMPTS,
+        None,
+        "ReadTimeout",
+        api=STALL,
+    ),
     Case("connection reset then 200", lambda: [Fault.reset()], "ok", 2, 200),
-    Case("connection reset on every attempt", _times(Fault.reset(), MAX_ATTEMPTS), "failed", MAX_ATTEMPTS,
-         None, "transport error"),
+    Case("connection reset on every attempt", _times(Fault.reset(), MAX_ATTEMPTS), "failed", MAX_ATTEMPTS, None, "transport error"),
     Case("truncated body then 200", lambda: [Fault.truncated()], "ok", 2, 200),
-    Case("truncated body on every attempt", _times(Fault.truncated(), MAX_ATTEMPTS), "failed", MAX_ATTEMPTS,
-         None, "transport error"),
+    Case("truncated body on every attempt", _times(Fault.truncated(), MAX_ATTEMPTS), "failed", MAX_ATTEMPTS, None, "transport error"),
     Case("non-JSON 200 (cut-off JSON)", lambda: [Fault.malformed()], "failed", 1, 200, "malformed JSON"),
-    Case("non-JSON 200 (HTML)", lambda: [Fault.body(b"<html><body>maintenance</body></html>",
-                                                    content_type="text/html")],
-         "failed", 1, 200, "malformed JSON"),
-    Case("200 JSON list, not an object", lambda: [Fault.body(b'[{"id": "m"}]')], "failed", 1, 200,
-         "body is JSON list"),
+    Case(
+        "non-JSON 200 (HTML)",
+        lambda: [Fault.body(b"<html><body>maintenance</body></html>", content_type="text/html")],
+        "failed",
+        1,
+        200,
+        "malformed JSON",
+    ),
+    Case("200 JSON list, not an object", lambda: [Fault.body(b'[{"id": "m"}]')], "failed", 1, 200, "body is JSON list"),
     Case("200 JSON string, not an object", lambda: [Fault.body(b'"ok"')], "failed", 1, 200, "body is JSON str"),
-    Case("domain_aligned_models missing", lambda: [Fault.body(b'{"models": []}')], "failed", 1, 200,
-         "domain_aligned_models is missing"),
-    Case("domain_aligned_models an object", lambda: [Fault.body(b'{"domain_aligned_models": {"id": "m"}}')],
-         "failed", 1, 200, "not a list"),
-    Case("domain_aligned_models null", lambda: [Fault.body(b'{"domain_aligned_models": null}')],
-         "failed", 1, 200, "not a list"),
+    Case("domain_aligned_models missing", lambda: [Fault.body(b'{"models": []}')], "failed", 1, 200, "domain_aligned_models is missing"),
+    Case(
+        "domain_aligned_models an object", lambda: [Fault.body(b'{"domain_aligned_models": {"id": "m"}}')], "failed", 1, 200, "not a list"
+    ),
+    Case("domain_aligned_models null", lambda: [Fault.body(b'{"domain_aligned_models": null}')], "failed", 1, 200, "not a list"),
     Case("200 empty list", lambda: [Fault.body(b'{"domain_aligned_models": []}')], "empty", 1, 200),
     Case("401", lambda: [Fault.status(401)], "auth_failed", 1, 401, "Invalid API key"),
     Case("403", lambda: [Fault.status(403)], "auth_failed", 1, 403, "Not authenticated"),
-    Case("404 No aligned models found", lambda: [Fault.status(404, body=detail_body("No aligned models found"))],
-         "empty", 1, 404),
-    Case("404 with an HTML body", lambda: [Fault.status(404, body=b"<html><h1>404 Not Found</h1></html>")],
-         "failed", 1, 404, "not the 'no models' answer"),
+    Case("404 No aligned models found", lambda: [Fault.status(404, body=detail_body("No aligned models found"))], "empty", 1, 404),
+    Case(
+        "404 with an HTML body",
+        lambda: [Fault.status(404, body=b"<html><h1>404 Not Found</h1></html>")],
+        "failed",
+        1,
+        404,
+        "not the 'no models' answer",
+    ),
     Case("404 other JSON detail", lambda: [Fault.status(404)], "failed", 1, 404, "Not Found"),
     Case("400", lambda: [Fault.status(400)], "failed", 1, 400, "Bad request"),
     Case("422 with its detail list", lambda: [Fault.status(422)], "failed", 1, 422, "field required"),
-    Case("200 slower than the per-account deadline", lambda: [Fault.slow(2.5)], "failed", 1, None,
-         "deadline of 1s exhausted", api={"deadline_s": 1.0, "timeout_s": 5}),
+    Case(
+        "200 slower than the per-account deadline",
+        lambda: [Fault.slow(2.5)],
+        "failed",
+        1,
+        None,
+        "deadline of 1s exhausted",
+        api={"deadline_s": 1.0, "timeout_s": 5},
+    ),
 ]
 
 
 def test_matrix_size(capsys: pytest.CaptureFixture[str]) -> None:
     n_engines = len(ENGINES)
     with capsys.disabled():
-        print(f"\nfault matrix: {len(CASES)} upstream behaviours x {n_engines} warehouse engines = "
-              f"{len(CASES) * n_engines} runs, each also checking 3 unaffected accounts")
+        print(
+            f"\nfault matrix: {len(CASES)} upstream behaviours x {n_engines} warehouse engines = "
+            f"{len(CASES) * n_engines} runs, each also checking 3 unaffected accounts"
+        )
     assert len({c.name for c in CASES}) == len(CASES) >= 30
 
 
@@ -125,15 +149,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def make_config(root: Path, base_url: str, state: SimulatorState, warehouse_url: str, *,
-                api: dict[str, Any], refused: bool) -> Config:
+def make_config(root: Path, base_url: str, state: SimulatorState, warehouse_url: str, *, api: dict[str, Any], refused: bool) -> Config:
     accounts = [{"id": a, "api_key_env": key_env(a)} for a in [*state.account_ids, REJECTED]]
     if refused:
         accounts[0]["base_url"] = f"http://127.0.0.1:{_free_port()}"
-    data = {"api": {"base_url": base_url, **API, **api},
-            "storage": {"root": str(root), "fsync": False},
-            "warehouse": {"url": warehouse_url, "batch_accounts": 2},
-            "accounts": accounts}
+    data = {
+        "api": {"base_url": base_url, **API, **api},
+        "storage": {"root": str(root), "fsync": False},
+        "warehouse": {"url": warehouse_url, "batch_accounts": 2},
+        "accounts": accounts,
+    }
     return parse_config(data, base_dir=root, environ=environ_for(state))
 
 
@@ -151,19 +176,20 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 def test_fault_ends_in_its_documented_outcome_and_spares_the_others(world, case: Case) -> None:
     state, wh, root = world["state"], world["warehouse"], world["root"]
     slot = T0 + timedelta(hours=CASES.index(case))
-    config = make_config(root, world["server"].base_url, state, world["url"], api=case.api,
-                         refused=case.refused)
+    config = make_config(root, world["server"].base_url, state, world["url"], api=case.api, refused=case.refused)
     state.set_time(slot + FETCH_OFFSET)
     state.reset_counts()
     state.inject(FAULTY, case.faults())
 
     summary = run_snapshot(config, snapshot_at=slot, warehouse=wh)
 
-    runs = {r[0]: r[1:] for r in wh.fetch_all(
-        "select account_id, outcome, http_status, model_count, attempts, error from nugen.account_runs "
-        "where snapshot_at = ?", [slot])}
-    rows = dict(wh.fetch_all("select account_id, count(*) from nugen.model_snapshots where snapshot_at = ? "
-                             "group by account_id", [slot]))
+    runs = {
+        r[0]: r[1:]
+        for r in wh.fetch_all(
+            "select account_id, outcome, http_status, model_count, attempts, error from nugen.account_runs where snapshot_at = ?", [slot]
+        )
+    }
+    rows = dict(wh.fetch_all("select account_id, count(*) from nugen.model_snapshots where snapshot_at = ? group by account_id", [slot]))
     outcome, status, count, attempts, error = runs[FAULTY]
     assert (outcome, status, attempts) == (case.outcome, case.status, case.attempts), error
     assert state.pending_faults(FAULTY) == 0, "every scripted fault was consumed"
@@ -176,13 +202,15 @@ def test_fault_ends_in_its_documented_outcome_and_spares_the_others(world, case:
     assert (count, rows.get(FAULTY, 0)) == (expected_models, expected_models)
     # the lake holds the same: the slot's rows per account, and every account's run
     in_slot = ds.field("snapshot_at") == slot
-    lake_rows = DeltaTable(str(root / "model_snapshots")).to_pyarrow_dataset().to_table(
-        filter=in_slot, columns=["account_id"])
+    lake_rows = DeltaTable(str(root / "model_snapshots")).to_pyarrow_dataset().to_table(filter=in_slot, columns=["account_id"])
     assert Counter(lake_rows["account_id"].to_pylist()) == rows
-    lake_runs = DeltaTable(str(root / "account_runs")).to_pyarrow_dataset().to_table(
-        filter=in_slot, columns=["account_id", "outcome", "attempts"]).to_pylist()
-    assert {r["account_id"]: (r["outcome"], r["attempts"]) for r in lake_runs} == {
-        a: (o, n) for a, (o, _, _, n, _) in runs.items()}
+    lake_runs = (
+        DeltaTable(str(root / "account_runs"))
+        .to_pyarrow_dataset()
+        .to_table(filter=in_slot, columns=["account_id", "outcome", "attempts"])
+        .to_pylist()
+    )
+    assert {r["account_id"]: (r["outcome"], r["attempts"]) for r in lake_runs} == {a: (o, n) for a, (o, _, _, n, _) in runs.items()}
 
     # every other account of the same run: exactly a quiet day
     healthy_models = len(state.models_at(HEALTHY, slot + FETCH_OFFSET))
@@ -193,8 +221,7 @@ def test_fault_ends_in_its_documented_outcome_and_spares_the_others(world, case:
     for account in (HEALTHY, state.empty_account_id, REJECTED):
         assert state.request_count(account) == (0 if account == REJECTED else 1)
     assert summary.exit_code == 1
-    assert summary.failed_accounts == sorted({REJECTED} | ({FAULTY} if case.outcome not in ("ok", "empty")
-                                                           else set()))
+    assert summary.failed_accounts == sorted({REJECTED} | ({FAULTY} if case.outcome not in ("ok", "empty") else set()))
     # every answer, failures included, reached the raw archive first
     archived = {a for a, s, _ in list_archived_slots(root, start=slot, end=slot + timedelta(seconds=1))}
     assert archived == {*state.account_ids, REJECTED}

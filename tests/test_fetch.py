@@ -59,8 +59,7 @@ class Script:
 
 
 class ChunkStream(httpx.SyncByteStream):
-    def __init__(self, chunks: Iterable[bytes], *, then: Exception | None = None,
-                 each: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, chunks: Iterable[bytes], *, then: Exception | None = None, each: Callable[[], None] = lambda: None) -> None:
         self.chunks = chunks
         self.then = then
         self.each = each
@@ -75,18 +74,21 @@ class ChunkStream(httpx.SyncByteStream):
             raise self.then
 
 
-def reply(status: int, body: bytes = b"", headers: dict[str, str] | None = None, *,
-          clock: FakeClock | None = None, takes: float = 0.0) -> Step:
+def reply(
+    status: int, body: bytes = b"", headers: dict[str, str] | None = None, *, clock: FakeClock | None = None, takes: float = 0.0
+) -> Step:
     def step(request: httpx.Request) -> httpx.Response:
         if clock is not None:
             clock.t += takes
         return httpx.Response(status, content=body, headers=headers)
+
     return step
 
 
 def fail(exc_type: type[httpx.RequestError], message: str = "boom") -> Step:
     def step(request: httpx.Request) -> httpx.Response:
         raise exc_type(message, request=request)
+
     return step
 
 
@@ -107,8 +109,9 @@ def key_never_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
 
 
 def make_client(script: Script, clock: FakeClock, **kwargs: object) -> ApiClient:
-    options: dict[str, object] = dict(transport=httpx.MockTransport(script), sleep=clock.sleep,
-                                      monotonic=clock.monotonic, rng=random.Random(SEED), now=lambda: NOW)
+    options: dict[str, object] = dict(
+        transport=httpx.MockTransport(script), sleep=clock.sleep, monotonic=clock.monotonic, rng=random.Random(SEED), now=lambda: NOW
+    )
     options.update(kwargs)
     return ApiClient(BASE, **options)  # type: ignore[arg-type]
 
@@ -122,13 +125,21 @@ def fetch(client: ApiClient, account_id: str = "acct-1", api_key: str = KEY) -> 
 
 # --- success and the request we send -------------------------------------------------------
 
+
 def test_200_returns_body_as_received_with_metadata(clock: FakeClock) -> None:
     script = Script(reply(200, MODELS, {"content-type": "application/json"}))
     with make_client(script, clock) as client:
         answer = fetch(client)
-    assert answer == RawAnswer(account_id="acct-1", snapshot_at=SNAP, fetched_at=NOW, http_status=200,
-                               body=MODELS, headers={"content-type": "application/json"},
-                               attempts=1, error=None)
+    assert answer == RawAnswer(
+        account_id="acct-1",
+        snapshot_at=SNAP,
+        fetched_at=NOW,
+        http_status=200,
+        body=MODELS,
+        headers={"content-type": "application/json"},
+        attempts=1,
+        error=None,
+    )
     assert clock.sleeps == []
 
 
@@ -153,6 +164,7 @@ def test_fetched_at_is_timezone_aware_utc_by_default(clock: FakeClock) -> None:
 
 
 # --- Retry-After and backoff --------------------------------------------------------------
+
 
 def test_429_with_retry_after_seconds_then_200(clock: FakeClock) -> None:
     script = Script(reply(429, b"slow down", {"retry-after": "2"}), reply(200, MODELS))
@@ -223,6 +235,7 @@ def test_jitter_never_exceeds_max_delay(clock: FakeClock) -> None:
 
 # --- which statuses are retried -----------------------------------------------------------
 
+
 @pytest.mark.parametrize("statuses", [(503, 503, 200), (500, 200), (502, 200), (504, 200)])
 def test_server_errors_are_retried_until_success(clock: FakeClock, statuses: tuple[int, ...]) -> None:
     script = Script(*(reply(status, b"nope" if status != 200 else MODELS) for status in statuses))
@@ -232,13 +245,16 @@ def test_server_errors_are_retried_until_success(clock: FakeClock, statuses: tup
     assert len(clock.sleeps) == len(statuses) - 1
 
 
-@pytest.mark.parametrize("status, body", [
-    (400, b'{"detail": "Bad request"}'),
-    (401, b'{"detail": "Invalid API key"}'),
-    (403, b'{"detail": "Forbidden"}'),
-    (404, b'{"detail": "No aligned models found"}'),
-    (422, b'{"detail": [{"loc": ["header", "Authorization"], "msg": "field required"}]}'),
-])
+@pytest.mark.parametrize(
+    "status, body",
+    [
+        (400, b'{"detail": "Bad request"}'),
+        (401, b'{"detail": "Invalid API key"}'),
+        (403, b'{"detail": "Forbidden"}'),
+        (404, b'{"detail": "No aligned models found"}'),
+        (422, b'{"detail": [{"loc": ["header", "Authorization"], "msg": "field required"}]}'),
+    ],
+)
 def test_client_errors_are_returned_as_is_and_never_retried(clock: FakeClock, status: int, body: bytes) -> None:
     script = Script(reply(status, body, {"content-type": "application/json"}), reply(200, MODELS))
     with make_client(script, clock) as client:
@@ -275,6 +291,7 @@ def test_permanent_503_exhausts_attempts(clock: FakeClock) -> None:
 
 # --- transport failures -------------------------------------------------------------------
 
+
 def test_timeout_every_time(clock: FakeClock) -> None:
     script = Script(fail(httpx.ReadTimeout, "The read operation timed out"))
     with make_client(script, clock) as client:
@@ -302,8 +319,8 @@ def test_transport_error_text_is_redacted(clock: FakeClock) -> None:
 def test_truncated_body_is_a_failed_attempt_and_retried(clock: FakeClock) -> None:
     def truncated(request: httpx.Request) -> httpx.Response:
         cut = httpx.RemoteProtocolError("peer closed connection without sending complete message body")
-        return httpx.Response(200, headers={"content-length": "100"},
-                              stream=ChunkStream([b'{"domain_aligned'], then=cut))
+        return httpx.Response(200, headers={"content-length": "100"}, stream=ChunkStream([b'{"domain_aligned'], then=cut))
+
     script = Script(truncated, reply(200, MODELS))
     with make_client(script, clock) as client:
         answer = fetch(client)
@@ -326,6 +343,7 @@ def test_truncated_every_time_ends_as_transport_error(clock: FakeClock) -> None:
 
 # --- deadline -----------------------------------------------------------------------------
 
+
 def test_deadline_stops_retries_early(clock: FakeClock) -> None:
     script = Script(reply(503, b"busy", {"retry-after": "4"}, clock=clock, takes=1.0))
     policy = RetryPolicy(max_attempts=10, deadline_s=10)
@@ -344,6 +362,7 @@ def test_attempt_timeout_shrinks_to_the_remaining_deadline(clock: FakeClock) -> 
         seen.append(request.extensions["timeout"]["read"])
         clock.t += 3.0
         return httpx.Response(503, headers={"retry-after": "1"})
+
     policy = RetryPolicy(max_attempts=3, deadline_s=20)
     with make_client(Script(step), clock, retry=policy, timeout_s=15) as client:
         answer = fetch(client)
@@ -362,6 +381,7 @@ def test_answer_slower_than_the_deadline_is_a_timeout(clock: FakeClock) -> None:
 def test_body_trickling_past_the_deadline_is_cut_off(clock: FakeClock) -> None:
     def tick() -> None:
         clock.t += 1.0
+
     stream = ChunkStream(itertools.repeat(b"x"), each=tick)
     script = Script(lambda request: httpx.Response(200, stream=stream))
     with make_client(script, clock, retry=RetryPolicy(deadline_s=30)) as client:
@@ -375,6 +395,7 @@ def test_timeouts_until_the_deadline(clock: FakeClock) -> None:
     def step(request: httpx.Request) -> httpx.Response:
         clock.t += request.extensions["timeout"]["read"]
         raise httpx.ReadTimeout("timed out", request=request)
+
     policy = RetryPolicy(max_attempts=10, deadline_s=60)
     with make_client(Script(step), clock, retry=policy, timeout_s=25) as client:
         answer = fetch(client)
@@ -385,6 +406,7 @@ def test_timeouts_until_the_deadline(clock: FakeClock) -> None:
 
 
 # --- body cap -----------------------------------------------------------------------------
+
 
 def test_body_over_the_cap_by_content_length_is_refused(clock: FakeClock) -> None:
     script = Script(reply(200, b"x" * 11), reply(200, b"ok"))
@@ -412,19 +434,34 @@ def test_body_exactly_at_the_cap_is_kept(clock: FakeClock) -> None:
 
 # --- headers, cookies, secrets ------------------------------------------------------------
 
+
 def test_only_useful_headers_are_kept_lower_cased(clock: FakeClock) -> None:
-    headers = [("Content-Type", "application/json"), ("Date", "Wed, 01 May 2024 12:00:00 GMT"),
-               ("X-Request-ID", "req-1"), ("ETag", '"abc"'), ("X-RateLimit-Remaining", "99"),
-               ("X-RateLimit-Reset", "30"), ("Set-Cookie", "session=zzz"), ("Authorization", "Bearer x"),
-               ("Server", "nginx"), ("Via", "1.1 proxy")]
+    headers = [
+        ("Content-Type", "application/json"),
+        ("Date", "Wed, 01 May 2024 12:00:00 GMT"),
+        ("X-Request-ID", "req-1"),
+        ("ETag", '"abc"'),
+        ("X-RateLimit-Remaining", "99"),
+        ("X-RateLimit-Reset", "30"),
+        ("Set-Cookie", "session=zzz"),
+        ("Authorization", "Bearer x"),
+        ("Server", "nginx"),
+        ("Via", "1.1 proxy"),
+    ]
 
     def step(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, content=MODELS, headers=headers)
+
     with make_client(Script(step), clock) as client:
         answer = fetch(client)
-    assert answer.headers == {"content-type": "application/json", "date": "Wed, 01 May 2024 12:00:00 GMT",
-                              "x-request-id": "req-1", "etag": '"abc"', "x-ratelimit-remaining": "99",
-                              "x-ratelimit-reset": "30"}
+    assert answer.headers == {
+        "content-type": "application/json",
+        "date": "Wed, 01 May 2024 12:00:00 GMT",
+        "x-request-id": "req-1",
+        "etag": '"abc"',
+        "x-ratelimit-remaining": "99",
+        "x-ratelimit-reset": "30",
+    }
 
 
 def test_key_echoed_by_the_server_in_a_kept_header_is_masked(clock: FakeClock) -> None:
@@ -445,10 +482,10 @@ def test_cookies_never_travel_between_accounts(clock: FakeClock) -> None:
 def test_concurrent_fetches_each_send_their_own_key(clock: FakeClock) -> None:
     def echo_key(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, content=request.headers["authorization"].encode()[-6:])
+
     keys = {f"acct-{i}": f"key-{i:06d}" for i in range(40)}
     with make_client(Script(echo_key), clock, max_concurrency=8) as client, ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(lambda item: client.fetch_account(item[0], item[1], snapshot_at=SNAP),
-                                keys.items()))
+        answers = list(pool.map(lambda item: client.fetch_account(item[0], item[1], snapshot_at=SNAP), keys.items()))
     assert {a.account_id: a.body.decode() for a in answers} == {acct: key[-6:] for acct, key in keys.items()}
 
 
@@ -458,8 +495,7 @@ def test_repr_shows_only_the_base_url(clock: FakeClock) -> None:
         assert repr(client) == "ApiClient(base_url='https://api.example.test')"
 
 
-def test_logs_every_attempt_and_warns_on_retries_and_failures(
-        clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+def test_logs_every_attempt_and_warns_on_retries_and_failures(clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
     with make_client(Script(reply(503)), clock, retry=RetryPolicy(max_attempts=2)) as client:
         fetch(client, "acct-9")
     ours = [r for r in caplog.records if r.name == "nugen_etl.fetch"]
@@ -469,6 +505,7 @@ def test_logs_every_attempt_and_warns_on_retries_and_failures(
 
 
 # --- bad arguments ------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("bad_key", ["", f"{KEY}\n", f"{KEY} extra", f"{KEY}é"])
 def test_unusable_key_raises_without_showing_it(clock: FakeClock, bad_key: str) -> None:
@@ -497,13 +534,15 @@ def test_retry_policy_rejects_nonsense() -> None:
         RetryPolicy(deadline_s=0)
 
 
-@pytest.mark.parametrize("value, expected", [("0", 0.0), ("  5 ", 5.0), ("-3", 0.0), ("1.5", 1.5),
-                                             ("nan", None), ("", None), ("tomorrow", None)])
+@pytest.mark.parametrize(
+    "value, expected", [("0", 0.0), ("  5 ", 5.0), ("-3", 0.0), ("1.5", 1.5), ("nan", None), ("", None), ("tomorrow", None)]
+)
 def test_parse_retry_after(value: str, expected: float | None) -> None:
     assert parse_retry_after(value, now=lambda: NOW) == expected
 
 
 # --- a real loopback server: the httpcore debug logs never show the key ---------------------
+
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     calls = 0

@@ -42,8 +42,7 @@ def assert_same(batch: list[Flattened], answers: list[tuple[list[Any], str, date
             assert other.schema.equals(table.schema, check_metadata=True), name
             assert other.equals(table), name
         for spec in (MODEL_SNAPSHOTS, MODEL_METRICS):  # what the Delta tables receive: the declared schema
-            a, b = (t.select(spec.schema.names).cast(spec.schema) for t in (got.tables()[spec.name],
-                                                                          want.tables()[spec.name]))
+            a, b = (t.select(spec.schema.names).cast(spec.schema) for t in (got.tables()[spec.name], want.tables()[spec.name]))
             assert a.schema.equals(b.schema, check_metadata=True) and a.equals(b), spec.name
 
 
@@ -66,7 +65,7 @@ def test_hostile_and_fixture_answers_keep_per_answer_semantics() -> None:
         (hostile(), "acct-a", T0, T0 + timedelta(seconds=1)),
         ([], "acct-a", T0 + timedelta(hours=1), T0 + timedelta(hours=1, seconds=1)),
         (nested + before_after, "acct-a", T0 + timedelta(hours=2), T0 + timedelta(hours=2, seconds=3)),
-        (hostile(), "acct-b", T0, T0 + timedelta(seconds=2)),       # the same duplicate ids again
+        (hostile(), "acct-b", T0, T0 + timedelta(seconds=2)),  # the same duplicate ids again
         (evals, "acct-b", T0 + timedelta(hours=1), T0 + timedelta(hours=1)),
         (evals[::-1], "acct-b", T0 + timedelta(hours=2), T0 + timedelta(hours=2)),  # dedupe per answer
         (["junk", None], "acct-c", T0 + timedelta(days=1), T0 + timedelta(days=1)),
@@ -82,6 +81,5 @@ def test_hostile_and_fixture_answers_keep_per_answer_semantics() -> None:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.lists(records, max_size=5) | payloads(), min_size=1, max_size=5))
 def test_any_answers_match_slot_by_slot(lists: list[list[Any]]) -> None:
-    answers = [(models, f"acct-{i % 2}", T0 + timedelta(hours=i), T0 + timedelta(hours=i, seconds=i))
-               for i, models in enumerate(lists)]
+    answers = [(models, f"acct-{i % 2}", T0 + timedelta(hours=i), T0 + timedelta(hours=i, seconds=i)) for i, models in enumerate(lists)]
     assert_same(flatten_answers(answers), answers)

@@ -32,30 +32,40 @@ FETCHED = SNAP + timedelta(seconds=3)
 TOP_TEXT = ("name", "base_model", "alignment_project", "status", "deployment_status", "endpoint", "creator")
 TOP_BOOL = ("downloadable", "conversation_saving_enabled")
 TOP_TS = ("created_date", "last_used")
-TOP_KEYS = {"id", "alignment_id", *TOP_TEXT, *TOP_BOOL, *TOP_TS, "usage_count", "performance_metrics",
-            "evaluation_data"}
-PM_UNIT = ("accuracy", "uncertainty", "accuracy_before", "accuracy_after", "uncertainty_before",
-           "uncertainty_after")
+TOP_KEYS = {"id", "alignment_id", *TOP_TEXT, *TOP_BOOL, *TOP_TS, "usage_count", "performance_metrics", "evaluation_data"}
+PM_UNIT = ("accuracy", "uncertainty", "accuracy_before", "accuracy_after", "uncertainty_before", "uncertainty_after")
 PM_COUNT = ("domain_violations", "domain_violations_before", "domain_violations_after")
-EVAL_KEYS = {"evaluation_id", "status", "method", "created_at", "completed_at", "raw_answers_count",
-             "total_questions", "accuracy", "metrics"}
+EVAL_KEYS = {
+    "evaluation_id",
+    "status",
+    "method",
+    "created_at",
+    "completed_at",
+    "raw_answers_count",
+    "total_questions",
+    "accuracy",
+    "metrics",
+}
 METRIC_KEYS = {"accuracy", "uncertainty", "domain_violations", "overall_score"}
 
 # --- strategies ------------------------------------------------------------------------------
 
 text = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=12)
-keys = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=6) | \
-    st.sampled_from(["a.b", "x\\y", "p.95", ".", "\\", "ключ", "指标", "🙂"])
+keys = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=6) | st.sampled_from(
+    ["a.b", "x\\y", "p.95", ".", "\\", "ключ", "指标", "🙂"]
+)
 numbers = st.integers(-(2**53), 2**53) | st.floats(allow_nan=False, allow_infinity=False)
 json_values = st.recursive(
     st.none() | st.booleans() | numbers | text,
     lambda children: st.lists(children, max_size=4) | st.dictionaries(keys, children, max_size=4),
-    max_leaves=16)
-moments = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2100, 1, 1),
-                       timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)),
-                                                  timezone(timedelta(hours=-8))]))
-timestamps = st.builds(lambda m, z: m.isoformat().replace("+00:00", "Z") if z else m.isoformat(),
-                       moments, st.booleans())
+    max_leaves=16,
+)
+moments = st.datetimes(
+    min_value=datetime(1971, 1, 1),
+    max_value=datetime(2100, 1, 1),
+    timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]),
+)
+timestamps = st.builds(lambda m, z: m.isoformat().replace("+00:00", "Z") if z else m.isoformat(), moments, st.booleans())
 unit = st.floats(0, 1) | st.sampled_from([0, 1])
 counts = st.integers(0, 10**6)
 
@@ -64,35 +74,74 @@ def extras(known: set[str]) -> st.SearchStrategy[dict[str, Any]]:
     return st.dictionaries(keys.filter(lambda k: k not in known), json_values, max_size=3)
 
 
-plain_pm = st.fixed_dictionaries({}, optional={
-    "accuracy": unit, "uncertainty": unit, "domain_violations": counts,
-    "average_response_time": st.floats(0, 1e4) | st.integers(0, 100)})
-before_after_pm = st.fixed_dictionaries({}, optional={
-    **{k: unit for k in ("accuracy_before", "accuracy_after", "uncertainty_before", "uncertainty_after")},
-    "domain_violations_before": counts, "domain_violations_after": counts})
-performance = st.builds(lambda pm, more: {**pm, **more}, plain_pm | before_after_pm,
-                        extras(set(PM_UNIT) | set(PM_COUNT) | {"average_response_time"}))
+plain_pm = st.fixed_dictionaries(
+    {},
+    optional={
+        "accuracy": unit,
+        "uncertainty": unit,
+        "domain_violations": counts,
+        "average_response_time": st.floats(0, 1e4) | st.integers(0, 100),
+    },
+)
+before_after_pm = st.fixed_dictionaries(
+    {},
+    optional={
+        **{k: unit for k in ("accuracy_before", "accuracy_after", "uncertainty_before", "uncertainty_after")},
+        "domain_violations_before": counts,
+        "domain_violations_after": counts,
+    },
+)
+performance = st.builds(
+    lambda pm, more: {**pm, **more}, plain_pm | before_after_pm, extras(set(PM_UNIT) | set(PM_COUNT) | {"average_response_time"})
+)
 
-metrics = st.builds(lambda m, more: {**m, **more}, st.fixed_dictionaries({}, optional={
-    "accuracy": unit, "uncertainty": unit, "domain_violations": counts, "overall_score": unit}),
-    extras(METRIC_KEYS))
-flat_eval = st.builds(lambda e, more: {**e, **more}, st.fixed_dictionaries({}, optional={
-    "accuracy": unit, "total_questions": counts}), extras(EVAL_KEYS))
-nested_eval = st.builds(lambda e, more: {**e, **more}, st.fixed_dictionaries({}, optional={
-    "evaluation_id": text.filter(bool), "status": text, "method": text, "created_at": timestamps,
-    "completed_at": timestamps, "raw_answers_count": counts, "metrics": metrics | st.none()}),
-    extras(EVAL_KEYS))
+metrics = st.builds(
+    lambda m, more: {**m, **more},
+    st.fixed_dictionaries({}, optional={"accuracy": unit, "uncertainty": unit, "domain_violations": counts, "overall_score": unit}),
+    extras(METRIC_KEYS),
+)
+flat_eval = st.builds(
+    lambda e, more: {**e, **more}, st.fixed_dictionaries({}, optional={"accuracy": unit, "total_questions": counts}), extras(EVAL_KEYS)
+)
+nested_eval = st.builds(
+    lambda e, more: {**e, **more},
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "evaluation_id": text.filter(bool),
+            "status": text,
+            "method": text,
+            "created_at": timestamps,
+            "completed_at": timestamps,
+            "raw_answers_count": counts,
+            "metrics": metrics | st.none(),
+        },
+    ),
+    extras(EVAL_KEYS),
+)
 evaluation = st.none() | flat_eval | nested_eval | extras(EVAL_KEYS)
 
 record = st.fixed_dictionaries(
-    {"name": text, "base_model": text, "alignment_project": text, "created_date": timestamps,
-     "status": st.sampled_from(["DEPLOYED", "READY", "DEPLOYING", "UNDEPLOYING", "FAILED", "UNDEPLOYED",
-                                "EVALUATED"]) | text,
-     "deployment_status": st.none() | st.sampled_from(["DEPLOYED", "READY", "PROCESSING"]) | text,
-     "endpoint": text, "creator": text, "usage_count": st.integers(0, 2**62), "performance_metrics": performance,
-     "downloadable": st.booleans()},
-    optional={"alignment_id": st.none() | text, "last_used": st.none() | timestamps,
-              "evaluation_data": evaluation, "conversation_saving_enabled": st.booleans()})
+    {
+        "name": text,
+        "base_model": text,
+        "alignment_project": text,
+        "created_date": timestamps,
+        "status": st.sampled_from(["DEPLOYED", "READY", "DEPLOYING", "UNDEPLOYING", "FAILED", "UNDEPLOYED", "EVALUATED"]) | text,
+        "deployment_status": st.none() | st.sampled_from(["DEPLOYED", "READY", "PROCESSING"]) | text,
+        "endpoint": text,
+        "creator": text,
+        "usage_count": st.integers(0, 2**62),
+        "performance_metrics": performance,
+        "downloadable": st.booleans(),
+    },
+    optional={
+        "alignment_id": st.none() | text,
+        "last_used": st.none() | timestamps,
+        "evaluation_data": evaluation,
+        "conversation_saving_enabled": st.booleans(),
+    },
+)
 records = st.builds(lambda rec, more: {**rec, **more}, record, extras(TOP_KEYS))
 
 
@@ -110,6 +159,7 @@ def payloads(draw: st.DrawFn) -> list[dict[str, Any]]:
 
 
 # --- an independent reading of metric paths ---------------------------------------------------
+
 
 def split_path(path: str) -> list[str]:
     """Undo the documented escaping: ``\\.`` is a dot inside a key, ``\\\\`` a backslash."""
@@ -159,8 +209,7 @@ pytestmark = pytest.mark.usefixtures("flatten_path")  # every test runs on both 
 
 
 def flatten(models: list[Any]):
-    return flatten_models(as_chosen(models), account_id="acct-1", snapshot_at=SNAP,
-                          fetched_at=FETCHED)
+    return flatten_models(as_chosen(models), account_id="acct-1", snapshot_at=SNAP, fetched_at=FETCHED)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -197,8 +246,9 @@ def test_valid_payloads_flatten_losslessly(models: list[dict[str, Any]]) -> None
         assert row["eval_total_questions"] == ev.get("total_questions")
         for key in METRIC_KEYS:
             assert same_number(row["eval_metrics_" + key], em.get(key)), key
-        first = next((v for v in (pm.get("accuracy"), pm.get("accuracy_after"), em.get("accuracy"),
-                                  ev.get("accuracy")) if v is not None), None)
+        first = next(
+            (v for v in (pm.get("accuracy"), pm.get("accuracy_after"), em.get("accuracy"), ev.get("accuracy")) if v is not None), None
+        )
         assert same_number(row["accuracy"], first)
 
         unknown = {k: v for k, v in rec.items() if k not in TOP_KEYS}
@@ -227,8 +277,7 @@ def test_valid_payloads_survive_the_lake(models: list[dict[str, Any]]) -> None:
     """The typed tables come back from the Delta tables (delta-rs' own Parquet writer) unchanged:
     declared schema with its metadata, every value. Fewer examples than above: each is a real commit."""
     result = flatten(models)
-    run = AccountRun("acct-1", SNAP, Outcome.OK, http_status=200, model_count=result.snapshots.num_rows,
-                     fetched_at=FETCHED)
+    run = AccountRun("acct-1", SNAP, Outcome.OK, http_status=200, model_count=result.snapshots.num_rows, fetched_at=FETCHED)
     with tempfile.TemporaryDirectory() as folder, Lake(LakeLocation(folder)) as lake:
         lake.write([SlotLoad(run, result.tables())])
         for spec, table in ((MODEL_SNAPSHOTS, result.snapshots), (MODEL_METRICS, result.metrics)):

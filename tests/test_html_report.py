@@ -53,7 +53,8 @@ def test_the_demo_report_in_a_real_headless_chromium(demo: Path) -> None:
         assert load.requests == [page.as_uri()], "the page requests nothing but itself"
         charts = browser.evaluate(
             "Array.from(document.querySelectorAll('.chart svg')).map(s => "
-            "[s.querySelectorAll('path.line').length, s.querySelectorAll('circle.dot').length])")
+            "[s.querySelectorAll('path.line').length, s.querySelectorAll('circle.dot').length])"
+        )
         # three demo accounts have models: a usage and an accuracy chart each, every one drawn
         assert len(charts) == 6 and all(lines > 0 and dots > 0 for lines, dots in charts), charts
         assert browser.evaluate(f"document.body.innerText.includes({MARKUP_NAME!r})")
@@ -99,8 +100,7 @@ def at(day: int, hour: int = 0) -> datetime:
 
 
 def failed_slot(account: str, snapshot_at: datetime, status: int) -> SlotLoad:
-    run = dataclasses.replace(ok_slot(account, snapshot_at).run, outcome=Outcome.FAILED, http_status=status,
-                              error=f"HTTP {status}")
+    run = dataclasses.replace(ok_slot(account, snapshot_at).run, outcome=Outcome.FAILED, http_status=status, error=f"HTTP {status}")
     return SlotLoad(run)
 
 
@@ -111,15 +111,20 @@ def load_history(warehouse) -> None:
     accuracy = {1: (0.5, 0.9), 2: (0.6, 0.9), 4: (0.8, 0.85), 5: (0.82, 0.8)}
     for day in range(1, 6):
         if day in usage:
-            models = [{"model_id": "m1", "name": "alpha <b>bold</b> & co", "usage_count": usage[day][0],
-                       "accuracy": accuracy[day][0], "status": "DEPLOYED" if day < 4 else "READY"},
-                      {"model_id": "m2", "name": "beta_model", "usage_count": usage[day][1],
-                       "accuracy": accuracy[day][1], "status": "DEPLOYED"}]
+            models = [
+                {
+                    "model_id": "m1",
+                    "name": "alpha <b>bold</b> & co",
+                    "usage_count": usage[day][0],
+                    "accuracy": accuracy[day][0],
+                    "status": "DEPLOYED" if day < 4 else "READY",
+                },
+                {"model_id": "m2", "name": "beta_model", "usage_count": usage[day][1], "accuracy": accuracy[day][1], "status": "DEPLOYED"},
+            ]
             warehouse.load([ok_slot("acme", at(day), models)])
         else:
             warehouse.load([failed_slot("acme", at(day), 503)])
-        warehouse.load([ok_slot("beta", at(day), [{"model_id": "b1", "name": "b", "usage_count": 3 * day,
-                                                    "accuracy": 0.7}])])
+        warehouse.load([ok_slot("beta", at(day), [{"model_id": "b1", "name": "b", "usage_count": 3 * day, "accuracy": 0.7}])])
         warehouse.load([failed_slot("gamma", at(day), 500)])
 
 
@@ -130,36 +135,46 @@ def test_the_report_numbers_are_the_views_numbers(warehouse) -> None:
     tables = tables_of(page)
     accounts, growth, moves = tables[0], tables[1], tables[2]
 
-    health = warehouse.fetch_all("SELECT account_id, last_outcome, consecutive_failures FROM nugen.account_health "
-                                 "ORDER BY account_id")
+    health = warehouse.fetch_all("SELECT account_id, last_outcome, consecutive_failures FROM nugen.account_health ORDER BY account_id")
     assert [(r[0], r[1], int(r[4])) for r in accounts[1:]] == [(a, o, f) for a, o, f in health]
 
     expected_growth = warehouse.fetch_all(
         "SELECT account_id, model_key, sum(usage_delta) FROM nugen.model_usage_daily WHERE day BETWEEN ? AND ? "
-        "GROUP BY account_id, model_key HAVING count(usage_delta) > 0 ORDER BY 3 DESC, 1, 2", [first, last])
+        "GROUP BY account_id, model_key HAVING count(usage_delta) > 0 ORDER BY 3 DESC, 1, 2",
+        [first, last],
+    )
     assert [(r[0], r[2], r[3]) for r in growth[1:]] == [(a, k, f"{g:,.0f}") for a, k, g in expected_growth]
 
-    daily = warehouse.fetch_all("SELECT account_id, model_key, day, accuracy FROM nugen.model_accuracy_daily "
-                                "WHERE day BETWEEN ? AND ? AND accuracy IS NOT NULL ORDER BY day", [first, last])
+    daily = warehouse.fetch_all(
+        "SELECT account_id, model_key, day, accuracy FROM nugen.model_accuracy_daily "
+        "WHERE day BETWEEN ? AND ? AND accuracy IS NOT NULL ORDER BY day",
+        [first, last],
+    )
     ends: dict[tuple[str, str], list] = {}
     for a, k, d, v in daily:
         ends.setdefault((a, k), []).append((d, v))
-    expected_moves = sorted(((a, k, s[0][1], s[-1][1]) for (a, k), s in ends.items() if len(s) > 1),
-                            key=lambda r: (-abs(r[3] - r[2]), r[0], r[1]))
+    expected_moves = sorted(
+        ((a, k, s[0][1], s[-1][1]) for (a, k), s in ends.items() if len(s) > 1), key=lambda r: (-abs(r[3] - r[2]), r[0], r[1])
+    )
     assert [(r[0], r[2], r[5]) for r in moves[1:]] == [(a, k, f"{v1 - v0:+.4f}") for a, k, v0, v1 in expected_moves]
 
-    latest = warehouse.fetch_all("SELECT name, model_key, status, usage_count, accuracy, is_present "
-                                 "FROM nugen.models_latest WHERE account_id = 'acme' ORDER BY model_key")
+    latest = warehouse.fetch_all(
+        "SELECT name, model_key, status, usage_count, accuracy, is_present "
+        "FROM nugen.models_latest WHERE account_id = 'acme' ORDER BY model_key"
+    )
     acme_models = next(t for t in tables if t[0][0] == "name" and any(r[1] == "m1" for r in t[1:]))
     assert sorted((r[0], r[1], r[2], r[4], r[5], r[6]) for r in acme_models[1:]) == [
-        (n, k, s, f"{u:,.0f}", f"{a:,.4f}", "present" if p else "retired") for n, k, s, u, a, p in latest]
+        (n, k, s, f"{u:,.0f}", f"{a:,.4f}", "present" if p else "retired") for n, k, s, u, a, p in latest
+    ]
 
     # the chart draws one point per view row; day 3, which has none, is a gap, not a zero
-    acme = page[page.index("<section class=account id='account-acme'>"):]
-    usage_chart = acme[:acme.index("<h3>Accuracy")]
+    acme = page[page.index("<section class=account id='account-acme'>") :]
+    usage_chart = acme[: acme.index("<h3>Accuracy")]
     points = [float(v) for v in re.findall(r'<desc class="value">([^<]*)</desc>', usage_chart)]
-    rows = warehouse.fetch_all("SELECT usage_delta FROM nugen.model_usage_daily WHERE account_id = 'acme' "
-                               "AND day BETWEEN ? AND ? AND usage_delta IS NOT NULL", [first, last])
+    rows = warehouse.fetch_all(
+        "SELECT usage_delta FROM nugen.model_usage_daily WHERE account_id = 'acme' AND day BETWEEN ? AND ? AND usage_delta IS NOT NULL",
+        [first, last],
+    )
     assert sorted(points) == sorted(float(v) for (v,) in rows)
     assert "alpha &lt;b&gt;bold&lt;/b&gt; &amp; co" in page and "<b>bold</b>" not in page
 
@@ -167,10 +182,10 @@ def test_the_report_numbers_are_the_views_numbers(warehouse) -> None:
 def test_a_status_change_and_health_show_per_account(warehouse) -> None:
     load_history(warehouse)
     page = build_report(warehouse, now=NOW, first=date(2024, 3, 1), last=date(2024, 3, 5))
-    acme = page[page.index("id='account-acme'"):page.index("id='account-beta'")]
+    acme = page[page.index("id='account-acme'") : page.index("id='account-beta'")]
     assert "DEPLOYED &rarr; READY" in acme
     assert "consecutive failures 0" in acme
-    gamma = page[page.index("id='account-gamma'"):]
+    gamma = page[page.index("id='account-gamma'") :]
     assert "last outcome <b>failed</b>" in gamma and "consecutive failures 5" in gamma
     assert "No model of this account was observed between 2024-03-01 and 2024-03-05" in gamma
 
@@ -199,8 +214,7 @@ def test_the_cli_writes_the_report_and_refuses_a_reversed_period(demo: Path, tmp
     page = target.read_text(encoding="utf-8")
     assert "Account acct-0002" in page and "Account acct-0001" not in page
     assert f"report written to {target}" in capsys.readouterr().out
-    assert main(["report", "--config", str(config), "--html", str(target),
-                 "--from", "2024-03-05", "--to", "2024-03-01"]) == 2
+    assert main(["report", "--config", str(config), "--html", str(target), "--from", "2024-03-05", "--to", "2024-03-01"]) == 2
     assert "before --from" in capsys.readouterr().err
 
 

@@ -36,10 +36,11 @@ from nugen_etl.transform import answer_to_load
 
 from .e2e_helpers import FETCH_OFFSET, REJECTED, SLOTS, T0, make_config
 
-DAY1, DAY2 = SLOTS[0].date(), SLOTS[-1].date()      # the slots cross midnight
+DAY1, DAY2 = SLOTS[0].date(), SLOTS[-1].date()  # the slots cross midnight
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
 
 def table_rows(root: Path, name: str, *, version: int | None = None) -> list[dict[str, Any]]:
     """Every row of a Delta table in primary-key order (read with deltalake, as users are told to)."""
@@ -48,8 +49,9 @@ def table_rows(root: Path, name: str, *, version: int | None = None) -> list[dic
     return sorted(table.to_pylist(), key=lambda r: tuple(str(r[k]) for k in spec.primary_key))
 
 
-def expected_snapshots(state: SimulatorState, accounts: Sequence[str], slots: Sequence[datetime],
-                       at: dict[datetime, datetime] | None = None) -> dict[tuple[str, datetime, str], int]:
+def expected_snapshots(
+    state: SimulatorState, accounts: Sequence[str], slots: Sequence[datetime], at: dict[datetime, datetime] | None = None
+) -> dict[tuple[str, datetime, str], int]:
     """(account, slot, model_id) -> usage_count, from the simulator's model at the fetch time."""
     out = {}
     for slot in slots:
@@ -75,8 +77,7 @@ def versions(root: Path) -> dict[str, int]:
 
 def day_files(root: Path, name: str, day: date) -> list[str]:
     actions = pa.table(DeltaTable(str(root / name)).get_add_actions(flatten=True))
-    return sorted(p for p, d in zip(actions["path"].to_pylist(), actions["partition.snapshot_date"].to_pylist(), strict=False)
-                  if d == day)
+    return sorted(p for p, d in zip(actions["path"].to_pylist(), actions["partition.snapshot_date"].to_pylist(), strict=False) if d == day)
 
 
 def commits_since(root: Path, name: str, version: int) -> list[dict[str, Any]]:
@@ -101,6 +102,7 @@ def ok_accounts(state: SimulatorState) -> list[str]:
 
 # --- layout and exact rows ------------------------------------------------------------------------
 
+
 def test_tables_are_delta_partitioned_by_day_only_with_the_declared_schemas(world) -> None:
     root, state = world["root"], world["state"]
     for spec in LAKE_TABLES:
@@ -111,8 +113,7 @@ def test_tables_are_delta_partitioned_by_day_only_with_the_declared_schemas(worl
     folders = sorted(p.name for p in (root / "model_snapshots").iterdir() if p.is_dir())
     assert folders == ["_delta_log", f"snapshot_date={DAY1}", f"snapshot_date={DAY2}"]
     runs = table_rows(root, "account_runs")
-    assert {(r["account_id"], r["snapshot_at"]) for r in runs} == {
-        (a, s) for a in [*state.account_ids, REJECTED] for s in SLOTS}
+    assert {(r["account_id"], r["snapshot_at"]) for r in runs} == {(a, s) for a in [*state.account_ids, REJECTED] for s in SLOTS}
     assert all(r["snapshot_date"] == r["snapshot_at"].date() for r in runs)
     outcomes = {r["account_id"]: r["outcome"] for r in runs}
     assert outcomes[REJECTED] == "auth_failed" and outcomes[state.empty_account_id] == "empty"
@@ -131,28 +132,27 @@ def test_each_run_is_one_commit_per_table_naming_its_slot_command_and_version(wo
         else:
             assert 2 * len(SLOTS) <= len(writes) <= 3 * len(SLOTS), spec.name
         assert {c["nugen.slot"] for c in writes} == {s.isoformat() for s in SLOTS}
-        assert all(c["nugen.command"] == "run" and c["nugen.version"] == __version__
-                   and c["nugen.run_id"].startswith("run-") for c in writes)
+        assert all(
+            c["nugen.command"] == "run" and c["nugen.version"] == __version__ and c["nugen.run_id"].startswith("run-") for c in writes
+        )
 
 
 def test_rerun_of_one_account_replaces_only_its_rows(world) -> None:
     root, state, config = world["root"], world["state"], world["config"]
     slot, account = SLOTS[3], state.account_ids[0]
     before, start = lake_snapshots(root), versions(root)
-    later = slot + timedelta(hours=2)             # the simulator's usage has moved on by then
+    later = slot + timedelta(hours=2)  # the simulator's usage has moved on by then
     state.set_time(later)
     run_snapshot(config, snapshot_at=slot, accounts=config.select_accounts([account]))
     after = lake_snapshots(root)
     mine = expected_snapshots(state, [account], [slot], at={slot: later})
     assert {k: v for k, v in after.items() if k[:2] == (account, slot)} == mine
     assert mine != {k: v for k, v in before.items() if k[:2] == (account, slot)}, "the rerun must change something"
-    assert {k: v for k, v in after.items() if k[:2] != (account, slot)} == \
-        {k: v for k, v in before.items() if k[:2] != (account, slot)}
+    assert {k: v for k, v in after.items() if k[:2] != (account, slot)} == {k: v for k, v in before.items() if k[:2] != (account, slot)}
     assert versions(root) == {name: v + 1 for name, v in start.items()}
-    commit, = commits_since(root, "model_snapshots", start["model_snapshots"])
+    (commit,) = commits_since(root, "model_snapshots", start["model_snapshots"])
     assert account in commit["operationParameters"]["predicate"]
-    assert all(other not in commit["operationParameters"]["predicate"]
-               for other in state.account_ids if other != account)
+    assert all(other not in commit["operationParameters"]["predicate"] for other in state.account_ids if other != account)
 
 
 def test_rerun_of_a_whole_slot_and_a_failed_rerun_keeps_the_success(world) -> None:
@@ -166,10 +166,12 @@ def test_rerun_of_a_whole_slot_and_a_failed_rerun_keeps_the_success(world) -> No
     run_snapshot(config, snapshot_at=slot)
     after = lake_snapshots(root)
     healthy = [a for a in state.account_ids if a != failing]
-    assert {k: v for k, v in after.items() if k[1] == slot and k[0] != failing} == \
-        expected_snapshots(state, healthy, [slot], at={slot: later})
-    assert {k: v for k, v in after.items() if k[:2] == (failing, slot)} == \
-        {k: v for k, v in before.items() if k[:2] == (failing, slot)}, "a failed rerun keeps the rows"
+    assert {k: v for k, v in after.items() if k[1] == slot and k[0] != failing} == expected_snapshots(
+        state, healthy, [slot], at={slot: later}
+    )
+    assert {k: v for k, v in after.items() if k[:2] == (failing, slot)} == {k: v for k, v in before.items() if k[:2] == (failing, slot)}, (
+        "a failed rerun keeps the rows"
+    )
     runs = {(r["account_id"], r["snapshot_at"]): r["outcome"] for r in table_rows(root, "account_runs")}
     assert runs[(failing, slot)] == "ok", "a failure never overwrites a recorded success"
     assert {k: v for k, v in after.items() if k[1] != slot} == {k: v for k, v in before.items() if k[1] != slot}
@@ -204,7 +206,7 @@ def test_backfill_rewrites_a_day_in_one_commit_per_table_and_one_warehouse_load(
     writes = [c for c in DeltaTable(str(fresh / "model_snapshots")).history() if c["operation"] == "WRITE"]
     assert len(writes) == 3
     with open_configured_warehouse(rebuilt) as wh:
-        (n,), = wh.fetch_all("select count(*) from nugen.model_snapshots")
+        ((n,),) = wh.fetch_all("select count(*) from nugen.model_snapshots")
     assert n == len(lake_snapshots(root))
 
 
@@ -219,6 +221,7 @@ def test_time_travel_shows_the_rows_before_a_rerun(world) -> None:
 
 
 # --- compaction and retention ---------------------------------------------------------------------
+
 
 def test_compaction_keeps_the_rows_cuts_the_files_and_is_done_once(world, capsys) -> None:
     root, config, state = world["root"], world["config"], world["state"]
@@ -246,9 +249,12 @@ def test_compaction_keeps_the_rows_cuts_the_files_and_is_done_once(world, capsys
 
 def write_toml(config, folder: Path) -> Path:
     path = folder / "nugen.toml"
-    path.write_text(f'[storage]\nroot = "{config.storage_root}"\nfsync = false\n'
-                    f'[warehouse]\nurl = "{config.warehouse.url}"\n'
-                    '[[accounts]]\nid = "acct-0001"\napi_key_env = "NUGEN_TEST_UNUSED_KEY"\n', encoding="utf-8")
+    path.write_text(
+        f'[storage]\nroot = "{config.storage_root}"\nfsync = false\n'
+        f'[warehouse]\nurl = "{config.warehouse.url}"\n'
+        '[[accounts]]\nid = "acct-0001"\napi_key_env = "NUGEN_TEST_UNUSED_KEY"\n',
+        encoding="utf-8",
+    )
     return path
 
 
@@ -258,7 +264,7 @@ def test_vacuum_keeps_what_the_retention_needs_and_deletes_the_rest(world) -> No
     old_rows = lake_snapshots(root)
     old_files = set(day_files(root, "model_snapshots", DAY1))
     now = datetime.combine(DAY2 + timedelta(days=1), datetime.min.time(), UTC) + 3 * config.granularity
-    report = compact(config, now=now)         # default retention: 168 h, nothing compacted away is deleted
+    report = compact(config, now=now)  # default retention: 168 h, nothing compacted away is deleted
     assert report.vacuumed == {spec.name: 0 for spec in LAKE_TABLES}
     assert all((root / "model_snapshots" / f).exists() for f in old_files)
     assert lake_snapshots(root, version=old_version) == old_rows, "time travel within the retention"
@@ -279,26 +285,42 @@ CONCURRENT_SLOT = datetime(2026, 3, 2, 7, tzinfo=UTC)
 def synthetic_load(account_id: str, slot: datetime, *, version: int, models: int = 5) -> SlotLoad:
     import json
 
-    body = json.dumps({"domain_aligned_models": [
-        {"id": f"aligned-model-{account_id}-{i}", "alignment_id": f"alignment-{i}", "name": f"model {i}",
-         "usage_count": version * 100 + i, "performance_metrics": {"accuracy": 0.5 + i / 100}}
-        for i in range(models)]}).encode()
-    raw = RawAnswer(account_id=account_id, snapshot_at=slot, fetched_at=slot + timedelta(minutes=1),
-                    http_status=200, body=body, headers={"content-type": "application/json"})
+    body = json.dumps(
+        {
+            "domain_aligned_models": [
+                {
+                    "id": f"aligned-model-{account_id}-{i}",
+                    "alignment_id": f"alignment-{i}",
+                    "name": f"model {i}",
+                    "usage_count": version * 100 + i,
+                    "performance_metrics": {"accuracy": 0.5 + i / 100},
+                }
+                for i in range(models)
+            ]
+        }
+    ).encode()
+    raw = RawAnswer(
+        account_id=account_id,
+        snapshot_at=slot,
+        fetched_at=slot + timedelta(minutes=1),
+        http_status=200,
+        body=body,
+        headers={"content-type": "application/json"},
+    )
     return answer_to_load(raw)
 
 
 def write_batch(root: str, accounts: Sequence[str], version: int) -> None:
     """One writer: its own Lake, one batch of ``accounts`` (a separate process or thread)."""
-    lake = Lake(LakeLocation(root), metadata={"nugen.command": "test"},
-                retry=CommitRetry(attempts=20, base_delay_s=0.02))
+    lake = Lake(LakeLocation(root), metadata={"nugen.command": "test"}, retry=CommitRetry(attempts=20, base_delay_s=0.02))
     lake.write([synthetic_load(a, CONCURRENT_SLOT, version=version) for a in accounts])
 
 
 def check_concurrent_result(root: Path, batches: list[list[str]], version: int) -> None:
     rows = table_rows(root, "model_snapshots")
     assert sorted((r["account_id"], r["model_id"]) for r in rows) == sorted(
-        (a, f"aligned-model-{a}-{i}") for batch in batches for a in batch for i in range(5))
+        (a, f"aligned-model-{a}-{i}") for batch in batches for a in batch for i in range(5)
+    )
     assert {r["usage_count"] // 100 for r in rows} == {version}
     runs = table_rows(root, "account_runs")
     assert sorted(r["account_id"] for r in runs) == sorted(a for b in batches for a in b)
@@ -306,13 +328,13 @@ def check_concurrent_result(root: Path, batches: list[list[str]], version: int) 
 
 def contiguous(n: int) -> list[list[str]]:
     size = len(ACCOUNTS) // n
-    return [ACCOUNTS[i:i + size] for i in range(0, len(ACCOUNTS), size)]
+    return [ACCOUNTS[i : i + size] for i in range(0, len(ACCOUNTS), size)]
 
 
 def test_concurrent_batches_of_one_slot_in_threads(tmp_path: Path) -> None:
     batches = contiguous(6)
     Lake(LakeLocation(str(tmp_path))).table(MODEL_SNAPSHOTS)
-    for version in (1, 2):       # a first write, then a rerun of the whole slot by the same writers
+    for version in (1, 2):  # a first write, then a rerun of the whole slot by the same writers
         errors: list[BaseException] = []
 
         def run(batch: list[str], version: int = version) -> None:
@@ -332,7 +354,7 @@ def test_concurrent_batches_of_one_slot_in_threads(tmp_path: Path) -> None:
 
 def test_concurrent_batches_of_one_slot_in_processes(tmp_path: Path) -> None:
     batches = contiguous(4)
-    ctx = multiprocessing.get_context("spawn")   # delta-rs' runtime does not survive fork()
+    ctx = multiprocessing.get_context("spawn")  # delta-rs' runtime does not survive fork()
     for version in (1, 2):
         with ctx.Pool(len(batches)) as pool:
             pool.starmap(write_batch, [(str(tmp_path), b, version) for b in batches])
@@ -343,7 +365,7 @@ def test_concurrent_batches_of_one_slot_in_processes(tmp_path: Path) -> None:
 
 def test_overlapping_writers_of_one_account_leave_one_copy(tmp_path: Path) -> None:
     ctx = multiprocessing.get_context("spawn")
-    same = [ACCOUNTS[:3]] * 4          # four writers of the same accounts and slot: real conflicts
+    same = [ACCOUNTS[:3]] * 4  # four writers of the same accounts and slot: real conflicts
     with ctx.Pool(4) as pool:
         pool.starmap(write_batch, [(str(tmp_path), b, 3) for b in same])
     check_concurrent_result(tmp_path, [ACCOUNTS[:3]], 3)
@@ -388,16 +410,18 @@ def test_a_conflict_past_the_bound_fails_only_its_batch(tmp_path: Path, monkeypa
 
 def test_no_deltalake_object_exists_before_the_first_write() -> None:
     """Fork safety: importing the pipeline, the Airflow tasks and opening a lake loads no deltalake."""
-    code = ("import sys; from pathlib import Path; import nugen_etl.pipeline, nugen_etl.airflow.tasks, nugen_etl.cli;"
-            "from nugen_etl.lake import open_lake; from nugen_etl.storage import LocalStorage;"
-            "open_lake(LocalStorage(Path(sys.argv[1])));"
-            "print('LOADED' if 'deltalake' in sys.modules else 'CLEAN')")
-    done = subprocess.run([sys.executable, "-c", code, "/tmp/nugen-fork-probe"], capture_output=True, text=True,
-                          timeout=120)
+    code = (
+        "import sys; from pathlib import Path; import nugen_etl.pipeline, nugen_etl.airflow.tasks, nugen_etl.cli;"
+        "from nugen_etl.lake import open_lake; from nugen_etl.storage import LocalStorage;"
+        "open_lake(LocalStorage(Path(sys.argv[1])));"
+        "print('LOADED' if 'deltalake' in sys.modules else 'CLEAN')"
+    )
+    done = subprocess.run([sys.executable, "-c", code, "/tmp/nugen-fork-probe"], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "CLEAN", done.stdout + done.stderr
 
 
 # --- the old layout ----------------------------------------------------------------------------
+
 
 def test_the_old_layout_is_refused_then_upgraded_without_deleting_anything(world) -> None:
     root, state, config = world["root"], world["state"], world["config"]
@@ -408,8 +432,7 @@ def test_the_old_layout_is_refused_then_upgraded_without_deleting_anything(world
     old_files = {}
     for spec in (MODEL_SNAPSHOTS, MODEL_METRICS):
         for account in state.account_ids[:2]:
-            path = (root / spec.name / f"snapshot_date={DAY1}" / f"account_id={account}"
-                    / f"part-{SLOTS[0]:%Y%m%dT%H%M%SZ}.parquet")
+            path = root / spec.name / f"snapshot_date={DAY1}" / f"account_id={account}" / f"part-{SLOTS[0]:%Y%m%dT%H%M%SZ}.parquet"
             path.parent.mkdir(parents=True)
             pq.write_table(spec.schema.empty_table(), path)
             old_files[path.relative_to(root)] = path.read_bytes()
@@ -440,8 +463,9 @@ def test_changed_storage_options_reopen_the_tables_and_unchanged_ones_keep_them(
     account = state.account_ids[0]
 
     def load(slot: datetime) -> SlotLoad:
-        return answer_to_load(RawAnswer(account_id=account, snapshot_at=slot, fetched_at=slot, http_status=200,
-                                        body=state.body_at(account, slot)))
+        return answer_to_load(
+            RawAnswer(account_id=account, snapshot_at=slot, fetched_at=slot, http_status=200, body=state.body_at(account, slot))
+        )
 
     lake.write([load(T0)])
     opened = lake.table(MODEL_SNAPSHOTS)
@@ -460,8 +484,14 @@ def test_a_replace_of_slots_with_different_accounts_touches_exactly_those_pairs(
     slots = [CONCURRENT_SLOT + timedelta(hours=h) for h in range(3)]
     accounts = ACCOUNTS[:3]
     lake.write([synthetic_load(a, s, version=1) for a in accounts for s in slots])
-    replaced = {(accounts[0], slots[0]), (accounts[0], slots[1]), (accounts[1], slots[0]), (accounts[1], slots[1]),
-                (accounts[2], slots[2]), (accounts[0], slots[2])}
+    replaced = {
+        (accounts[0], slots[0]),
+        (accounts[0], slots[1]),
+        (accounts[1], slots[0]),
+        (accounts[1], slots[1]),
+        (accounts[2], slots[2]),
+        (accounts[0], slots[2]),
+    }
     lake.write([synthetic_load(a, s, version=2) for a, s in sorted(replaced)])
     rows = table_rows(tmp_path, "model_snapshots")
     versions = {(r["account_id"], r["snapshot_at"]): r["usage_count"] // 100 for r in rows}

@@ -18,7 +18,7 @@ def _imports(path: Path) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
             if node.level:
-                base = list(package[:len(package) - node.level + 1])
+                base = list(package[: len(package) - node.level + 1])
                 module = ".".join([*base, *(node.module.split(".") if node.module else [])])
             elif node.module and node.module.startswith("nugen_etl."):
                 module = node.module.removeprefix("nugen_etl.")

@@ -19,8 +19,7 @@ SLOT = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
 
 @given(st.lists(st.lists(st.integers(), max_size=5), max_size=30), st.integers(1, 12))
-def test_gathered_keeps_every_answer_in_order_in_groups_of_at_least_the_size(groups: list[list[int]],
-                                                                           size: int) -> None:
+def test_gathered_keeps_every_answer_in_order_in_groups_of_at_least_the_size(groups: list[list[int]], size: int) -> None:
     out = list(_gathered(groups, size))
     assert [x for group in out for x in group] == [x for group in groups for x in group]
     assert all(len(group) >= size for group in out[:-1])
@@ -29,9 +28,17 @@ def test_gathered_keeps_every_answer_in_order_in_groups_of_at_least_the_size(gro
 
 def _raws(accounts: int, models: int) -> list[RawAnswer]:
     state = SimulatorState(seed=5, accounts=accounts + 1, models=models, start=SLOT - timedelta(days=3))
-    return [RawAnswer(account_id=a, snapshot_at=SLOT, fetched_at=SLOT + timedelta(seconds=2), http_status=200,
-                      body=state.body_at(a, SLOT), headers={"content-type": "application/json"})
-            for a in state.account_ids[:accounts]]
+    return [
+        RawAnswer(
+            account_id=a,
+            snapshot_at=SLOT,
+            fetched_at=SLOT + timedelta(seconds=2),
+            http_status=200,
+            body=state.body_at(a, SLOT),
+            headers={"content-type": "application/json"},
+        )
+        for a in state.account_ids[:accounts]
+    ]
 
 
 def test_a_batch_of_small_answers_is_staged_as_one_chunk_with_the_same_rows() -> None:

@@ -55,9 +55,17 @@ def test_gather_gives_the_rows_in_order_with_consecutive_packed_slots_as_one_sli
     parts = gather(slots, "t")
     assert rows(parts) == rows(expected)
     assert all(part.num_rows >= 0 for part in parts)
-    runs = sum(1 for i, s in enumerate(slots) if not (
-        i and hasattr(s, "packed") and hasattr(slots[i - 1], "packed")
-        and slots[i - 1].packed is s.packed and slots[i - 1].index + 1 == s.index))
+    runs = sum(
+        1
+        for i, s in enumerate(slots)
+        if not (
+            i
+            and hasattr(s, "packed")
+            and hasattr(slots[i - 1], "packed")
+            and slots[i - 1].packed is s.packed
+            and slots[i - 1].index + 1 == s.index
+        )
+    )
     assert len(parts) <= runs
 
 

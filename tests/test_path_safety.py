@@ -31,17 +31,31 @@ LAKE_TABLES = ("model_snapshots", "model_metrics", "account_runs")
 # What delta-rs names the files of a table: data files under the day partition, commits in the log.
 DATA_FILE = re.compile(r"snapshot_date=\d{4}-\d{2}-\d{2}/part-\d{5}-[0-9a-f-]{36}-c\d{3}(\.zstd)?\.parquet")
 LOG_FILE = re.compile(r"_delta_log/\d{20}\.json")
-HOSTILE_IDS = ["../evil", "..", "a/b", "/abs", "a\\b", "with space", "tab\there", "new\nline", "ünïcode",
-               "ＡＣＭＥ", "é", ".hidden", "-lead", "", "x" * 65, "nul\u0000"]
+HOSTILE_IDS = [
+    "../evil",
+    "..",
+    "a/b",
+    "/abs",
+    "a\\b",
+    "with space",
+    "tab\there",
+    "new\nline",
+    "ünïcode",
+    "ＡＣＭＥ",
+    "é",
+    ".hidden",
+    "-lead",
+    "",
+    "x" * 65,
+    "nul\u0000",
+]
 
 
 @pytest.mark.parametrize("bad_id", HOSTILE_IDS, ids=repr)
-def test_hostile_account_id_is_refused_at_load_and_nothing_is_written(bad_id: str, tmp_path: Path, capsys,
-                                                                     monkeypatch) -> None:
+def test_hostile_account_id_is_refused_at_load_and_nothing_is_written(bad_id: str, tmp_path: Path, capsys, monkeypatch) -> None:
     monkeypatch.setenv("K", "sk-x")
     config = tmp_path / "nugen.toml"
-    config.write_text(f'[storage]\nroot = "data"\n\n[[accounts]]\nid = {json.dumps(bad_id)}\napi_key_env = "K"\n',
-                      encoding="utf-8")
+    config.write_text(f'[storage]\nroot = "data"\n\n[[accounts]]\nid = {json.dumps(bad_id)}\napi_key_env = "K"\n', encoding="utf-8")
     assert main(["run", "--config", str(config)]) == 2
     err = capsys.readouterr().err
     assert "accounts[1].id: invalid account id" in err
@@ -49,8 +63,7 @@ def test_hostile_account_id_is_refused_at_load_and_nothing_is_written(bad_id: st
 
 
 @pytest.mark.parametrize("command", [["run"], ["backfill", "--from", "2026-03-01", "--to", "2026-03-01"]])
-def test_hostile_account_on_the_command_line_is_refused(command: list[str], tmp_path: Path, capsys,
-                                                        monkeypatch) -> None:
+def test_hostile_account_on_the_command_line_is_refused(command: list[str], tmp_path: Path, capsys, monkeypatch) -> None:
     monkeypatch.setenv("K", "sk-x")
     config = tmp_path / "nugen.toml"
     config.write_text('[storage]\nroot = "data"\n\n[[accounts]]\nid = "acme"\napi_key_env = "K"\n')
@@ -81,10 +94,8 @@ def test_lake_paths_come_from_the_slot_day_only(tmp_path: Path) -> None:
     write of the same slot replaces exactly those rows."""
     when = datetime(2026, 3, 1, 5, tzinfo=UTC)
     ids = ["../evil", "a/b", "..", "o'brien", "x' OR '1'='1"]
-    body = json.dumps({"domain_aligned_models": [{"id": "../../../outside", "name": "/etc/passwd",
-                                                  "usage_count": 1}]}).encode()
-    loads = [answer_to_load(RawAnswer(account_id=a, snapshot_at=when, fetched_at=when, http_status=200, body=body))
-             for a in ids]
+    body = json.dumps({"domain_aligned_models": [{"id": "../../../outside", "name": "/etc/passwd", "usage_count": 1}]}).encode()
+    loads = [answer_to_load(RawAnswer(account_id=a, snapshot_at=when, fetched_at=when, http_status=200, body=body)) for a in ids]
     root = tmp_path / "root"
     with Lake(LakeLocation(str(root))) as lake:
         lake.write(loads)
@@ -122,18 +133,34 @@ def test_answers_never_become_paths_or_urls(tmp_path: Path, monkeypatch) -> None
     state = SimulatorState(seed=61, accounts=3, models=5, start=T0)
     with serve(state) as server:
         lure = f"{server.base_url}/api/v3/inference/completions/steal"
-        models = [{"id": mid, "name": "/etc/passwd", "endpoint": endpoint, "usage_count": 1,
-                   "alignment_project": "../../..", "evaluation_data": {"evaluation_id": "../../e"}}
-                  for mid, endpoint in [("../../../../outside", lure), ("/abs/path", f"{server.base_url}/x?y=1"),
-                                        ("a\\..\\b", "file:///etc/passwd"), ("m", "http://169.254.169.254/")]]
+        models = [
+            {
+                "id": mid,
+                "name": "/etc/passwd",
+                "endpoint": endpoint,
+                "usage_count": 1,
+                "alignment_project": "../../..",
+                "evaluation_data": {"evaluation_id": "../../e"},
+            }
+            for mid, endpoint in [
+                ("../../../../outside", lure),
+                ("/abs/path", f"{server.base_url}/x?y=1"),
+                ("a\\..\\b", "file:///etc/passwd"),
+                ("m", "http://169.254.169.254/"),
+            ]
+        ]
         state.inject("acct-0001", [Fault.body(json.dumps({"domain_aligned_models": models}).encode())])
         root = tmp_path / "root"
-        config = parse_config({
-            "api": {"base_url": server.base_url, "max_attempts": 1, "timeout_s": 5},
-            "storage": {"root": str(root), "fsync": False},
-            "warehouse": {"url": f"duckdb:///{root / 'warehouse.duckdb'}"},
-            "accounts": [{"id": a, "api_key_env": key_env(a)} for a in state.account_ids],
-        }, base_dir=tmp_path, environ=environ_for(state))
+        config = parse_config(
+            {
+                "api": {"base_url": server.base_url, "max_attempts": 1, "timeout_s": 5},
+                "storage": {"root": str(root), "fsync": False},
+                "warehouse": {"url": f"duckdb:///{root / 'warehouse.duckdb'}"},
+                "accounts": [{"id": a, "api_key_env": key_env(a)} for a in state.account_ids],
+            },
+            base_dir=tmp_path,
+            environ=environ_for(state),
+        )
         state.set_time(SLOT + FETCH_OFFSET)
         state.reset_counts()
         summary = run_snapshot(config, snapshot_at=SLOT)  # the simulator's own deployed models have endpoints too
@@ -147,7 +174,6 @@ def test_answers_never_become_paths_or_urls(tmp_path: Path, monkeypatch) -> None
         assert {f.split("/")[0] for f in files if not f.startswith("_delta_log")} == {f"snapshot_date={SLOT.date()}"}
     for path in (root / "raw").rglob("*"):  # the raw archive's folders are the configured ids and the day
         if path.is_dir():
-            assert path.name.removeprefix("account_id=") in state.account_ids or path.name == (
-                f"snapshot_date={SLOT.date()}")
+            assert path.name.removeprefix("account_id=") in state.account_ids or path.name == (f"snapshot_date={SLOT.date()}")
     stored = DeltaTable(str(root / "model_snapshots")).to_pyarrow_table().to_pylist()
     assert {r["model_id"] for r in stored if r["account_id"] == "acct-0001"} == {m["id"] for m in models}

@@ -44,9 +44,13 @@ def world(request: pytest.FixtureRequest, engine: str, folder: Path) -> Iterator
     state = SimulatorState(seed=41, accounts=ACCOUNTS, models=3, start=T0)
     folder.mkdir(parents=True, exist_ok=True)
     with serve(state) as server:
-        path = write_toml_config(folder, server.base_url, state.account_ids,
-                                 api={"max_concurrency": 2, "max_attempts": 2, "retry_base_delay_s": 0.01},
-                                 warehouse={"url": fresh_warehouse_url(request, engine, folder), "batch_accounts": 2})
+        path = write_toml_config(
+            folder,
+            server.base_url,
+            state.account_ids,
+            api={"max_concurrency": 2, "max_attempts": 2, "retry_base_delay_s": 0.01},
+            warehouse={"url": fresh_warehouse_url(request, engine, folder), "batch_accounts": 2},
+        )
         yield state, load_config(path, environ=environ_for(state)), path
 
 
@@ -64,8 +68,7 @@ def reference(request: pytest.FixtureRequest, engine: str, folder: Path) -> tupl
 
 
 def assert_archived_and_in_lake(config: Config, slot) -> None:
-    archived = {a for a, _, _ in list_archived_slots(LocalStorage(config.storage_root), start=slot,
-                                                     end=slot + timedelta(microseconds=1))}
+    archived = {a for a, _, _ in list_archived_slots(LocalStorage(config.storage_root), start=slot, end=slot + timedelta(microseconds=1))}
     assert len(archived) == ACCOUNTS
     runs = [r for r in lake_dump(config.storage_root)["account_runs"] if r["snapshot_at"] == slot]
     assert len(runs) == ACCOUNTS and {r["outcome"] for r in runs} <= {"ok", "empty"}
@@ -81,11 +84,12 @@ def health(config: Config) -> dict[str, tuple[int, bool]]:
 @contextmanager
 def read_only_reader(db_file: str) -> Iterator[None]:
     """A real second process holding a read-only DuckDB connection, as a notebook or a BI tool does."""
-    code = ("import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); "
-            "c.execute('select count(*) from nugen.model_snapshots').fetchall(); "
-            "print('ready', flush=True); sys.stdin.read()")
-    proc = subprocess.Popen([sys.executable, "-c", code, db_file], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True)
+    code = (
+        "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); "
+        "c.execute('select count(*) from nugen.model_snapshots').fetchall(); "
+        "print('ready', flush=True); sys.stdin.read()"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, db_file], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         yield
@@ -102,7 +106,8 @@ def short_duckdb_wait(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_reader_holding_the_duckdb_file_defers_the_load_and_the_next_run_catches_up(
-        request: pytest.FixtureRequest, tmp_path: Path, short_duckdb_wait: None) -> None:
+    request: pytest.FixtureRequest, tmp_path: Path, short_duckdb_wait: None
+) -> None:
     expected_wh, expected_lake = reference(request, "duckdb", tmp_path / "reference")
     with world(request, "duckdb", tmp_path / "outage") as (state, config, path):
         assert run_at(state, config, SLOTS[0]).exit_code == 0
@@ -127,7 +132,8 @@ def test_a_reader_holding_the_duckdb_file_defers_the_load_and_the_next_run_catch
 
 @pytest.mark.postgres
 def test_a_postgres_refusing_connections_defers_the_load_and_load_pending_catches_up(
-        request: pytest.FixtureRequest, tmp_path: Path, pg_admin_url: str) -> None:
+    request: pytest.FixtureRequest, tmp_path: Path, pg_admin_url: str
+) -> None:
     expected_wh, _ = reference(request, "postgresql", tmp_path / "reference")
     with world(request, "postgresql", tmp_path / "outage") as (state, config, path):
         database = config.warehouse.url.rsplit("/", 1)[1].split("?")[0]
@@ -154,10 +160,14 @@ def refusing(engine: str, config: Config, account_id: str, monkeypatch: pytest.M
     a trigger refusing its run row; on DuckDB (no triggers) a failing statement appended to the load."""
     if engine == "postgresql":
         with psycopg.connect(config.warehouse.url, autocommit=True) as conn:
-            conn.execute("CREATE FUNCTION nugen.refuse() RETURNS trigger LANGUAGE plpgsql AS "
-                         "$$ BEGIN RAISE EXCEPTION 'disk full (simulated)'; END $$")
-            conn.execute(f"CREATE TRIGGER refuse BEFORE INSERT ON nugen.account_runs FOR EACH ROW "
-                         f"WHEN (NEW.account_id = '{account_id}') EXECUTE FUNCTION nugen.refuse()")
+            conn.execute(
+                "CREATE FUNCTION nugen.refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'disk full (simulated)'; END $$"
+            )
+            conn.execute(
+                f"CREATE TRIGGER refuse BEFORE INSERT ON nugen.account_runs FOR EACH ROW "
+                f"WHEN (NEW.account_id = '{account_id}') EXECUTE FUNCTION nugen.refuse()"
+            )
             try:
                 yield
             finally:
@@ -176,7 +186,8 @@ def refusing(engine: str, config: Config, account_id: str, monkeypatch: pytest.M
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_warehouse_failing_mid_batch_defers_only_that_batch(
-        engine: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The batch holding the refused account fails, is retried one by one, and only that account's load
     stays pending, with the warehouse's message; it loads once the fault is gone."""
     expected_wh, _ = reference(request, engine, tmp_path / "reference")
@@ -190,14 +201,14 @@ def test_a_warehouse_failing_mid_batch_defers_only_that_batch(
         assert health(config) == {a: (2, True) if a == last else (0, False) for a in state.account_ids}
         assert len(failing[1].caught_up) == 0, "the pending slot failed again and stays pending"
         caught = load_pending(config)
-        assert caught.exit_code == 0 and sorted(caught.caught_up) == sorted(
-            f"{slot.isoformat()} {last}" for slot in SLOTS[1:])
+        assert caught.exit_code == 0 and sorted(caught.caught_up) == sorted(f"{slot.isoformat()} {last}" for slot in SLOTS[1:])
         assert health(config) == {a: (0, False) for a in state.account_ids}
         assert config_dump(config) == expected_wh
 
 
 def test_sigkill_during_the_catch_up_then_load_pending_converges(
-        request: pytest.FixtureRequest, tmp_path: Path, short_duckdb_wait: None) -> None:
+    request: pytest.FixtureRequest, tmp_path: Path, short_duckdb_wait: None
+) -> None:
     """``load-pending`` killed inside its first warehouse transaction: the journal still holds every
     pending batch, and the next ``load-pending`` loads them to the no-outage state."""
     expected_wh, _ = reference(request, "duckdb", tmp_path / "reference")
@@ -209,7 +220,10 @@ def test_sigkill_during_the_catch_up_then_load_pending_converges(
         killed = subprocess.run(
             [sys.executable, str(HARNESS), "load-pending", "--config", str(path)],
             env={**os.environ, **environ_for(state), "NUGEN_TEST_CRASH_AT": "warehouse-6:1"},
-            capture_output=True, text=True, timeout=120)
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert killed.returncode == -signal.SIGKILL, killed.stderr
         assert len(PendingJournal(LocalStorage(config.storage_root)).entries()) == 4
         summary = load_pending(config)
@@ -218,7 +232,8 @@ def test_sigkill_during_the_catch_up_then_load_pending_converges(
 
 
 def test_a_load_that_committed_before_its_journal_entry_was_cleared_is_not_loaded_again(
-        request: pytest.FixtureRequest, tmp_path: Path, short_duckdb_wait: None) -> None:
+    request: pytest.FixtureRequest, tmp_path: Path, short_duckdb_wait: None
+) -> None:
     with world(request, "duckdb", tmp_path / "outage") as (state, config, path):
         assert run_at(state, config, SLOTS[0]).exit_code == 0
         with read_only_reader(config.warehouse.url.removeprefix("duckdb:///")):
@@ -235,7 +250,8 @@ def test_a_load_that_committed_before_its_journal_entry_was_cleared_is_not_loade
 
 
 def test_an_entry_of_a_load_in_flight_is_left_to_its_process_and_a_stale_one_is_caught_up(
-        request: pytest.FixtureRequest, tmp_path: Path, short_duckdb_wait: None) -> None:
+    request: pytest.FixtureRequest, tmp_path: Path, short_duckdb_wait: None
+) -> None:
     """A "loading" entry younger than IN_FLIGHT belongs to another process's load under way: no run
     reports or loads it. Older, it was left by a process that died before its commit, and is caught up."""
     with world(request, "duckdb", tmp_path / "outage") as (state, config, path):
@@ -248,5 +264,6 @@ def test_an_entry_of_a_load_in_flight_is_left_to_its_process_and_a_stale_one_is_
         assert fresh.exit_code == 0 and fresh.backlog == [] and len(journal.entries()) == 1
         journal.mark(SLOTS[0], outcomes, now=now - IN_FLIGHT - timedelta(minutes=1))
         stale = load_pending(config)
-        assert stale.exit_code == 0 and stale.caught_up == [] and journal.entries() == [], \
+        assert stale.exit_code == 0 and stale.caught_up == [] and journal.entries() == [], (
             "its loads had committed: nothing is loaded again, the entry goes"
+        )

@@ -29,16 +29,25 @@ def _archive(root: Path) -> None:
             fetched = slot + timedelta(minutes=3)
 
             def put(body: bytes, status: int | None = 200, later: int = 0, error: str | None = None) -> None:
-                write_raw_answer(root, RawAnswer(account_id=account_id, snapshot_at=slot,
-                                                 fetched_at=fetched + timedelta(seconds=later),
-                                                 http_status=status, body=body, error=error), fsync=False)
+                write_raw_answer(
+                    root,
+                    RawAnswer(
+                        account_id=account_id,
+                        snapshot_at=slot,
+                        fetched_at=fetched + timedelta(seconds=later),
+                        http_status=status,
+                        body=body,
+                        error=error,
+                    ),
+                    fsync=False,
+                )
 
             put(state.body_at(account_id, fetched))
-            if hour == 1:    # a newer failure never hides the older success
+            if hour == 1:  # a newer failure never hides the older success
                 put(b"", status=None, later=5, error="timed out")
             if hour == 3 and a_index == 0:
                 put(HOSTILE_BODY, later=7)
-            if hour == 4 and a_index == 1:   # an unreadable newest object
+            if hour == 4 and a_index == 1:  # an unreadable newest object
                 put(b"x", later=9)
                 newest = sorted((root / "raw" / f"account_id={account_id}").rglob("*.raw.gz"))[-1]
                 newest.write_bytes(b"not gzip")
@@ -106,12 +115,18 @@ def test_a_transform_failure_in_a_group_costs_only_its_slot(tmp_path: Path, monk
 def _live_answers() -> list[RawAnswer]:
     state = SimulatorState(4, 6, models=5, start=T0)
     slot = T0 + timedelta(hours=1)
-    raws = [RawAnswer(account_id=a, snapshot_at=slot, fetched_at=slot + timedelta(minutes=3), http_status=200,
-                      body=state.body_at(a, slot + timedelta(minutes=3))) for a in state.account_ids]
-    raws.append(RawAnswer(account_id="acct-hostile", snapshot_at=slot, fetched_at=slot, http_status=200,
-                          body=HOSTILE_BODY))
-    raws.append(RawAnswer(account_id="acct-down", snapshot_at=slot, fetched_at=slot, http_status=None,
-                          body=b"", error="timed out"))
+    raws = [
+        RawAnswer(
+            account_id=a,
+            snapshot_at=slot,
+            fetched_at=slot + timedelta(minutes=3),
+            http_status=200,
+            body=state.body_at(a, slot + timedelta(minutes=3)),
+        )
+        for a in state.account_ids
+    ]
+    raws.append(RawAnswer(account_id="acct-hostile", snapshot_at=slot, fetched_at=slot, http_status=200, body=HOSTILE_BODY))
+    raws.append(RawAnswer(account_id="acct-down", snapshot_at=slot, fetched_at=slot, http_status=None, body=b"", error="timed out"))
     return raws
 
 
@@ -136,8 +151,9 @@ def test_a_transform_failure_among_answers_completed_together_costs_only_its_acc
         return real(models, account_id=account_id, snapshot_at=snapshot_at, fetched_at=fetched_at)
 
     monkeypatch.setattr(transform, "flatten_models", flaky)
-    monkeypatch.setattr(transform, "flatten_answers", lambda answers: [flaky(m, account_id=a, snapshot_at=s, fetched_at=f)
-                                                                      for m, a, s, f in answers])
+    monkeypatch.setattr(
+        transform, "flatten_answers", lambda answers: [flaky(m, account_id=a, snapshot_at=s, fetched_at=f) for m, a, s, f in answers]
+    )
     got = {load.run.account_id: load.run for load in transform.loads_of(raws)}
     assert got["acct-hostile"].outcome == "failed" and "transform failed: RuntimeError: boom" in got["acct-hostile"].error
     assert got["acct-down"].outcome == "failed" and got["acct-down"].error == "timed out"
@@ -204,8 +220,8 @@ def test_without_a_usable_spool_the_units_still_arrive_whole(tmp_path: Path, mon
 
     def same(units: list[replay.ReplayedUnit]) -> bool:
         return len(units) == len(expected) and all(
-            a.runs == b.runs and all(a.tables[n].equals(b.tables[n]) for n in a.tables)
-            for a, b in zip(expected, units, strict=False))
+            a.runs == b.runs and all(a.tables[n].equals(b.tables[n]) for n in a.tables) for a, b in zip(expected, units, strict=False)
+        )
 
     missing = tmp_path / "no-such-folder"
     monkeypatch.setenv("TMPDIR", str(missing))
@@ -234,9 +250,11 @@ def test_a_replay_worker_runs_below_its_backfill_and_exits_with_it() -> None:
     import subprocess
     import sys
 
-    script = ("import os, threading; from nugen_etl.replay import _start_worker, REPLAY_WORKER_NICENESS as N; "
-              "before = os.nice(0); _start_worker(os.getppid()); "
-              "print(os.nice(0) - before == min(N, 19 - before), "
-              "any(t.name == 'nugen-replay-parent' for t in threading.enumerate()))")
+    script = (
+        "import os, threading; from nugen_etl.replay import _start_worker, REPLAY_WORKER_NICENESS as N; "
+        "before = os.nice(0); _start_worker(os.getppid()); "
+        "print(os.nice(0) - before == min(N, 19 - before), "
+        "any(t.name == 'nugen-replay-parent' for t in threading.enumerate()))"
+    )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.split() == ["True", "True"]

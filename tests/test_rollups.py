@@ -56,8 +56,10 @@ def rows_of(wh: Warehouse, relation: str) -> Counter:
 def assert_views_equal_reference(wh: Warehouse, context: str = "") -> None:
     for view in BI_VIEWS:
         got, want = rows_of(wh, f"nugen.{view}"), rows_of(wh, f"nugen_reference.{view}")
-        assert got == want, (f"{wh.engine} {view} {context}: only in the rollup view {sorted(got - want, key=repr)}, "
-                             f"only in the reference {sorted(want - got, key=repr)}")
+        assert got == want, (
+            f"{wh.engine} {view} {context}: only in the rollup view {sorted(got - want, key=repr)}, "
+            f"only in the reference {sorted(want - got, key=repr)}"
+        )
 
 
 def rollup_contents(wh: Warehouse) -> dict[str, Counter]:
@@ -93,28 +95,41 @@ DEPLOYMENTS = ("DEPLOYED", "UNDEPLOYED", None)
 @st.composite
 def records(draw: st.DrawFn, key: str) -> list[dict]:
     """One model_key's records in one API answer: usually one, sometimes a deploy's two ids sharing it."""
-    ids = [key] if key.startswith("model-") else draw(st.sampled_from([[key], [f"{key}-deployed"],
-                                                                        [key, f"{key}-deployed"]]))
+    ids = [key] if key.startswith("model-") else draw(st.sampled_from([[key], [f"{key}-deployed"], [key, f"{key}-deployed"]]))
     out = []
     for model_id in ids:
-        usage = draw(st.none() | st.integers(0, 60) | st.just(7) | st.integers(0, 60).map(str)  # resets and repeats
-                     | st.just("n/a"))
-        out.append({
-            "id": model_id, "alignment_id": None if key.startswith("model-") else key, "name": f"{model_id} name",
-            "usage_count": usage, "status": draw(st.sampled_from(STATUSES)),
-            "deployment_status": draw(st.sampled_from(DEPLOYMENTS)),
-            "performance_metrics": {
-                "accuracy": draw(st.none() | st.floats(0, 1, allow_nan=False).map(lambda a: round(a, 3))),
-                "uncertainty": draw(st.none() | st.just(0.1)),
-                "domain_violations": draw(st.none() | st.integers(0, 3))},
-        })
+        usage = draw(
+            st.none()
+            | st.integers(0, 60)
+            | st.just(7)
+            | st.integers(0, 60).map(str)  # resets and repeats
+            | st.just("n/a")
+        )
+        out.append(
+            {
+                "id": model_id,
+                "alignment_id": None if key.startswith("model-") else key,
+                "name": f"{model_id} name",
+                "usage_count": usage,
+                "status": draw(st.sampled_from(STATUSES)),
+                "deployment_status": draw(st.sampled_from(DEPLOYMENTS)),
+                "performance_metrics": {
+                    "accuracy": draw(st.none() | st.floats(0, 1, allow_nan=False).map(lambda a: round(a, 3))),
+                    "uncertainty": draw(st.none() | st.just(0.1)),
+                    "domain_violations": draw(st.none() | st.integers(0, 3)),
+                },
+            }
+        )
     return out
 
 
 def answer(account: str, slot: datetime, status: int, body: object) -> SlotLoad:
     """What the pipeline loads for one API answer: classified and flattened by the product's own code."""
-    return answer_to_load(RawAnswer(account_id=account, snapshot_at=slot, fetched_at=slot + timedelta(minutes=2),
-                                    http_status=status, body=json.dumps(body).encode()))
+    return answer_to_load(
+        RawAnswer(
+            account_id=account, snapshot_at=slot, fetched_at=slot + timedelta(minutes=2), http_status=status, body=json.dumps(body).encode()
+        )
+    )
 
 
 @st.composite
@@ -140,8 +155,14 @@ def whole_days(draw: st.DrawFn) -> list[SlotLoad]:
     loads = []
     for hour in HOURS:
         keys = draw(st.lists(st.sampled_from(KEYS), min_size=1, max_size=3, unique=True))
-        loads.append(answer(account, T0 + timedelta(days=day, hours=hour), 200,
-                            {"domain_aligned_models": [r for key in keys for r in draw(records(key))]}))
+        loads.append(
+            answer(
+                account,
+                T0 + timedelta(days=day, hours=hour),
+                200,
+                {"domain_aligned_models": [r for key in keys for r in draw(records(key))]},
+            )
+        )
     return loads
 
 
@@ -150,8 +171,7 @@ histories = st.lists(st.lists(slot_loads(), min_size=1, max_size=3) | whole_days
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batches=histories)
-def test_views_over_rollups_equal_the_full_history_views_after_every_load(
-        bi_warehouse: Warehouse, batches: list[list[SlotLoad]]) -> None:
+def test_views_over_rollups_equal_the_full_history_views_after_every_load(bi_warehouse: Warehouse, batches: list[list[SlotLoad]]) -> None:
     wh = bi_warehouse
     clear(wh)
     for number, batch in enumerate(batches, 1):
@@ -166,8 +186,10 @@ def test_views_over_rollups_equal_the_full_history_views_after_every_load(
 def test_a_batchs_own_rollups_cover_the_days_of_the_common_shape_only() -> None:
     """Days whose snapshots hold two records of one key, or a usage_count whose sums could overflow,
     are left to the SQL path; the others come from the batch."""
+
     def model(model_id: str, usage: int) -> dict:
         return {"id": model_id, "alignment_id": "k", "usage_count": usage, "status": "READY"}
+
     loads = [answer("plain", T0 + timedelta(hours=h), 200, {"domain_aligned_models": [model("m", h)]}) for h in HOURS]
     loads.append(answer("shared", T0, 200, {"domain_aligned_models": [model("m", 1), model("m-deployed", 2)]}))
     loads.append(answer("huge", T0, 200, {"domain_aligned_models": [model("m", 1 << 50)]}))
@@ -175,11 +197,13 @@ def test_a_batchs_own_rollups_cover_the_days_of_the_common_shape_only() -> None:
     own = batch_rollups(stage_batch(loads).tables["stg_model_snapshots"])
     assert sorted(own.days.to_pylist(), key=lambda r: (r["account_id"], r["day"])) == [
         {"account_id": "huge", "day": (T0 + timedelta(days=1)).date(), "snapshot_rows": 1},
-        {"account_id": "plain", "day": T0.date(), "snapshot_rows": len(HOURS)}]
+        {"account_id": "plain", "day": T0.date(), "snapshot_rows": len(HOURS)},
+    ]
     plain = [r for r in own.daily.to_pylist() if r["account_id"] == "plain"]
     usages = [h for h in HOURS]
-    assert [(r["observations"], r["first_usage_count"], r["usage_count"], r["usage_delta_within_day"])
-            for r in plain] == [(len(HOURS), usages[0], usages[-1], sum(b - a for a, b in zip(usages, usages[1:], strict=False)))]
+    assert [(r["observations"], r["first_usage_count"], r["usage_count"], r["usage_delta_within_day"]) for r in plain] == [
+        (len(HOURS), usages[0], usages[-1], sum(b - a for a, b in zip(usages, usages[1:], strict=False)))
+    ]
 
 
 def test_a_failed_rerun_retires_nothing_and_a_late_backfill_fixes_the_next_day(bi_warehouse: Warehouse) -> None:
@@ -188,13 +212,16 @@ def test_a_failed_rerun_retires_nothing_and_a_late_backfill_fixes_the_next_day(b
     wh = bi_warehouse
     model = {"model_id": "m", "alignment_id": "k", "status": "READY", "deployment_status": "DEPLOYED"}
     wh.load([ok_slot("acct", T0 + timedelta(days=1), [{**model, "usage_count": 15, "status": "DEPLOYED"}])])
-    (delta,), = wh.fetch_all("SELECT usage_delta FROM nugen.model_usage_daily")
+    ((delta,),) = wh.fetch_all("SELECT usage_delta FROM nugen.model_usage_daily")
     assert delta is None  # its first observation: no pair yet
     wh.load([ok_slot("acct", T0, [{**model, "usage_count": 10}])])
     assert wh.fetch_all("SELECT day, usage_delta FROM nugen.model_usage_daily ORDER BY day") == [
-        (T0.date(), None), ((T0 + timedelta(days=1)).date(), 15 - 10)]
+        (T0.date(), None),
+        ((T0 + timedelta(days=1)).date(), 15 - 10),
+    ]
     assert wh.fetch_all("SELECT changed_at, from_status, to_status FROM nugen.model_status_changes") == [
-        (T0 + timedelta(days=1), "READY", "DEPLOYED")]
+        (T0 + timedelta(days=1), "READY", "DEPLOYED")
+    ]
     wh.load([failed_slot("acct", T0 + timedelta(days=1))])
     assert wh.fetch_all("SELECT last_outcome, consecutive_failures FROM nugen.account_health") == [("ok", 0)]
     assert wh.fetch_all("SELECT is_present FROM nugen.models_latest") == [(True,)]
@@ -202,12 +229,13 @@ def test_a_failed_rerun_retires_nothing_and_a_late_backfill_fixes_the_next_day(b
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_the_migration_builds_the_rollups_of_an_existing_warehouse(engine: str, request: pytest.FixtureRequest,
-                                                                   tmp_path: Path) -> None:
+def test_the_migration_builds_the_rollups_of_an_existing_warehouse(engine: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     """A warehouse at 006 holding history gets exact rollups from migration 007, in its transaction."""
-    loads = [ok_slot(a, T0 + timedelta(hours=h), [{"model_id": "m", "alignment_id": "k", "usage_count": h * 3 % 7,
-                                                   "status": STATUSES[h % 3]}])
-             for a in ACCOUNTS for h in range(0, 72, 5)] + [failed_slot("acct-a", T0 + timedelta(hours=80))]
+    loads = [
+        ok_slot(a, T0 + timedelta(hours=h), [{"model_id": "m", "alignment_id": "k", "usage_count": h * 3 % 7, "status": STATUSES[h % 3]}])
+        for a in ACCOUNTS
+        for h in range(0, 72, 5)
+    ] + [failed_slot("acct-a", T0 + timedelta(hours=80))]
     with open_warehouse(fresh_warehouse_url(request, engine, tmp_path / "old")) as wh:
         _apply_migrations_before(wh, "007")
         # The 006 load path: the same statements without the rollups (which do not exist yet).
@@ -229,11 +257,13 @@ def test_the_migration_builds_the_rollups_of_an_existing_warehouse(engine: str, 
 def test_rebuild_catches_up_rows_loaded_by_other_means(bi_warehouse: Warehouse) -> None:
     wh = bi_warehouse
     wh.load([ok_slot("acct", T0, [{"model_id": "m", "usage_count": 1}])])
-    _execute(wh, "INSERT INTO nugen.model_snapshots (account_id, model_id, snapshot_at, snapshot_date, model_key, "
-                 "usage_count, status) VALUES ('acct', 'm', ?, ?, 'm', 9, 'READY')",
-             [T0 + timedelta(hours=1), T0.date()])
-    _execute(wh, "INSERT INTO nugen.account_runs (account_id, snapshot_at, outcome) VALUES ('acct', ?, 'ok')",
-             [T0 + timedelta(hours=1)])
+    _execute(
+        wh,
+        "INSERT INTO nugen.model_snapshots (account_id, model_id, snapshot_at, snapshot_date, model_key, "
+        "usage_count, status) VALUES ('acct', 'm', ?, ?, 'm', 9, 'READY')",
+        [T0 + timedelta(hours=1), T0.date()],
+    )
+    _execute(wh, "INSERT INTO nugen.account_runs (account_id, snapshot_at, outcome) VALUES ('acct', ?, 'ok')", [T0 + timedelta(hours=1)])
     with pytest.raises(AssertionError):
         assert_views_equal_reference(wh)  # the load path never saw these rows
     wh.rebuild_rollups()
@@ -252,18 +282,22 @@ def test_the_follow_up_of_the_rollup_migration_is_the_rebuild() -> None:
 
 DASHBOARD_QUERIES = {
     "usage trend, all accounts, 30 days": (
-        "SELECT day, SUM(usage_delta) FROM nugen.model_usage_daily WHERE day >= DATE '2024-12-01' - 30 "
-        "GROUP BY day ORDER BY day", "rollup_model_daily_day_idx"),
+        "SELECT day, SUM(usage_delta) FROM nugen.model_usage_daily WHERE day >= DATE '2024-12-01' - 30 GROUP BY day ORDER BY day",
+        "rollup_model_daily_day_idx",
+    ),
     "one account's usage and accuracy, 90 days": (
         "SELECT u.day, u.model_key, u.usage_delta, a.accuracy FROM nugen.model_usage_daily AS u "
         "JOIN nugen.model_accuracy_daily AS a USING (account_id, model_key, day) "
-        "WHERE u.account_id = 'acct-7' AND u.day >= DATE '2024-12-01' - 90 ORDER BY u.day", "rollup_model_daily_pkey"),
-    "present models": (
-        "SELECT account_id, model_key, name, usage_count FROM nugen.models_latest WHERE is_present", None),
+        "WHERE u.account_id = 'acct-7' AND u.day >= DATE '2024-12-01' - 90 ORDER BY u.day",
+        "rollup_model_daily_pkey",
+    ),
+    "present models": ("SELECT account_id, model_key, name, usage_count FROM nugen.models_latest WHERE is_present", None),
     "account health": ("SELECT * FROM nugen.account_health ORDER BY consecutive_failures DESC", None),
     "status changes, 7 days": (
         "SELECT * FROM nugen.model_status_changes WHERE changed_at >= TIMESTAMPTZ '2024-12-01 00:00Z' - INTERVAL '7 days' "
-        "ORDER BY changed_at", "rollup_status_changes_changed_at_idx"),
+        "ORDER BY changed_at",
+        "rollup_status_changes_changed_at_idx",
+    ),
 }
 
 
@@ -284,14 +318,17 @@ def test_pg_dashboard_queries_read_only_the_rollups_through_their_indexes(pg_url
             " CASE WHEN (extract(epoch FROM ts)::bigint / 3600 + a) % 97 < 50 THEN 'READY' ELSE 'DEPLOYED' END, "
             " 'DEPLOYED', 0.5 + m / 100.0 "
             "FROM generate_series(1, 20) AS a, generate_series(1, 5) AS m, "
-            " generate_series(timestamptz '2024-01-01 00:00Z', timestamptz '2024-12-01 20:00Z', interval '4 hours') AS ts")
-        conn.execute("INSERT INTO nugen.account_runs (account_id, snapshot_at, outcome) "
-                     "SELECT DISTINCT account_id, snapshot_at, 'ok' FROM nugen.model_snapshots")
+            " generate_series(timestamptz '2024-01-01 00:00Z', timestamptz '2024-12-01 20:00Z', interval '4 hours') AS ts"
+        )
+        conn.execute(
+            "INSERT INTO nugen.account_runs (account_id, snapshot_at, outcome) "
+            "SELECT DISTINCT account_id, snapshot_at, 'ok' FROM nugen.model_snapshots"
+        )
     with open_warehouse(pg_url) as wh:
         wh.rebuild_rollups()
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("ANALYZE")
-        (days,), = conn.execute("SELECT count(*) FROM nugen.rollup_model_daily").fetchall()
+        ((days,),) = conn.execute("SELECT count(*) FROM nugen.rollup_model_daily").fetchall()
         assert days == 20 * 5 * 336
         for name, (query, index) in DASHBOARD_QUERIES.items():
             plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + query))

@@ -39,8 +39,12 @@ def test_entry_points_use_the_system_allocator_unless_a_pool_is_chosen(tmp_path:
     env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
     if chosen:
         env["ARROW_DEFAULT_MEMORY_POOL"] = chosen
-    out = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], env=env, capture_output=True, text=True,
-                         check=True).stdout.strip().splitlines()[-1].split()
+    out = (
+        subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], env=env, capture_output=True, text=True, check=True)
+        .stdout.strip()
+        .splitlines()[-1]
+        .split()
+    )
     if chosen:
         assert out == [chosen, chosen, chosen]
     else:  # pyarrow's own default is not malloc; the pipeline keeps it, the CLI switches

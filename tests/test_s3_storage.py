@@ -63,17 +63,22 @@ TOKEN = "nugen-dummy-session-token-1a2b3c"
 FAILING = "acct-0002"
 SLOT = datetime(2026, 3, 1, 5, tzinfo=UTC)
 TABLES = [spec.name for spec in LAKE_TABLES]
-RAW_KEY_RE = re.compile(r"raw/account_id=[^/]+/snapshot_date=\d{4}-\d{2}-\d{2}/"
-                        r"\d{8}T\d{6}Z__\d{8}T\d{12}Z__[0-9a-f]{8}\.raw\.gz")
+RAW_KEY_RE = re.compile(
+    r"raw/account_id=[^/]+/snapshot_date=\d{4}-\d{2}-\d{2}/"
+    r"\d{8}T\d{6}Z__\d{8}T\d{12}Z__[0-9a-f]{8}\.raw\.gz"
+)
 # A Delta table: its log entries, and data files in day partitions (never an account folder).
-DELTA_KEY_RE = re.compile(r"(?P<table>model_snapshots|model_metrics|account_runs)/"
-                          r"(?:_delta_log/(?P<version>\d{20})\.json|snapshot_date=\d{4}-\d{2}-\d{2}/[^/]+\.parquet"
-                          r"|_delta_log/\d{20}\.checkpoint\.parquet|_delta_log/_last_checkpoint)")
+DELTA_KEY_RE = re.compile(
+    r"(?P<table>model_snapshots|model_metrics|account_runs)/"
+    r"(?:_delta_log/(?P<version>\d{20})\.json|snapshot_date=\d{4}-\d{2}-\d{2}/[^/]+\.parquet"
+    r"|_delta_log/\d{20}\.checkpoint\.parquet|_delta_log/_last_checkpoint)"
+)
 MOTO_START_S = 60
 RECORDING = "recording.jsonl"
 
 
 # --- the moto server, in its own process ----------------------------------------------------------
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -86,12 +91,16 @@ def start_moto(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
     recorder (off until a test starts it) writes to ``folder/recording.jsonl``."""
     log_path = folder / "moto.log"
     env = {**os.environ, "MOTO_RECORDER_FILEPATH": str(folder / RECORDING)}
-    for _ in range(3):      # another process may take the free port before the server binds it
+    for _ in range(3):  # another process may take the free port before the server binds it
         port = free_port()
         with open(log_path, "ab") as log_file:
-            proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                    stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=env)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
         deadline = time.monotonic() + MOTO_START_S
         while proc.poll() is None and time.monotonic() < deadline:
             try:
@@ -117,8 +126,14 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A moto S3 server process on loopback with the module's bucket; dummy credentials in the
     environment (inherited by the writer processes the tests spawn)."""
     with pytest.MonkeyPatch.context() as mp:
-        for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL_S3", "AWS_ROLE_ARN",
-                     "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI"):
+        for name in (
+            "AWS_PROFILE",
+            "AWS_DEFAULT_PROFILE",
+            "AWS_ENDPOINT_URL_S3",
+            "AWS_ROLE_ARN",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        ):
             mp.delenv(name, raising=False)
         mp.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
         mp.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
@@ -138,9 +153,9 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def recorded_requests(url: str, action: Any) -> list[dict[str, Any]]:
     """The requests the moto server received while ``action()`` ran (moto's own request recorder)."""
+
     def call(verb: str, method: str = "POST") -> bytes:
-        with urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/recorder/{verb}", method=method),
-                                    timeout=30) as answer:
+        with urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/recorder/{verb}", method=method), timeout=30) as answer:
             return answer.read()
 
     call("reset-recording")
@@ -153,15 +168,14 @@ def recorded_requests(url: str, action: Any) -> list[dict[str, Any]]:
 
 
 def admin_client(url: str) -> Any:
-    return boto3.session.Session().client("s3", endpoint_url=url, region_name=REGION,
-                                          config=BotoConfig(s3={"addressing_style": "path"}))
+    return boto3.session.Session().client("s3", endpoint_url=url, region_name=REGION, config=BotoConfig(s3={"addressing_style": "path"}))
 
 
 def object_keys(url: str, prefix: str) -> dict[str, dict[str, Any]]:
     """Every object under ``prefix/``: storage key -> its listing entry."""
     out = {}
     for page in admin_client(url).get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix + "/"):
-        out.update({o["Key"][len(prefix) + 1:]: o for o in page.get("Contents", [])})
+        out.update({o["Key"][len(prefix) + 1 :]: o for o in page.get("Contents", [])})
     return out
 
 
@@ -174,21 +188,40 @@ def s3_storage(endpoint: str, prefix: str, **kw: Any) -> S3Storage:
     return S3Storage(BUCKET, prefix, endpoint_url=endpoint, region=REGION, **kw)
 
 
-def raw(account: str = "acme", slot: datetime = SLOT, body: bytes = b'{"domain_aligned_models": []}',
-        fetched: datetime | None = None) -> RawAnswer:
-    return RawAnswer(account_id=account, snapshot_at=slot, fetched_at=fetched or slot + timedelta(seconds=7),
-                     http_status=200, body=body, headers={"content-type": "application/json"}, attempts=1)
+def raw(
+    account: str = "acme", slot: datetime = SLOT, body: bytes = b'{"domain_aligned_models": []}', fetched: datetime | None = None
+) -> RawAnswer:
+    return RawAnswer(
+        account_id=account,
+        snapshot_at=slot,
+        fetched_at=fetched or slot + timedelta(seconds=7),
+        http_status=200,
+        body=body,
+        headers={"content-type": "application/json"},
+        attempts=1,
+    )
 
 
 # --- lake helpers -------------------------------------------------------------------------------
 
+
 def model_load(account: str, *, version: int, models: int, slot: datetime = SLOT) -> SlotLoad:
     """The load of an answer with ``models`` models whose usage_count is ``version * 1000 + i``
     (0 models: an ``empty`` answer), flattened as the pipeline does."""
-    body = json.dumps({"domain_aligned_models": [
-        {"id": f"model-{account}-{i}", "alignment_id": f"alignment-{i}", "name": f"model {i}",
-         "usage_count": version * 1000 + i, "performance_metrics": {"accuracy": 0.5 + i / 1000}}
-        for i in range(models)]}).encode()
+    body = json.dumps(
+        {
+            "domain_aligned_models": [
+                {
+                    "id": f"model-{account}-{i}",
+                    "alignment_id": f"alignment-{i}",
+                    "name": f"model {i}",
+                    "usage_count": version * 1000 + i,
+                    "performance_metrics": {"accuracy": 0.5 + i / 1000},
+                }
+                for i in range(models)
+            ]
+        }
+    ).encode()
     return answer_to_load(raw(account, slot, body=body))
 
 
@@ -204,8 +237,11 @@ def delta_table(storage: Storage, name: str) -> DeltaTable:
 
 def usage(storage: Storage, *, slot: datetime = SLOT) -> dict[tuple[str, str], int]:
     """(account, model_id) -> usage_count of model_snapshots in ``slot``; fails on a repeated key."""
-    rows = delta_table(storage, "model_snapshots").to_pyarrow_table(
-        filters=[("snapshot_at", "=", slot)], columns=["account_id", "model_id", "usage_count"]).to_pylist()
+    rows = (
+        delta_table(storage, "model_snapshots")
+        .to_pyarrow_table(filters=[("snapshot_at", "=", slot)], columns=["account_id", "model_id", "usage_count"])
+        .to_pylist()
+    )
     keyed = {(r["account_id"], r["model_id"]): r["usage_count"] for r in rows}
     assert len(keyed) == len(rows), "a row appears twice in the lake"
     return keyed
@@ -235,52 +271,62 @@ def writes_by(storage: Storage, name: str) -> list[tuple[int, str | None]]:
 
 def contiguous(accounts: Sequence[str], parts: int) -> list[list[str]]:
     size = -(-len(accounts) // parts)
-    return [list(accounts[i:i + size]) for i in range(0, len(accounts), size)]
+    return [list(accounts[i : i + size]) for i in range(0, len(accounts), size)]
 
 
 # --- configuration -----------------------------------------------------------------------------
 
+
 def storage_config(tmp_path: Path, **storage: Any) -> Config:
-    data = {"storage": storage, "warehouse": {"url": f"duckdb:///{tmp_path / 'wh.duckdb'}"},
-            "accounts": [{"id": "acme", "api_key_env": "K"}]}
+    data = {
+        "storage": storage,
+        "warehouse": {"url": f"duckdb:///{tmp_path / 'wh.duckdb'}"},
+        "accounts": [{"id": "acme", "api_key_env": "K"}],
+    }
     return parse_config(data, base_dir=tmp_path, environ={})
 
 
 def test_config_accepts_an_s3_root_and_keeps_credentials_out(tmp_path: Path) -> None:
-    cfg = storage_config(tmp_path, root="s3://nugen-lake/etl/prod/", endpoint_url="http://127.0.0.1:9000",
-                         region="eu-west-1")
+    cfg = storage_config(tmp_path, root="s3://nugen-lake/etl/prod/", endpoint_url="http://127.0.0.1:9000", region="eu-west-1")
     assert cfg.storage_root is None and cfg.storage_url == "s3://nugen-lake/etl/prod"
-    assert cfg.s3 == S3Config(bucket="nugen-lake", prefix="etl/prod", endpoint_url="http://127.0.0.1:9000",
-                              region="eu-west-1")
+    assert cfg.s3 == S3Config(bucket="nugen-lake", prefix="etl/prod", endpoint_url="http://127.0.0.1:9000", region="eu-west-1")
     assert storage_config(tmp_path, root="s3://nugen-lake").s3 == S3Config(bucket="nugen-lake")
     local = storage_config(tmp_path, root="data")
     assert local.s3 is None and local.storage_root == (tmp_path / "data").resolve()
 
-    bad = [({"root": "s3://nugen-lake/x", "aws_secret_access_key": SECRET}, "credentials never sit in the file"),
-           ({"root": "s3://nugen-lake/x", "endpoint_url": f"http://{KEY_ID}:{SECRET}@127.0.0.1:9000"}, "never sit in the URL"),
-           ({"root": "s3://nugen-lake/a/../b"}, "invalid S3 prefix"),
-           ({"root": "s3://nugen-lake//b"}, "invalid S3 prefix"),
-           ({"root": "s3://Not_A_Bucket/x"}, "invalid S3 bucket"),
-           ({"root": "gs://nugen-lake/x"}, "unsupported scheme"),
-           ({"root": "data", "endpoint_url": "http://127.0.0.1:9000"}, "only applies when storage.root is an s3"),
-           ({"root": "s3://nugen-lake", "region": "EU WEST"}, "storage.region")]
+    bad = [
+        ({"root": "s3://nugen-lake/x", "aws_secret_access_key": SECRET}, "credentials never sit in the file"),
+        ({"root": "s3://nugen-lake/x", "endpoint_url": f"http://{KEY_ID}:{SECRET}@127.0.0.1:9000"}, "never sit in the URL"),
+        ({"root": "s3://nugen-lake/a/../b"}, "invalid S3 prefix"),
+        ({"root": "s3://nugen-lake//b"}, "invalid S3 prefix"),
+        ({"root": "s3://Not_A_Bucket/x"}, "invalid S3 bucket"),
+        ({"root": "gs://nugen-lake/x"}, "unsupported scheme"),
+        ({"root": "data", "endpoint_url": "http://127.0.0.1:9000"}, "only applies when storage.root is an s3"),
+        ({"root": "s3://nugen-lake", "region": "EU WEST"}, "storage.region"),
+    ]
     for storage, message in bad:
         with pytest.raises(ConfigError, match=re.escape(message)) as info:
             storage_config(tmp_path, **storage)
         assert SECRET not in str(info.value) and KEY_ID not in str(info.value)
     with pytest.raises(ConfigError, match="warehouse.url: required"):
-        parse_config({"storage": {"root": "s3://nugen-lake/x"}, "accounts": [{"id": "a", "api_key_env": "K"}]},
-                     base_dir=tmp_path, environ={})
+        parse_config(
+            {"storage": {"root": "s3://nugen-lake/x"}, "accounts": [{"id": "a", "api_key_env": "K"}]}, base_dir=tmp_path, environ={}
+        )
 
 
 # --- the storage interface -----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("backend", ["local", "s3"])
 def test_keys_cannot_leave_the_root(backend: str, endpoint: str, prefix: str, tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path / "root", fsync=False) if backend == "local" else s3_storage(endpoint, prefix)
     for key in ["../escape", "raw/../../escape", "/etc/passwd", "raw//x", "raw/./x", "raw\\..\\x", ""]:
-        for attempt in (lambda: storage.write_bytes_atomic(key, b"x"), lambda: storage.read_bytes(key),
-                        lambda: storage.delete(key), lambda: storage.listdir(key)):
+        for attempt in (
+            lambda: storage.write_bytes_atomic(key, b"x"),
+            lambda: storage.read_bytes(key),
+            lambda: storage.delete(key),
+            lambda: storage.listdir(key),
+        ):
             with pytest.raises(ValueError, match="unsafe storage key"):
                 attempt()
     assert not list(tmp_path.rglob("*escape*")) and not object_keys(endpoint, prefix)
@@ -290,8 +336,12 @@ def test_keys_cannot_leave_the_root(backend: str, endpoint: str, prefix: str, tm
 def test_raw_archive_on_s3_uses_the_local_keys_and_round_trips(endpoint: str, prefix: str, tmp_path: Path) -> None:
     storage = s3_storage(endpoint, prefix)
     body = b'{"x": "\xc3\xa9"}\n\x00\xff bytes as received'
-    answers = [raw(fetched=SLOT + timedelta(seconds=1), body=body), raw(fetched=SLOT + timedelta(seconds=2)),
-               raw(slot=SLOT + timedelta(hours=1)), raw(account="other", slot=SLOT + timedelta(days=3))]
+    answers = [
+        raw(fetched=SLOT + timedelta(seconds=1), body=body),
+        raw(fetched=SLOT + timedelta(seconds=2)),
+        raw(slot=SLOT + timedelta(hours=1)),
+        raw(account="other", slot=SLOT + timedelta(days=3)),
+    ]
     keys = [write_raw_answer(storage, a) for a in answers]
     paths = [write_raw_answer(tmp_path, a, fsync=False) for a in answers]
     assert all(RAW_KEY_RE.fullmatch(k) for k in keys)
@@ -300,12 +350,13 @@ def test_raw_archive_on_s3_uses_the_local_keys_and_round_trips(endpoint: str, pr
     assert read_raw_answer(storage, keys[0]) == answers[0] == read_raw_answer(paths[0])
 
     start, end = SLOT, SLOT + timedelta(days=5)
-    on_s3 = [(a, s, [k.rsplit("/", 1)[0] for k in ks])
-             for a, s, ks in list_archived_slots(storage, start=start, end=end)]
-    local = [(a, s, [str(p.parent.relative_to(tmp_path)) for p in ps])
-             for a, s, ps in list_archived_slots(tmp_path, start=start, end=end)]
+    on_s3 = [(a, s, [k.rsplit("/", 1)[0] for k in ks]) for a, s, ks in list_archived_slots(storage, start=start, end=end)]
+    local = [(a, s, [str(p.parent.relative_to(tmp_path)) for p in ps]) for a, s, ps in list_archived_slots(tmp_path, start=start, end=end)]
     assert on_s3 == local and [(a, s) for a, s, _ in on_s3] == [
-        ("acme", SLOT), ("acme", SLOT + timedelta(hours=1)), ("other", SLOT + timedelta(days=3))]
+        ("acme", SLOT),
+        ("acme", SLOT + timedelta(hours=1)),
+        ("other", SLOT + timedelta(days=3)),
+    ]
     assert next(iter(list_archived_slots(storage, start=start, end=end)))[2] == keys[:2]  # oldest fetch first
     only_other = list(list_archived_slots(storage, start=SLOT, end=SLOT + timedelta(days=1), account_ids=["other"]))
     assert only_other == []
@@ -331,6 +382,7 @@ def test_each_raw_object_is_one_put_under_its_final_key(endpoint: str, prefix: s
 
 # --- the lake on S3 ----------------------------------------------------------------------------
 
+
 def test_lake_writes_delta_tables_and_a_rewrite_replaces_the_slot(endpoint: str, prefix: str) -> None:
     storage = s3_storage(endpoint, prefix)
     root, options = storage.delta_location()
@@ -345,20 +397,18 @@ def test_lake_writes_delta_tables_and_a_rewrite_replaces_the_slot(endpoint: str,
     keys = object_keys(endpoint, prefix)
     assert all(DELTA_KEY_RE.fullmatch(k) for k in keys), sorted(keys)
     for name in TABLES:  # created (version 0), then one commit
-        assert {k for k in keys if k.startswith(f"{name}/_delta_log/")} == {
-            f"{name}/_delta_log/{v:020d}.json" for v in (0, 1)}
+        assert {k for k in keys if k.startswith(f"{name}/_delta_log/")} == {f"{name}/_delta_log/{v:020d}.json" for v in (0, 1)}
         assert [k for k in keys if k.startswith(f"{name}/snapshot_date=2026-03-01/")]
     committed = {f"model_snapshots/{p}" for p in committed_files(delta_table(storage, "model_snapshots"))}
     assert committed and committed <= set(keys)
 
-    lake.write([model_load("acme", version=2, models=4)])   # a rerun of one account: fewer models
+    lake.write([model_load("acme", version=2, models=4)])  # a rerun of one account: fewer models
     expected = expected_usage("acme", version=2, models=4) | expected_usage("other", version=1, models=3)
     assert usage(storage) == expected
-    lake.write([model_load("acme", version=3, models=0)])   # now empty: its rows go, the run says so
+    lake.write([model_load("acme", version=3, models=0)])  # now empty: its rows go, the run says so
     assert usage(storage) == expected_usage("other", version=1, models=3)
     runs = delta_table(storage, "account_runs").to_pyarrow_table().to_pylist()
-    assert sorted((r["account_id"], r["outcome"], r["model_count"]) for r in runs) == [
-        ("acme", "empty", 0), ("other", "ok", 3)]
+    assert sorted((r["account_id"], r["outcome"], r["model_count"]) for r in runs) == [("acme", "empty", 0), ("other", "ok", 3)]
     assert [v for v, _ in writes_by(storage, "model_snapshots")] == [1, 2, 3]
     # an older version still holds the replaced rows (the files stay until vacuum)
     old = DeltaTable(f"{root}/model_snapshots", version=1, storage_options=options)
@@ -372,10 +422,16 @@ def test_a_commit_never_overwrites_a_log_entry_on_s3(endpoint: str, prefix: str)
     storage = s3_storage(endpoint, prefix)
     lake = open_lake(storage)
     lake.write([model_load("acme", version=1, models=3)])
-    table = lake.table(MODEL_SNAPSHOTS)             # the writer's view: version 1, before the other commit
+    table = lake.table(MODEL_SNAPSHOTS)  # the writer's view: version 1, before the other commit
     assert table.version() == 1
-    other = {"commitInfo": {"timestamp": int(time.time() * 1000), "operation": "SET TBLPROPERTIES",
-                            "operationParameters": {}, "test.writer": "other"}}
+    other = {
+        "commitInfo": {
+            "timestamp": int(time.time() * 1000),
+            "operation": "SET TBLPROPERTIES",
+            "operationParameters": {},
+            "test.writer": "other",
+        }
+    }
     key = storage.object_key("model_snapshots/_delta_log/00000000000000000002.json")
     body = (json.dumps(other) + "\n").encode()
     admin_client(endpoint).put_object(Bucket=BUCKET, Key=key, Body=body)
@@ -394,7 +450,7 @@ def test_each_commit_is_one_conditional_put_on_the_wire(endpoint: str, prefix: s
     could replace another writer's entry. Seen from moto's side, in its request recorder."""
     storage = s3_storage(endpoint, prefix)
     lake = open_lake(storage)
-    lake.write([model_load("acme", version=1, models=3)])   # the tables exist: only the write below
+    lake.write([model_load("acme", version=1, models=3)])  # the tables exist: only the write below
     requests = recorded_requests(endpoint, lambda: lake.write([model_load("acme", version=2, models=4)]))
     log_entry = re.compile(rf"/{BUCKET}/{re.escape(prefix)}/(\w+)/_delta_log/(\d{{20}})\.json(\?.*)?")
     writes = [r for r in requests if r["method"] in ("PUT", "POST", "DELETE")]
@@ -419,21 +475,25 @@ def test_rotated_credentials_reach_the_next_commit(endpoint: str, prefix: str) -
 
     def current() -> dict[str, str]:  # always inside boto3's refresh window: every access asks again
         expiry = datetime.now(UTC) + timedelta(minutes=5)
-        return {"access_key": holder["key"], "secret_key": "rotated-dummy-secret", "token": "",
-                "expiry_time": expiry.isoformat()}
+        return {"access_key": holder["key"], "secret_key": "rotated-dummy-secret", "token": "", "expiry_time": expiry.isoformat()}
 
     storage = s3_storage(endpoint, prefix)
     storage._session._session._credentials = RefreshableCredentials.create_from_metadata(  # type: ignore[union-attr]
-        current(), current, "test-rotation")
+        current(), current, "test-rotation"
+    )
     lake = open_lake(storage)
     first = recorded_requests(endpoint, lambda: lake.write([model_load("acme", version=1, models=2)]))
     holder["key"] = "AKIAROTATEDSECOND002"
     second = recorded_requests(endpoint, lambda: lake.write([model_load("acme", version=2, models=3)]))
 
     def signed_with(requests: list[dict[str, Any]]) -> set[str]:
-        return {m[1] for r in requests if r["method"] == "PUT"
-                for m in [re.search(r"Credential=(\w+)/", {k.lower(): v for k, v in r["headers"].items()}
-                                    .get("authorization", ""))] if m}
+        return {
+            m[1]
+            for r in requests
+            if r["method"] == "PUT"
+            for m in [re.search(r"Credential=(\w+)/", {k.lower(): v for k, v in r["headers"].items()}.get("authorization", ""))]
+            if m
+        }
 
     assert signed_with(first) == {"AKIAROTATEDFIRST0001"}
     assert signed_with(second) == {"AKIAROTATEDSECOND002"}
@@ -441,8 +501,7 @@ def test_rotated_credentials_reach_the_next_commit(endpoint: str, prefix: str) -
 
 
 @pytest.mark.parametrize("backend", ["local", "s3"])
-def test_readers_only_ever_see_a_committed_version(backend: str, endpoint: str, prefix: str,
-                                                   tmp_path: Path) -> None:
+def test_readers_only_ever_see_a_committed_version(backend: str, endpoint: str, prefix: str, tmp_path: Path) -> None:
     """Concurrent readers during repeated rewrites of one slot always read one whole version."""
     storage = LocalStorage(tmp_path, fsync=False) if backend == "local" else s3_storage(endpoint, prefix)
     lake = open_lake(storage)
@@ -463,8 +522,7 @@ def test_readers_only_ever_see_a_committed_version(backend: str, endpoint: str, 
                 problems.append(f"{type(exc).__name__}: {exc}")
                 continue
             versions = {u // 1000 for u in rows.values()}
-            if len(versions) != 1 or rows != expected_usage("acme", version=(v := versions.pop()),
-                                                            models=models_of(v)):
+            if len(versions) != 1 or rows != expected_usage("acme", version=(v := versions.pop()), models=models_of(v)):
                 problems.append(f"mixed or partial version: {len(rows)} rows of versions {sorted(versions)}")
             else:
                 seen.append(v)
@@ -483,8 +541,7 @@ def test_readers_only_ever_see_a_committed_version(backend: str, endpoint: str, 
     assert len(seen) > 6 and len(set(seen)) > 2, "readers must have raced the writer"
 
 
-def test_credentials_never_reach_logs_errors_or_repr(endpoint: str, prefix: str, tmp_path: Path,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_credentials_never_reach_logs_errors_or_repr(endpoint: str, prefix: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     storage = s3_storage(endpoint, prefix)
     write_raw_answer(storage, raw())
@@ -507,10 +564,25 @@ def test_credentials_never_reach_logs_errors_or_repr(endpoint: str, prefix: str,
     given_lake = open_lake(given)
     assert given_lake.location.storage_options["aws_secret_access_key"] == "explicit-dummy-secret"
     cfg = storage_config(tmp_path, root=f"s3://{BUCKET}/{prefix}", endpoint_url=endpoint, region=REGION)
-    texts = [caplog.text, str(info.value), repr(info.value), repr(storage), repr(given), repr(explicit),
-             repr(cfg), repr(open_configured_storage(cfg)), str(vars(storage)), repr(lake.location), str(lake.location),
-             str(vars(lake)), repr(given_lake.location), str(lake_info.value), repr(lake_info.value),
-             str(lake_info.value.__cause__), str(lake.table(MODEL_SNAPSHOTS))]
+    texts = [
+        caplog.text,
+        str(info.value),
+        repr(info.value),
+        repr(storage),
+        repr(given),
+        repr(explicit),
+        repr(cfg),
+        repr(open_configured_storage(cfg)),
+        str(vars(storage)),
+        repr(lake.location),
+        str(lake.location),
+        str(vars(lake)),
+        repr(given_lake.location),
+        str(lake_info.value),
+        repr(lake_info.value),
+        str(lake_info.value.__cause__),
+        str(lake.table(MODEL_SNAPSHOTS)),
+    ]
     for secret in (KEY_ID, SECRET, TOKEN, "AKIAEXPLICITDUMMY", "explicit-dummy-secret", "explicit-tok"):
         assert not [t for t in texts if secret in t], f"{secret} leaked"
     assert any(r.levelno == logging.DEBUG for r in caplog.records), "debug logging was on"
@@ -520,9 +592,10 @@ def test_an_unreachable_lake_is_a_lake_error_without_credentials(endpoint: str) 
     """A lake that cannot be reached fails the batch with a LakeError (the writer's contract), whether
     the batch carries data or only failed runs."""
     missing = S3Storage("no-such-bucket", "x", endpoint_url=endpoint, region=REGION)
-    for attempt in (lambda: open_lake(missing).write([model_load("acme", version=1, models=2)]),
-                    lambda: open_lake(missing).write([answer_to_load(dataclasses.replace(
-                        raw(), http_status=503, body=b"", error="HTTP 503"))])):
+    for attempt in (
+        lambda: open_lake(missing).write([model_load("acme", version=1, models=2)]),
+        lambda: open_lake(missing).write([answer_to_load(dataclasses.replace(raw(), http_status=503, body=b"", error="HTTP 503"))]),
+    ):
         with pytest.raises(LakeError, match="no-such-bucket") as info:
             attempt()
         assert not [s for s in (KEY_ID, SECRET, TOKEN) if s in str(info.value) or s in repr(info.value)]
@@ -537,8 +610,7 @@ CONCURRENT_MODELS = 4
 def write_accounts(endpoint: str, prefix: str, accounts: Sequence[str], version: int, writer: str) -> None:
     """One writer (a thread or a spawned process): its own storage and lake, one batch of ``accounts``."""
     lake = open_lake(s3_storage(endpoint, prefix), retry=CommitRetry(attempts=20, base_delay_s=0.02))
-    lake.write([model_load(a, version=version, models=CONCURRENT_MODELS) for a in accounts],
-               metadata={"test.writer": writer})
+    lake.write([model_load(a, version=version, models=CONCURRENT_MODELS) for a in accounts], metadata={"test.writer": writer})
 
 
 def check_concurrent_round(storage: Storage, batches: list[list[str]], version: int, round_no: int) -> None:
@@ -566,8 +638,7 @@ def test_concurrent_batches_of_one_slot(mode: str, endpoint: str, prefix: str) -
         for round_no in (1, 2):
             errors: list[BaseException] = []
 
-            def run(i: int, batch: list[str], round_no: int = round_no,
-                    errors: list[BaseException] = errors) -> None:
+            def run(i: int, batch: list[str], round_no: int = round_no, errors: list[BaseException] = errors) -> None:
                 try:
                     write_accounts(endpoint, prefix, batch, round_no, f"{round_no}.{i}")
                 except BaseException as exc:  # noqa: BLE001 - reported below
@@ -581,11 +652,10 @@ def test_concurrent_batches_of_one_slot(mode: str, endpoint: str, prefix: str) -
             assert errors == []
             check_concurrent_round(storage, batches, round_no, round_no)
     else:
-        ctx = multiprocessing.get_context("spawn")   # delta-rs' runtime does not survive fork()
+        ctx = multiprocessing.get_context("spawn")  # delta-rs' runtime does not survive fork()
         with ctx.Pool(len(batches)) as pool:
             for round_no in (1, 2):
-                pool.starmap(write_accounts, [(endpoint, prefix, b, round_no, f"{round_no}.{i}")
-                                              for i, b in enumerate(batches)])
+                pool.starmap(write_accounts, [(endpoint, prefix, b, round_no, f"{round_no}.{i}") for i, b in enumerate(batches)])
                 check_concurrent_round(storage, batches, round_no, round_no)
     for name in TABLES:
         history = delta_table(storage, name).history()
@@ -638,10 +708,9 @@ def test_racing_writers_of_the_same_slot_never_both_win_a_version(endpoint: str,
     storage = s3_storage(endpoint, prefix)
     open_lake(storage).write([model_load("acme", version=0, models=2)], metadata={"test.writer": "seed"})
     writers = 4
-    ctx = multiprocessing.get_context("spawn")   # delta-rs' runtime does not survive fork()
+    ctx = multiprocessing.get_context("spawn")  # delta-rs' runtime does not survive fork()
     barrier, results = ctx.Barrier(writers), ctx.Queue()
-    procs = [ctx.Process(target=race_same_slot, args=(endpoint, prefix, w, barrier, results))
-             for w in range(1, writers + 1)]
+    procs = [ctx.Process(target=race_same_slot, args=(endpoint, prefix, w, barrier, results)) for w in range(1, writers + 1)]
     for p in procs:
         p.start()
     try:
@@ -657,19 +726,22 @@ def test_racing_writers_of_the_same_slot_never_both_win_a_version(endpoint: str,
     for name in TABLES:
         commits = writes_by(storage, name)
         assert commits[0][1] == "seed"
-        assert sorted(int(w) for _, w in commits[1:]) == list(range(1, writers + 1)), \
+        assert sorted(int(w) for _, w in commits[1:]) == list(range(1, writers + 1)), (
             f"{name}: every successful writer has exactly one commit"
+        )
         history = delta_table(storage, name).history()
         assert sorted(c["version"] for c in history) == list(range(len(history))), "no gap, no version twice"
         # every writer read the same version: all but the first to commit met a taken version
         # (retried inside delta-rs, or by the lake after a conflict)
-        retried = sum(c["operationMetrics"].get("num_retries", 0) for c in history
-                      if c["operation"] == "WRITE" and c.get("test.writer") != "seed")
+        retried = sum(
+            c["operationMetrics"].get("num_retries", 0) for c in history if c["operation"] == "WRITE" and c.get("test.writer") != "seed"
+        )
         retried += sum(by_table.get(name, 0) for _, _, by_table in reported)
         assert retried >= writers - 1, f"{name}: the writers did not race ({retried} retries)"
     last = {name: int(writes_by(storage, name)[-1][1]) for name in TABLES}
-    assert usage(storage) == expected_usage("acme", version=last["model_snapshots"],
-                                            models=3 + last["model_snapshots"]), "one copy, of the last writer"
+    assert usage(storage) == expected_usage("acme", version=last["model_snapshots"], models=3 + last["model_snapshots"]), (
+        "one copy, of the last writer"
+    )
     metrics = delta_table(storage, "model_metrics").to_pyarrow_table().to_pylist()
     assert len(metrics) == len({(m["model_id"], m["metric"]) for m in metrics})
     assert {m["model_id"] for m in metrics} == {f"model-acme-{i}" for i in range(3 + last["model_metrics"])}
@@ -679,14 +751,14 @@ def test_racing_writers_of_the_same_slot_never_both_win_a_version(endpoint: str,
 
 # --- the whole pipeline: local folder and s3:// side by side -------------------------------------
 
+
 @pytest.fixture(scope="module")
 def worlds(endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The same eight slots snapshotted twice from one simulator: into a local folder and into S3."""
     root = tmp_path_factory.mktemp("s3-e2e")
     state = SimulatorState(seed=11, accounts=4, models=5, start=T0)
     with serve(state, host="127.0.0.1", port=0) as server:
-        local = make_config(root / "local", server.base_url, state,
-                            warehouse_url=f"duckdb:///{root / 'local.duckdb'}")
+        local = make_config(root / "local", server.base_url, state, warehouse_url=f"duckdb:///{root / 'local.duckdb'}")
         s3 = s3_pipeline_config(local, endpoint, "e2e/run", root / "s3.duckdb", state)
         assert s3.s3 is not None and s3.storage_root is None
         for n, slot in enumerate(SLOTS):
@@ -700,10 +772,12 @@ def worlds(endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 def s3_pipeline_config(local: Config, endpoint: str, prefix: str, warehouse: Path, state: SimulatorState) -> Config:
     """``local`` with storage.root = s3://BUCKET/prefix, parsed from the same settings."""
-    data = {"api": dataclasses.asdict(local.api),
-            "storage": {"root": f"s3://{BUCKET}/{prefix}", "endpoint_url": endpoint, "region": REGION},
-            "warehouse": {"url": f"duckdb:///{warehouse}", "batch_accounts": local.warehouse.batch_accounts},
-            "accounts": [{"id": a.id, "api_key_env": a.api_key_env} for a in local.accounts]}
+    data = {
+        "api": dataclasses.asdict(local.api),
+        "storage": {"root": f"s3://{BUCKET}/{prefix}", "endpoint_url": endpoint, "region": REGION},
+        "warehouse": {"url": f"duckdb:///{warehouse}", "batch_accounts": local.warehouse.batch_accounts},
+        "accounts": [{"id": a.id, "api_key_env": a.api_key_env} for a in local.accounts],
+    }
     return parse_config(data, base_dir=warehouse.parent, environ=environ_for(state))
 
 
@@ -728,8 +802,7 @@ def test_objects_sit_under_the_documented_keys_and_hold_the_local_rows(worlds: d
     assert not bad, f"nothing but raw answers and Delta tables: {bad[:5]}"
     s3, local = both(worlds)
     for name in TABLES:
-        log = sorted(int(m["version"]) for k in lake_keys if (m := DELTA_KEY_RE.fullmatch(k))
-                     and m["table"] == name and m["version"])
+        log = sorted(int(m["version"]) for k in lake_keys if (m := DELTA_KEY_RE.fullmatch(k)) and m["table"] == name and m["version"])
         table = delta_table(s3, name)
         assert log == list(range(table.version() + 1)), f"{name}: one object per committed version"
         assert {f"{name}/{p}" for p in committed_files(table)} <= lake_keys
@@ -745,14 +818,18 @@ def test_rerunning_a_slot_replaces_its_rows(worlds: dict[str, Any]) -> None:
     before_keys = object_keys(worlds["endpoint"], "e2e/run")
     before_rows, before_views = lake_rows(s3), views(config)
     before_versions = {name: delta_table(s3, name).version() for name in TABLES}
-    before_fetched = delta_table(s3, "model_snapshots").to_pyarrow_table(
-        filters=[("snapshot_at", "=", slot)], columns=["fetched_at"]).column("fetched_at").to_pylist()
+    before_fetched = (
+        delta_table(s3, "model_snapshots")
+        .to_pyarrow_table(filters=[("snapshot_at", "=", slot)], columns=["fetched_at"])
+        .column("fetched_at")
+        .to_pylist()
+    )
     state.set_time(slot + FETCH_OFFSET + timedelta(seconds=30))
     summary = run_snapshot(config, snapshot_at=slot)
 
     assert lake_rows(s3) == before_rows, "the slot's rows replaced by the same rows: none added or lost"
     batches = -(-len(config.accounts) // config.warehouse.batch_accounts)
-    for name in TABLES:   # one commit per batch (a batch of only failed accounts has no data to commit)
+    for name in TABLES:  # one commit per batch (a batch of only failed accounts has no data to commit)
         table = delta_table(s3, name)
         new = [c for c in table.history(limit=batches) if c["version"] > before_versions[name]]
         assert sorted(c["version"] for c in new) == list(range(before_versions[name] + 1, table.version() + 1))
@@ -761,10 +838,15 @@ def test_rerunning_a_slot_replaces_its_rows(worlds: dict[str, Any]) -> None:
         assert {c.get("nugen.command") for c in new} == {"run"}
         if name == "account_runs":
             assert len(new) == batches and sum(int(c["nugen.accounts"]) for c in new) == len(config.accounts)
-    after_fetched = delta_table(s3, "model_snapshots").to_pyarrow_table(
-        filters=[("snapshot_at", "=", slot)], columns=["fetched_at"]).column("fetched_at").to_pylist()
-    assert len(after_fetched) == len(before_fetched) and min(after_fetched) > max(before_fetched), \
+    after_fetched = (
+        delta_table(s3, "model_snapshots")
+        .to_pyarrow_table(filters=[("snapshot_at", "=", slot)], columns=["fetched_at"])
+        .column("fetched_at")
+        .to_pylist()
+    )
+    assert len(after_fetched) == len(before_fetched) and min(after_fetched) > max(before_fetched), (
         "the slot's rows were written again (later fetched_at)"
+    )
     after_keys = object_keys(worlds["endpoint"], "e2e/run")
     new_raw = [k for k in set(after_keys) - set(before_keys) if k.startswith("raw/")]
     assert len(new_raw) == len(summary.runs), "the raw archive adds one answer per account and fetch"
@@ -772,13 +854,13 @@ def test_rerunning_a_slot_replaces_its_rows(worlds: dict[str, Any]) -> None:
     assert views(config) == before_views
     # which is why a plain glob over the table folder is wrong: it also reads the replaced files
     s3fs = pafs.S3FileSystem(endpoint_override=worlds["endpoint"], region=REGION)
-    globbed = ds.dataset(f"{BUCKET}/e2e/run/model_snapshots", filesystem=s3fs, format="parquet",
-                         partitioning="hive", exclude_invalid_files=True)
+    globbed = ds.dataset(
+        f"{BUCKET}/e2e/run/model_snapshots", filesystem=s3fs, format="parquet", partitioning="hive", exclude_invalid_files=True
+    )
     assert globbed.count_rows() > len(before_rows["model_snapshots"])
 
 
-def test_backfill_from_s3_into_an_empty_warehouse_reproduces_the_views(worlds: dict[str, Any],
-                                                                       tmp_path: Path) -> None:
+def test_backfill_from_s3_into_an_empty_warehouse_reproduces_the_views(worlds: dict[str, Any], tmp_path: Path) -> None:
     state = worlds["state"]
     s3, local = both(worlds)
     fresh = s3_pipeline_config(worlds["local"], worlds["endpoint"], "e2e/run", tmp_path / "fresh.duckdb", state)
@@ -811,26 +893,26 @@ def test_s3_delta_tables_read_with_deltalake_pyarrow_and_duckdb(worlds: dict[str
     assert got == [(a, len(u), sum(u)) for a, u in sorted(expected.items())]
     day = SLOTS[0].date()
     filtered = snapshots.to_table(filter=ds.field("snapshot_date") == day)
-    assert filtered.num_rows and set(filtered.column("snapshot_at").to_pylist()) == {s for s in SLOTS
-                                                                                     if s.date() == day}
+    assert filtered.num_rows and set(filtered.column("snapshot_at").to_pylist()) == {s for s in SLOTS if s.date() == day}
 
 
-def test_a_missing_bucket_fails_each_account_not_the_run(worlds: dict[str, Any], tmp_path: Path,
-                                                         caplog: pytest.LogCaptureFixture) -> None:
+def test_a_missing_bucket_fails_each_account_not_the_run(worlds: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     config = dataclasses.replace(worlds["s3"], s3=dataclasses.replace(worlds["s3"].s3, bucket="no-such-bucket"))
-    config = dataclasses.replace(config, warehouse=dataclasses.replace(
-        config.warehouse, url=f"duckdb:///{tmp_path / 'wh.duckdb'}"))
+    config = dataclasses.replace(config, warehouse=dataclasses.replace(config.warehouse, url=f"duckdb:///{tmp_path / 'wh.duckdb'}"))
     summary = run_snapshot(config, snapshot_at=SLOTS[-1], accounts=config.accounts[:2])
     accounts = {a.id for a in config.accounts[:2]}
     assert summary.exit_code == 1 and set(summary.failed_accounts) == accounts
     assert {r.account_id for r in summary.runs} == accounts
-    assert all(r.outcome == "failed" and "raw archive write failed: s3 write s3://no-such-bucket/e2e/run/raw/"
-               in (r.error or "") for r in summary.runs)
+    assert all(
+        r.outcome == "failed" and "raw archive write failed: s3 write s3://no-such-bucket/e2e/run/raw/" in (r.error or "")
+        for r in summary.runs
+    )
     # the lake is in the same bucket: the batch is refused there too, so (SlotWriter's contract)
     # it is not loaded into the warehouse either
-    assert all(summary.errors[a].startswith("lake write failed: the lake at s3://no-such-bucket/e2e/run ")
-               for a in accounts), summary.errors
+    assert all(summary.errors[a].startswith("lake write failed: the lake at s3://no-such-bucket/e2e/run ") for a in accounts), (
+        summary.errors
+    )
     with duckdb.connect(str(tmp_path / "wh.duckdb")) as con:
         assert con.execute("select count(*) from nugen.account_runs").fetchone() == (0,)
     texts = [caplog.text, *summary.errors.values(), *(r.error or "" for r in summary.runs)]

@@ -68,12 +68,14 @@ def pg_role(pg_admin_url: str) -> Iterator[tuple[str, str]]:
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
 
 
-def write_config(folder: Path, base_url: str, accounts: list[str], warehouse: str, *,
-                 password_env: bool = False) -> Path:
+def write_config(folder: Path, base_url: str, accounts: list[str], warehouse: str, *, password_env: bool = False) -> Path:
     return write_toml_config(
-        folder, base_url, accounts,
+        folder,
+        base_url,
+        accounts,
         api={"max_attempts": 2, "retry_base_delay_s": 0.01, "timeout_s": 2, "deadline_s": 1.5},
-        warehouse={"url": warehouse, **({"password_env": PASSWORD_ENV} if password_env else {})})
+        warehouse={"url": warehouse, **({"password_env": PASSWORD_ENV} if password_env else {})},
+    )
 
 
 class Transcript:
@@ -84,9 +86,13 @@ class Transcript:
         self.items: list[tuple[str, str]] = []
 
     def cli(self, label: str, config: Path, *args: str, expect: int) -> str:
-        proc = subprocess.run([sys.executable, "-m", "nugen_etl", "--log-level", "debug", *args,
-                               "--config", str(config)],
-                              env={**os.environ, **self.env}, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "nugen_etl", "--log-level", "debug", *args, "--config", str(config)],
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         self.items += [(f"{label}: stdout", proc.stdout), (f"{label}: stderr", proc.stderr)]
         assert proc.returncode == expect, f"{label}: exit {proc.returncode}\n{proc.stderr[-2000:]}"
         if label.startswith("run"):
@@ -109,8 +115,7 @@ class Transcript:
             self.items.append((label, repr(warehouse_dump(wh))))
 
     def leaks(self, secret_values: list[str]) -> list[str]:
-        return [f"{label} contains {secret[:10]}..." for label, text in self.items for secret in secret_values
-                if secret in text]
+        return [f"{label} contains {secret[:10]}..." for label, text in self.items for secret in secret_values if secret in text]
 
 
 def inject_faults(state: SimulatorState, round_: int) -> None:
@@ -127,15 +132,18 @@ def inject_faults(state: SimulatorState, round_: int) -> None:
     else:
         key_a, key_b, key_c = (state.api_key(x) for x in (a, b, c))
         state.inject(a, [Fault.status(401, body=detail_body(f"Invalid API key: {key_a}"))])
-        state.inject(b, [Fault.status(422, body=detail_body([{
-            "loc": ["header", "Authorization"], "msg": "malformed", "input": f"Bearer {key_b}"}]))])
-        echo = {"domain_aligned_models": [{"id": "m-1", "name": f"key {key_c}", "usage_count": 1,
-                                           "evaluation_data": {"note": f"called with Bearer {key_c}"}}]}
+        state.inject(
+            b, [Fault.status(422, body=detail_body([{"loc": ["header", "Authorization"], "msg": "malformed", "input": f"Bearer {key_b}"}]))]
+        )
+        echo = {
+            "domain_aligned_models": [
+                {"id": "m-1", "name": f"key {key_c}", "usage_count": 1, "evaluation_data": {"note": f"called with Bearer {key_c}"}}
+            ]
+        }
         state.inject(c, [Fault.body(json.dumps(echo).encode())])
 
 
-def run_every_path(state: SimulatorState, base_url: str, folder: Path, warehouse: str, t: Transcript, *,
-                   password_env: bool) -> None:
+def run_every_path(state: SimulatorState, base_url: str, folder: Path, warehouse: str, t: Transcript, *, password_env: bool) -> None:
     good = list(state.account_ids)
     config = write_config(folder, base_url, [*good, REJECTED], warehouse, password_env=password_env)
     at = ["--at", SLOT.isoformat(), "--force-slot"]
@@ -147,8 +155,7 @@ def run_every_path(state: SimulatorState, base_url: str, folder: Path, warehouse
         inject_faults(state, round_)
         t.cli(f"run faults {round_}", config, "run", *at, "--json", expect=1)
         assert sum(state.pending_faults(a) for a in good) == 0
-    t.cli("backfill", config, "backfill", "--from", SLOT.date().isoformat(), "--to", SLOT.date().isoformat(),
-          "--json", expect=0)
+    t.cli("backfill", config, "backfill", "--from", SLOT.date().isoformat(), "--to", SLOT.date().isoformat(), "--json", expect=0)
     t.cli("exit 2: far slot", config, "run", "--at", "2001-01-01T00:00Z", expect=2)
     t.cli("exit 2: unknown account", config, "run", "--account", "nobody", expect=2)
     (folder / "unset").mkdir()
@@ -210,10 +217,21 @@ def test_repr_of_configuration_and_clients_masks_secrets(sim, tmp_path: Path) ->
     state, server = sim
     password = "pw-" + secrets.token_hex(16)
     env = {**environ_for(state), PASSWORD_ENV: password}
-    config = load_config(write_config(tmp_path, server.base_url, list(state.account_ids),
-                                      f"postgresql://etl:{password}@db:5432/wh", password_env=True), environ=env)
-    shown = " ".join([repr(config), str(config), repr(config.accounts), repr(config.warehouse), repr(config.api),
-                      repr(ApiClient(server.base_url)), str(config.warehouse.password)])
+    config = load_config(
+        write_config(tmp_path, server.base_url, list(state.account_ids), f"postgresql://etl:{password}@db:5432/wh", password_env=True),
+        environ=env,
+    )
+    shown = " ".join(
+        [
+            repr(config),
+            str(config),
+            repr(config.accounts),
+            repr(config.warehouse),
+            repr(config.api),
+            repr(ApiClient(server.base_url)),
+            str(config.warehouse.password),
+        ]
+    )
     for secret in [*environ_for(state).values(), password]:
         assert secret not in shown
     assert "Secret('****')" in repr(config.accounts[0])

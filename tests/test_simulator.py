@@ -96,11 +96,15 @@ def test_payload_carries_both_documented_shapes(state: SimulatorState) -> None:
     t = START + 3 * HOUR
     models = state.models_at(ACCOUNT, t)
     assert len(models) == 5
-    assert set(models[0]["performance_metrics"]) == {
-        "accuracy", "uncertainty", "domain_violations", "average_response_time"}
+    assert set(models[0]["performance_metrics"]) == {"accuracy", "uncertainty", "domain_violations", "average_response_time"}
     assert set(models[1]["performance_metrics"]) == {
-        "accuracy_before", "accuracy_after", "uncertainty_before", "uncertainty_after",
-        "domain_violations_before", "domain_violations_after"}
+        "accuracy_before",
+        "accuracy_after",
+        "uncertainty_before",
+        "uncertainty_after",
+        "domain_violations_before",
+        "domain_violations_after",
+    }
     assert models[0]["evaluation_data"]["metrics"]["overall_score"] == models[0]["evaluation_data"]["metrics"]["accuracy"]
     assert set(models[1]["evaluation_data"]) == {"accuracy", "total_questions"}
     assert models[2]["evaluation_data"] is None
@@ -116,7 +120,8 @@ def test_payload_carries_both_documented_shapes(state: SimulatorState) -> None:
 def test_documented_error_answers(state: SimulatorState, client: httpx.Client) -> None:
     assert client.get(API_PATH).status_code == 422
     assert client.get(API_PATH).json()["detail"] == [
-        {"loc": ["header", "Authorization"], "msg": "field required", "type": "value_error.missing"}]
+        {"loc": ["header", "Authorization"], "msg": "field required", "type": "value_error.missing"}
+    ]
     bad = client.get(API_PATH, headers={"Authorization": "Bearer sk-sim-nope"})
     assert (bad.status_code, bad.json()) == (401, {"detail": "Invalid API key"})
     basic = client.get(API_PATH, headers={"Authorization": f"Basic {state.api_key(ACCOUNT)}"})
@@ -128,13 +133,16 @@ def test_documented_error_answers(state: SimulatorState, client: httpx.Client) -
 
 
 def test_status_faults_then_normal_answer(state: SimulatorState, client: httpx.Client) -> None:
-    state.inject(ACCOUNT, [
-        Fault.status(429, retry_after="1"),
-        Fault.status(503),
-        Fault.status(404, body=b"<html>nginx</html>"),
-        Fault.status(400),
-        Fault.body(b"[1, 2]"),
-    ])
+    state.inject(
+        ACCOUNT,
+        [
+            Fault.status(429, retry_after="1"),
+            Fault.status(503),
+            Fault.status(404, body=b"<html>nginx</html>"),
+            Fault.status(400),
+            Fault.body(b"[1, 2]"),
+        ],
+    )
     too_many = get(client, state)
     assert too_many.status_code == 429 and too_many.headers["retry-after"] == "1"
     assert get(client, state, "acct-0002").status_code == 200

@@ -29,8 +29,15 @@ PRIMARY_KEYS = {spec.name: spec.primary_key for spec in (MODEL_SNAPSHOTS, MODEL_
 
 
 def load_of(state: SimulatorState, account_id: str, slot: datetime, body: bytes | None = None) -> SlotLoad:
-    return answer_to_load(RawAnswer(account_id=account_id, snapshot_at=slot, fetched_at=slot, http_status=200,
-                                    body=body or state.body_at(account_id, slot + timedelta(minutes=3))))
+    return answer_to_load(
+        RawAnswer(
+            account_id=account_id,
+            snapshot_at=slot,
+            fetched_at=slot,
+            http_status=200,
+            body=body or state.body_at(account_id, slot + timedelta(minutes=3)),
+        )
+    )
 
 
 def _loads(state: SimulatorState, slot: datetime, body: bytes | None = None) -> list[SlotLoad]:
@@ -54,16 +61,23 @@ def test_a_refused_lake_commit_keeps_its_batch_out_and_the_rest_loads(tmp_path: 
     state = SimulatorState(5, 6, models=4, start=T0)
     a1, a2, a3, a4, a5 = state.account_ids[:-1]
     blocked = T0 + timedelta(days=1)
-    loads = [load_of(state, a1, T0), load_of(state, a2, T0), load_of(state, a3, blocked),
-             load_of(state, a4, blocked), load_of(state, a5, T0)]
+    loads = [
+        load_of(state, a1, T0),
+        load_of(state, a2, T0),
+        load_of(state, a3, blocked),
+        load_of(state, a4, blocked),
+        load_of(state, a5, T0),
+    ]
     lake_root = tmp_path / "lake"
     (lake_root / "model_snapshots").mkdir(parents=True)
     (lake_root / "model_snapshots" / f"snapshot_date={blocked.date()}").write_text("not a folder")
     summary = RunSummary("run", T0)
     with open_warehouse(f"duckdb:///{tmp_path / 'w.duckdb'}") as wh:
         wh.migrate()
-        with open_lake(LocalStorage(lake_root, fsync=False)) as lake, \
-                SlotWriter(lake, wh, batch_size=2, summary=summary, overlap=overlap) as writer:
+        with (
+            open_lake(LocalStorage(lake_root, fsync=False)) as lake,
+            SlotWriter(lake, wh, batch_size=2, summary=summary, overlap=overlap) as writer,
+        ):
             for load in loads:
                 writer.add(load)
         loaded = {r[0] for r in wh.fetch_all("select account_id from nugen.account_runs")}
@@ -86,8 +100,10 @@ def test_the_same_slot_twice_ends_with_the_second_version(tmp_path: Path) -> Non
     second = _loads(state, T0, body=json.dumps({"domain_aligned_models": [{"id": "only-one"}]}).encode())
     with open_warehouse(f"duckdb:///{tmp_path / 'w.duckdb'}") as wh:
         wh.migrate()
-        with open_lake(LocalStorage(tmp_path, fsync=False)) as lake, \
-                SlotWriter(lake, wh, batch_size=100, summary=RunSummary("run", T0)) as writer:
+        with (
+            open_lake(LocalStorage(tmp_path, fsync=False)) as lake,
+            SlotWriter(lake, wh, batch_size=100, summary=RunSummary("run", T0)) as writer,
+        ):
             for a, b in zip(first, second, strict=False):
                 writer.add(a)
                 writer.add(b)
@@ -112,8 +128,7 @@ def test_a_rerun_of_one_account_replaces_only_its_rows(tmp_path: Path) -> None:
         version = DeltaTable(str(tmp_path / "model_snapshots")).version()
         target = state.account_ids[0]
         rerun = load_of(state, target, slots[0], json.dumps({"domain_aligned_models": [{"id": "rerun"}]}).encode())
-        with open_lake(storage) as lake, \
-                SlotWriter(lake, wh, batch_size=2, summary=RunSummary("run", slots[0])) as writer:
+        with open_lake(storage) as lake, SlotWriter(lake, wh, batch_size=2, summary=RunSummary("run", slots[0])) as writer:
             writer.add(rerun)
     after = lake_rows(tmp_path)
     replaced = [r for r in after if (r["account_id"], r["snapshot_at"]) == (target, slots[0])]
@@ -138,19 +153,20 @@ def test_a_batch_closes_at_max_rows(tmp_path: Path, max_rows: int) -> None:
     expected += rows > 0
     with open_warehouse(f"duckdb:///{tmp_path / 'w.duckdb'}") as wh:
         wh.migrate()
-        with open_lake(LocalStorage(tmp_path, fsync=False)) as lake, \
-                SlotWriter(lake, wh, batch_size=None, max_rows=max_rows, summary=RunSummary("backfill", None)) as writer:
+        with (
+            open_lake(LocalStorage(tmp_path, fsync=False)) as lake,
+            SlotWriter(lake, wh, batch_size=None, max_rows=max_rows, summary=RunSummary("backfill", None)) as writer,
+        ):
             for load in loads:
                 writer.add(load)
-        (loaded,), = wh.fetch_all("select count(*) from nugen.account_runs")
+        ((loaded,),) = wh.fetch_all("select count(*) from nugen.account_runs")
     assert expected == len(loads) if max_rows == 1 else 1 < expected < len(loads)  # batches of several
     assert len(writes(tmp_path, "account_runs")) == expected and loaded == len(loads)
     runs = DeltaTable(str(tmp_path / "account_runs")).to_pyarrow_table()
     assert pc.count_distinct(runs["account_id"]).as_py() == runs.num_rows == len(loads)
 
 
-def test_overlapped_batches_reach_the_lake_first_load_in_order_and_a_busy_warehouse_stops_them(
-        tmp_path: Path) -> None:
+def test_overlapped_batches_reach_the_lake_first_load_in_order_and_a_busy_warehouse_stops_them(tmp_path: Path) -> None:
     """Batch N+1's lake commits may run while batch N loads, but no batch loads before its own commits,
     loads keep the batches' order, and a WarehouseBusy in the background comes out of the writer."""
     import threading
@@ -179,6 +195,7 @@ def test_overlapped_batches_reach_the_lake_first_load_in_order_and_a_busy_wareho
                 with lock:
                     events.append((stage, number, started, time.perf_counter()))
                 return result
+
             return wrapper
 
         lake.write = recording("lake", lake.write)  # type: ignore[method-assign]

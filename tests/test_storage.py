@@ -20,10 +20,22 @@ from nugen_etl.storage import LocalStorage
 SLOT = datetime(2026, 3, 1, 5, tzinfo=UTC)
 
 
-def raw(account: str = "acme", slot: datetime = SLOT, body: bytes = b'{"domain_aligned_models": []}',
-        fetched: datetime | None = None, status: int | None = 200) -> RawAnswer:
-    return RawAnswer(account_id=account, snapshot_at=slot, fetched_at=fetched or slot + timedelta(seconds=7),
-                     http_status=status, body=body, headers={"content-type": "application/json"}, attempts=2)
+def raw(
+    account: str = "acme",
+    slot: datetime = SLOT,
+    body: bytes = b'{"domain_aligned_models": []}',
+    fetched: datetime | None = None,
+    status: int | None = 200,
+) -> RawAnswer:
+    return RawAnswer(
+        account_id=account,
+        snapshot_at=slot,
+        fetched_at=fetched or slot + timedelta(seconds=7),
+        http_status=status,
+        body=body,
+        headers={"content-type": "application/json"},
+        attempts=2,
+    )
 
 
 def test_raw_answer_round_trips_bytes_exactly(tmp_path: Path) -> None:
@@ -55,10 +67,20 @@ def test_archived_slots_are_listed_per_slot_oldest_fetch_first(tmp_path: Path) -
 
 def snapshot_rows(n: int) -> pa.Table:
     names = MODEL_SNAPSHOTS.schema.names
-    rows = [{c: None for c in names} | {
-        "account_id": "acme", "model_id": f"m{i}", "model_key": f"k{i}", "snapshot_at": SLOT,
-        "snapshot_date": SLOT.date(), "fetched_at": SLOT, "usage_count": 10 * i, "accuracy": 0.5 + i / 100}
-        for i in range(n)]
+    rows = [
+        {c: None for c in names}
+        | {
+            "account_id": "acme",
+            "model_id": f"m{i}",
+            "model_key": f"k{i}",
+            "snapshot_at": SLOT,
+            "snapshot_date": SLOT.date(),
+            "fetched_at": SLOT,
+            "usage_count": 10 * i,
+            "accuracy": 0.5 + i / 100,
+        }
+        for i in range(n)
+    ]
     return pa.Table.from_pylist(rows, schema=MODEL_SNAPSHOTS.schema)
 
 
@@ -79,8 +101,7 @@ def test_lake_tables_are_partitioned_by_day_and_a_slot_is_replaced(tmp_path: Pat
     folders = {p.relative_to(tmp_path / "model_snapshots").parts[0] for p in (tmp_path / "model_snapshots").iterdir()}
     assert folders == {"_delta_log", "snapshot_date=2026-03-01"}, "partitioned by day only, never by account"
     snapshots = DeltaTable(str(tmp_path / "model_snapshots")).to_pyarrow_dataset()
-    rows = duckdb.sql("select account_id, snapshot_date, model_id, usage_count from snapshots "
-                      "order by account_id, model_id").fetchall()
+    rows = duckdb.sql("select account_id, snapshot_date, model_id, usage_count from snapshots order by account_id, model_id").fetchall()
     assert rows == [("acme", SLOT.date(), "m0", 0), ("acme", SLOT.date(), "m1", 10), ("other", SLOT.date(), "m0", 0)]
     table = snapshots.to_table()
     assert table.schema.field("snapshot_at").type == pa.timestamp("us", tz="UTC")
@@ -96,8 +117,6 @@ def test_an_empty_slot_removes_the_slots_rows(tmp_path: Path) -> None:
         lake.write([slot_load(1), slot_load(2, "other")])
         lake.write([slot_load(0)])
     left = DeltaTable(str(tmp_path / "model_snapshots")).to_pyarrow_table()
-    assert sorted(zip(left["account_id"].to_pylist(), left["model_id"].to_pylist(), strict=False)) == [("other", "m0"),
-                                                                                          ("other", "m1")]
+    assert sorted(zip(left["account_id"].to_pylist(), left["model_id"].to_pylist(), strict=False)) == [("other", "m0"), ("other", "m1")]
     runs = DeltaTable(str(tmp_path / "account_runs")).to_pyarrow_table()
-    assert dict(zip(runs["account_id"].to_pylist(), runs["outcome"].to_pylist(), strict=False)) == {"acme": "empty",
-                                                                                       "other": "ok"}
+    assert dict(zip(runs["account_id"].to_pylist(), runs["outcome"].to_pylist(), strict=False)) == {"acme": "empty", "other": "ok"}

@@ -33,14 +33,17 @@ from nugen_etl.warehouse.duckdb import DuckDBWarehouse
 from tests.test_warehouse import at, models_abc, ok_slot
 
 LOST = "lost its connection during the load of"
-USAGE_SQL = ("SELECT account_id, snapshot_at, sum(usage_count) FROM nugen.model_snapshots "
-             "GROUP BY account_id, snapshot_at ORDER BY account_id, snapshot_at")
+USAGE_SQL = (
+    "SELECT account_id, snapshot_at, sum(usage_count) FROM nugen.model_snapshots "
+    "GROUP BY account_id, snapshot_at ORDER BY account_id, snapshot_at"
+)
 
 
 def usage_of(*loads: SlotLoad) -> list[tuple[str, datetime, int]]:
     """What USAGE_SQL must return once ``loads`` are in, computed from the loads themselves."""
-    return sorted((load.run.account_id, load.run.snapshot_at, sum(load.tables["model_snapshots"]["usage_count"]
-                                                                  .to_pylist())) for load in loads)
+    return sorted(
+        (load.run.account_id, load.run.snapshot_at, sum(load.tables["model_snapshots"]["usage_count"].to_pylist())) for load in loads
+    )
 
 
 def _lift_file_size_limit() -> None:
@@ -75,7 +78,8 @@ def _checkpoint_every_commit(wh: DuckDBWarehouse) -> list[tuple]:
 
 
 def test_duckdb_invalidated_by_a_failed_checkpoint_is_reopened_and_the_batch_loaded(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "w.duckdb"
     first = ok_slot("acme", at(1), models_abc())
     batch = [ok_slot("acme", at(2), models_abc(2)), ok_slot("globex", at(2), models_abc(3))]
@@ -93,8 +97,7 @@ def test_duckdb_invalidated_by_a_failed_checkpoint_is_reopened_and_the_batch_loa
         assert con.execute(USAGE_SQL).fetchall() == usage_of(first, *batch)
 
 
-def test_duckdb_load_that_stays_without_disk_fails_and_the_next_one_recovers(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_duckdb_load_that_stays_without_disk_fails_and_the_next_one_recovers(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     first, later = ok_slot("acme", at(1), models_abc()), ok_slot("globex", at(3), models_abc(4))
     with DuckDBWarehouse(str(tmp_path / "w.duckdb")) as wh:
         wh.migrate()
@@ -118,10 +121,18 @@ def test_duckdb_taken_by_another_process_after_a_fatal_error_is_unavailable_not_
                 return super()._reconnect()
             self.con.close()
             _lift_file_size_limit()
-            holder.append(subprocess.Popen(
-                [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
-                                       "print('ready', flush=True); time.sleep(30)", str(path)],
-                stdout=subprocess.PIPE, text=True))
+            holder.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-c",
+                        "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); time.sleep(30)",
+                        str(path),
+                    ],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+            )
             assert holder[0].stdout is not None and holder[0].stdout.readline().strip() == "ready"
             return super()._reconnect()
 
@@ -144,6 +155,7 @@ def test_duckdb_taken_by_another_process_after_a_fatal_error_is_unavailable_not_
 
 
 # --- PostgreSQL -------------------------------------------------------------------------------
+
 
 def _admin(url: str) -> psycopg.Connection:
     return psycopg.connect(url, autocommit=True)
@@ -175,7 +187,8 @@ def pg_own_database(new_pg_database: Callable[[], str], pg_admin_url: str) -> tu
 
 @pytest.mark.postgres
 def test_pg_session_ended_by_the_server_is_reopened_and_the_batch_loaded(
-        pg_own_database: tuple[str, str], pg_admin_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    pg_own_database: tuple[str, str], pg_admin_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     url, _ = pg_own_database
     first = ok_slot("acme", at(1), models_abc())
     batch = [ok_slot("acme", at(2), models_abc(2)), ok_slot("globex", at(2), models_abc(3))]
@@ -195,7 +208,8 @@ def test_pg_session_ended_by_the_server_is_reopened_and_the_batch_loaded(
 
 @pytest.mark.postgres
 def test_pg_unreachable_after_a_lost_session_raises_unavailable_and_the_next_load_reconnects(
-        pg_own_database: tuple[str, str], pg_admin_url: str) -> None:
+    pg_own_database: tuple[str, str], pg_admin_url: str
+) -> None:
     url, name = pg_own_database
     password = "pg-s3cret-never-shown"  # trust auth ignores it; it must still never be printed
     first, later = ok_slot("acme", at(1), models_abc()), ok_slot("globex", at(3), models_abc(4))
@@ -215,18 +229,16 @@ def test_pg_unreachable_after_a_lost_session_raises_unavailable_and_the_next_loa
 
 @pytest.mark.postgres
 def test_slot_writer_fails_an_unreachable_batch_whole_and_goes_on_with_the_next(
-        pg_own_database: tuple[str, str], pg_admin_url: str, tmp_path: Path,
-        caplog: pytest.LogCaptureFixture) -> None:
+    pg_own_database: tuple[str, str], pg_admin_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     url, name = pg_own_database
     unreachable = [ok_slot(a, at(2), models_abc(i + 1)) for i, a in enumerate(("acme", "globex", "initech"))]
     later = [ok_slot(a, at(3), models_abc(i + 5)) for i, a in enumerate(("acme", "globex", "initech"))]
     summary = RunSummary("run", at(2))
     with open_warehouse(url) as wh:
         wh.migrate()
-        with open_lake(LocalStorage(tmp_path, fsync=False)) as lake, \
-                SlotWriter(lake, wh, batch_size=3, summary=summary) as writer:
-            with connections_refused(pg_admin_url, name), \
-                    caplog.at_level(logging.WARNING, logger="nugen_etl.warehouse"):
+        with open_lake(LocalStorage(tmp_path, fsync=False)) as lake, SlotWriter(lake, wh, batch_size=3, summary=summary) as writer:
+            with connections_refused(pg_admin_url, name), caplog.at_level(logging.WARNING, logger="nugen_etl.warehouse"):
                 _end_session(pg_admin_url, wh)
                 for load in unreachable:
                     writer.add(load)  # the third fills the batch and flushes it
@@ -239,5 +251,4 @@ def test_slot_writer_fails_an_unreachable_batch_whole_and_goes_on_with_the_next(
     # the lake is written before the warehouse: the unloaded batch's rows are there, for a backfill
     db = duckdb.connect()
     db.register("snapshots", DeltaTable(str(tmp_path / "model_snapshots")).to_pyarrow_dataset())
-    assert db.sql(USAGE_SQL.replace("nugen.model_snapshots", "snapshots")).fetchall() == usage_of(
-        *unreachable, *later)
+    assert db.sql(USAGE_SQL.replace("nugen.model_snapshots", "snapshots")).fetchall() == usage_of(*unreachable, *later)

@@ -24,9 +24,15 @@ def simulator_connections(base_url: str, *, seed: int, accounts: int) -> tuple[d
     from ..simulator import SimulatorState
 
     state = SimulatorState(seed=seed, accounts=accounts)
-    connections = {f"nugen_{a}": {"conn_type": "http", "host": base_url.rstrip("/"), "password": state.api_key(a),
-                                  "description": f"nugen-etl simulator key of {a} (seed {seed})"}
-                   for a in state.account_ids}
+    connections = {
+        f"nugen_{a}": {
+            "conn_type": "http",
+            "host": base_url.rstrip("/"),
+            "password": state.api_key(a),
+            "description": f"nugen-etl simulator key of {a} (seed {seed})",
+        }
+        for a in state.account_ids
+    }
     return connections, list(state.account_ids)
 
 
@@ -35,8 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--base-url", required=True, help="the simulator as the workers reach it")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--accounts", type=int, default=5)
-    parser.add_argument("--connections", required=True, metavar="FILE",
-                        help="write the Connections here (they hold keys: keep the file private)")
+    parser.add_argument(
+        "--connections", required=True, metavar="FILE", help="write the Connections here (they hold keys: keep the file private)"
+    )
     args = parser.parse_args(argv)
     connections, ids = simulator_connections(args.base_url, seed=args.seed, accounts=args.accounts)
     path = Path(args.connections)

@@ -12,23 +12,27 @@ from ..warehouse import Warehouse
 # (a timestamp), or its UTC day for the daily views (the queries that compare ``day``).
 CHECKS: dict[str, tuple[str, str]] = {
     "accuracy_in_unit_interval": (
-        "select count(*) from nugen.model_snapshots where snapshot_at = ? "
-        "and (accuracy < 0 or accuracy > 1)",
-        "model_snapshots rows with accuracy outside [0, 1]"),
+        "select count(*) from nugen.model_snapshots where snapshot_at = ? and (accuracy < 0 or accuracy > 1)",
+        "model_snapshots rows with accuracy outside [0, 1]",
+    ),
     "no_duplicate_snapshot_keys": (
         "select count(*) from (select account_id, model_id from nugen.model_snapshots "
         "where snapshot_at = ? group by account_id, model_id having count(*) > 1) d",
-        "(account_id, model_id) keys present more than once in model_snapshots"),
+        "(account_id, model_id) keys present more than once in model_snapshots",
+    ),
     "no_duplicate_metric_keys": (
         "select count(*) from (select account_id, model_id, metric from nugen.model_metrics "
         "where snapshot_at = ? group by account_id, model_id, metric having count(*) > 1) d",
-        "(account_id, model_id, metric) keys present more than once in model_metrics"),
+        "(account_id, model_id, metric) keys present more than once in model_metrics",
+    ),
     "usage_not_negative": (
         "select count(*) from nugen.model_snapshots where snapshot_at = ? and usage_count < 0",
-        "model_snapshots rows with a negative usage_count"),
+        "model_snapshots rows with a negative usage_count",
+    ),
     "usage_delta_not_negative": (
         "select count(*) from nugen.model_usage_daily where day = ? and usage_delta < 0",
-        "model_usage_daily rows of the slot's day with a negative usage_delta"),
+        "model_usage_daily rows of the slot's day with a negative usage_delta",
+    ),
 }
 
 
@@ -47,7 +51,7 @@ def check_slot(warehouse: Warehouse, snapshot_at: datetime) -> list[Problem]:
     problems = []
     for name, (sql, meaning) in CHECKS.items():
         param: object = snapshot_at.astimezone(UTC).date() if " day = " in sql else snapshot_at
-        (count,), = warehouse.fetch_all(sql, [param])
+        ((count,),) = warehouse.fetch_all(sql, [param])
         if count:
             problems.append(Problem(name, int(count), meaning))
     return problems
@@ -55,8 +59,9 @@ def check_slot(warehouse: Warehouse, snapshot_at: datetime) -> list[Problem]:
 
 def slot_outcomes(warehouse: Warehouse, snapshot_at: datetime) -> dict[str, int]:
     """account_runs outcomes of the slot, counted."""
-    rows = warehouse.fetch_all("select outcome, count(*) from nugen.account_runs where snapshot_at = ? "
-                               "group by outcome order by outcome", [snapshot_at])
+    rows = warehouse.fetch_all(
+        "select outcome, count(*) from nugen.account_runs where snapshot_at = ? group by outcome order by outcome", [snapshot_at]
+    )
     return {outcome: int(n) for outcome, n in rows}
 
 
@@ -64,7 +69,7 @@ def slot_row_counts(warehouse: Warehouse, snapshot_at: datetime) -> dict[str, in
     """Rows of the slot in each dataset that publish announces."""
     counts = {}
     for table in ("model_snapshots", "model_metrics"):
-        (n,), = warehouse.fetch_all(f"select count(*) from nugen.{table} where snapshot_at = ?", [snapshot_at])
+        ((n,),) = warehouse.fetch_all(f"select count(*) from nugen.{table} where snapshot_at = ?", [snapshot_at])
         counts[table] = int(n)
     return counts
 
@@ -75,8 +80,12 @@ def overdue_loads(journal: PendingJournal, alert_hours: float, *, now: datetime)
     problems = []
     for entry in journal.entries():
         if (now - entry.since).total_seconds() > alert_hours * 3600:
-            problems.append(Problem(
-                "warehouse_load_pending", len(entry.outcomes),
-                f"account(s) of slot {entry.snapshot_at.isoformat()} archived but not in the warehouse since "
-                f"{entry.since.isoformat()} ({entry.reason}); run `nugen-etl load-pending --config FILE`"))
+            problems.append(
+                Problem(
+                    "warehouse_load_pending",
+                    len(entry.outcomes),
+                    f"account(s) of slot {entry.snapshot_at.isoformat()} archived but not in the warehouse since "
+                    f"{entry.since.isoformat()} ({entry.reason}); run `nugen-etl load-pending --config FILE`",
+                )
+            )
     return problems

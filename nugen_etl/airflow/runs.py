@@ -47,4 +47,4 @@ def batches(ids: list[str], size: int, *, max_batches: int) -> list[list[str]]:
     [['0', '1', '2', '3'], ['4', '5', '6', '7'], ['8', '9']]
     """
     size = max(size, -(-len(ids) // max_batches))
-    return [ids[i:i + size] for i in range(0, len(ids), size)]
+    return [ids[i : i + size] for i in range(0, len(ids), size)]

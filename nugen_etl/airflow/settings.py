@@ -17,22 +17,28 @@ from ..config import parse_duration
 from ..errors import ConfigError
 
 # Read by dags/*.py at parse time (kept here so tests can check the compose file against one list).
-PARSE_TIME_ENV = ("NUGEN_SCHEDULE", "NUGEN_CATCHUP", "NUGEN_START_DATE", "NUGEN_TASK_RETRIES",
-                  "NUGEN_RETRY_DELAY_S", "NUGEN_COMPACT_SCHEDULE")
-CONFIG_ENV = "NUGEN_ETL_CONFIG"          # TOML config file (optional)
-STORAGE_ENV = "NUGEN_STORAGE_ROOT"       # overrides storage.root
-GRANULARITY_ENV = "NUGEN_GRANULARITY"    # overrides schedule.granularity
-BATCH_ENV = "NUGEN_BATCH_SIZE"           # accounts per mapped snapshot_batch task
-LATENESS_ENV = "NUGEN_LATENESS"          # how old an interval end may be and still call the API
+PARSE_TIME_ENV = (
+    "NUGEN_SCHEDULE",
+    "NUGEN_CATCHUP",
+    "NUGEN_START_DATE",
+    "NUGEN_TASK_RETRIES",
+    "NUGEN_RETRY_DELAY_S",
+    "NUGEN_COMPACT_SCHEDULE",
+)
+CONFIG_ENV = "NUGEN_ETL_CONFIG"  # TOML config file (optional)
+STORAGE_ENV = "NUGEN_STORAGE_ROOT"  # overrides storage.root
+GRANULARITY_ENV = "NUGEN_GRANULARITY"  # overrides schedule.granularity
+BATCH_ENV = "NUGEN_BATCH_SIZE"  # accounts per mapped snapshot_batch task
+LATENESS_ENV = "NUGEN_LATENESS"  # how old an interval end may be and still call the API
 TASK_TIME_ENV = (CONFIG_ENV, STORAGE_ENV, GRANULARITY_ENV, BATCH_ENV, LATENESS_ENV)
 ALL_ENV = PARSE_TIME_ENV + TASK_TIME_ENV
 
-ACCOUNTS_VARIABLE = "nugen_accounts"     # JSON list of account ids
+ACCOUNTS_VARIABLE = "nugen_accounts"  # JSON list of account ids
 DEFAULT_CONNECTION = "nugen_default"
 WAREHOUSE_CONNECTION = "nugen_warehouse"
-STORAGE_CONNECTION = "nugen_storage"         # S3 credentials (aws): login = key id, password = secret
+STORAGE_CONNECTION = "nugen_storage"  # S3 credentials (aws): login = key id, password = secret
 DEFAULT_BATCH_SIZE = 200
-MAX_MAP_LENGTH = 1024                    # Airflow's [core] max_map_length default
+MAX_MAP_LENGTH = 1024  # Airflow's [core] max_map_length default
 _DURATION_RE = re.compile(r"(\d+)\s*(m|min|h|d)")
 
 
@@ -56,11 +62,13 @@ class DagSettings:
         granularity = environ.get(GRANULARITY_ENV) or None
         if granularity:
             parse_duration(granularity, GRANULARITY_ENV)
-        return cls(config_path=Path(path) if path else None,
-                   storage_root=environ.get(STORAGE_ENV) or None,
-                   granularity=granularity,
-                   batch_size=int(batch),
-                   lateness=_lateness(lateness) if lateness else None)
+        return cls(
+            config_path=Path(path) if path else None,
+            storage_root=environ.get(STORAGE_ENV) or None,
+            granularity=granularity,
+            batch_size=int(batch),
+            lateness=_lateness(lateness) if lateness else None,
+        )
 
 
 def _lateness(text: str) -> timedelta:
@@ -69,5 +77,4 @@ def _lateness(text: str) -> timedelta:
     if not match or int(match.group(1)) == 0:
         raise ConfigError(f"{LATENESS_ENV}: expected a duration like '90m', '2h' or '1d', got {text!r}")
     n, unit = int(match.group(1)), match.group(2)
-    return {"m": timedelta(minutes=n), "min": timedelta(minutes=n), "h": timedelta(hours=n),
-            "d": timedelta(days=n)}[unit]
+    return {"m": timedelta(minutes=n), "min": timedelta(minutes=n), "h": timedelta(hours=n), "d": timedelta(days=n)}[unit]

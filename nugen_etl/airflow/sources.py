@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_KEY_ENV = "NUGEN_AIRFLOW_CONN_KEY_{}"          # synthetic names, only inside the mapping given to parse_config
+_KEY_ENV = "NUGEN_AIRFLOW_CONN_KEY_{}"  # synthetic names, only inside the mapping given to parse_config
 _WAREHOUSE_PASSWORD_ENV = "NUGEN_AIRFLOW_WAREHOUSE_PASSWORD"
 
 
@@ -90,15 +90,22 @@ def list_account_ids(settings: DagSettings, get_variable: GetVariable) -> list[s
     data, _ = read_toml(settings)
     items = data.get("accounts") or []
     if not items:
-        raise ConfigError(f"no accounts: set the Variable {ACCOUNTS_VARIABLE} (a JSON list of ids) "
-                          "or name a TOML config with [[accounts]] in NUGEN_ETL_CONFIG")
-    return list(dict.fromkeys(validate_account_id(i.get("id") if isinstance(i, dict) else i, "accounts.id")
-                              for i in items))
+        raise ConfigError(
+            f"no accounts: set the Variable {ACCOUNTS_VARIABLE} (a JSON list of ids) "
+            "or name a TOML config with [[accounts]] in NUGEN_ETL_CONFIG"
+        )
+    return list(dict.fromkeys(validate_account_id(i.get("id") if isinstance(i, dict) else i, "accounts.id") for i in items))
 
 
-def build_config(settings: DagSettings, *, get_variable: GetVariable, get_connection: GetConnection,
-                 accounts: Sequence[str] | None = None, with_keys: bool = True,
-                 environ: Mapping[str, str] | None = None) -> Config:
+def build_config(
+    settings: DagSettings,
+    *,
+    get_variable: GetVariable,
+    get_connection: GetConnection,
+    accounts: Sequence[str] | None = None,
+    with_keys: bool = True,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
     """The ``Config`` of a task: ``accounts`` (default: all configured), with keys when ``with_keys``.
 
     An account whose key cannot be found keeps ``api_key=None``; the caller decides what that means.
@@ -181,8 +188,9 @@ def open_task_storage(config: Config, get_connection: GetConnection) -> Storage:
     if conn is None or not conn.login or not conn.password:
         return open_configured_storage(config)
     token = (conn.extra_dejson or {}).get("session_token") or (conn.extra_dejson or {}).get("aws_session_token")
-    return open_configured_storage(config, credentials=AwsCredentials(Secret(conn.login), Secret(conn.password),
-                                                           Secret(token) if token else None))
+    return open_configured_storage(
+        config, credentials=AwsCredentials(Secret(conn.login), Secret(conn.password), Secret(token) if token else None)
+    )
 
 
 def _first_connection(conn_ids: list[str], get_connection: GetConnection) -> ConnectionLike | None:

@@ -77,26 +77,21 @@ def snapshot_batch(account_ids: Sequence[str], context: Mapping[str, Any]) -> di
     use_system_allocator_for_arrow()
     settings = DagSettings.from_environ(os.environ)
     get_variable, get_connection = airflow_lookups()
-    config = build_config(settings, get_variable=get_variable, get_connection=get_connection,
-                          accounts=account_ids, with_keys=False)
+    config = build_config(settings, get_variable=get_variable, get_connection=get_connection, accounts=account_ids, with_keys=False)
     slot = run_slot(context, config.granularity)
     lateness = settings.lateness or 2 * config.granularity
     storage = open_task_storage(config, get_connection)
     if is_past(slot, now=utcnow(), lateness=lateness):
         log.info("slot %s ended more than %s ago: replaying the raw archive, no API calls", slot, lateness)
-        summary = replay_slot(config, snapshot_at=slot, accounts=list(account_ids), storage=storage,
-                              run_id=_run_id(context))
+        summary = replay_slot(config, snapshot_at=slot, accounts=list(account_ids), storage=storage, run_id=_run_id(context))
     else:
-        config = build_config(settings, get_variable=get_variable, get_connection=get_connection,
-                              accounts=account_ids, with_keys=True)
+        config = build_config(settings, get_variable=get_variable, get_connection=get_connection, accounts=account_ids, with_keys=True)
         keyed = tuple(a for a in config.accounts if a.api_key is not None)
         log.info("slot %s: snapshotting %d accounts from the API", slot, len(keyed))
-        summary = run_snapshot(config, snapshot_at=slot, accounts=keyed, skip_succeeded=True, storage=storage,
-                               run_id=_run_id(context))
+        summary = run_snapshot(config, snapshot_at=slot, accounts=keyed, skip_succeeded=True, storage=storage, run_id=_run_id(context))
         for account in config.accounts:
             if account.api_key is None:
-                summary.record_error(account.id, f"{NO_KEY}: no Connection "
-                                                 f"{' / '.join(account_connection_ids(account.id))}")
+                summary.record_error(account.id, f"{NO_KEY}: no Connection {' / '.join(account_connection_ids(account.id))}")
     log_summary(summary)
     raise_for_failures(summary)
     return compact(summary)
@@ -123,10 +118,8 @@ def publish(context: Mapping[str, Any]) -> dict[str, Any]:
     if problems:
         for problem in problems:
             log.error("data quality: slot %s: %s", slot.isoformat(), problem)
-        raise _fail(f"data-quality checks failed for slot {slot.isoformat()}: "
-                    + "; ".join(str(p) for p in problems))
-    extra = {"snapshot_at": slot.isoformat(), "outcomes": outcomes, "rows": rows,
-             "storage": config.storage_url, "report": report}
+        raise _fail(f"data-quality checks failed for slot {slot.isoformat()}: " + "; ".join(str(p) for p in problems))
+    extra = {"snapshot_at": slot.isoformat(), "outcomes": outcomes, "rows": rows, "storage": config.storage_url, "report": report}
     outlet_events = context.get("outlet_events")
     task = context.get("task")
     if outlet_events is not None and task is not None:
@@ -161,8 +154,14 @@ def rebuild(params: Mapping[str, Any], context: Mapping[str, Any] | None = None)
     config = _config_without_keys()
     wanted = list(params.get("accounts") or [])
     accounts = [a.id for a in config.select_accounts(wanted)] if wanted else [a.id for a in config.accounts]
-    summary = backfill(config, first=first, last=last, accounts=accounts,
-                       storage=open_task_storage(config, airflow_lookups()[1]), run_id=_run_id(context or {}))
+    summary = backfill(
+        config,
+        first=first,
+        last=last,
+        accounts=accounts,
+        storage=open_task_storage(config, airflow_lookups()[1]),
+        run_id=_run_id(context or {}),
+    )
     log_summary(summary)
     raise_for_failures(summary)
     return compact(summary)
@@ -174,8 +173,12 @@ def compact_lake(context: Mapping[str, Any]) -> dict[str, Any]:
 
     config = _config_without_keys()
     report = compact(config, storage=open_task_storage(config, airflow_lookups()[1]), run_id=_run_id(context))
-    log.info("compacted %d day(s): %s; vacuum deleted %s", len(report.days),
-             ", ".join(d.isoformat() for d in report.days) or "none due", report.vacuumed)
+    log.info(
+        "compacted %d day(s): %s; vacuum deleted %s",
+        len(report.days),
+        ", ".join(d.isoformat() for d in report.days) or "none due",
+        report.vacuumed,
+    )
     return report.to_json()
 
 
@@ -187,9 +190,15 @@ def _run_id(context: Mapping[str, Any]) -> str | None:
 
 def log_summary(summary: RunSummary) -> None:
     counts = ", ".join(f"{n} {o}" for o, n in sorted(summary.outcomes.items())) or "nothing to do"
-    log.info("nugen-etl %s %s: %s; %d model rows; %d skipped (already recorded) in %.1fs",
-             summary.command, summary.snapshot_at.isoformat() if summary.snapshot_at else "",
-             counts, sum(r.model_count for r in summary.runs), len(summary.skipped), summary.duration_s)
+    log.info(
+        "nugen-etl %s %s: %s; %d model rows; %d skipped (already recorded) in %.1fs",
+        summary.command,
+        summary.snapshot_at.isoformat() if summary.snapshot_at else "",
+        counts,
+        sum(r.model_count for r in summary.runs),
+        len(summary.skipped),
+        summary.duration_s,
+    )
     for account_id in summary.failed_accounts:
         log.warning("failed: %s: %s", account_id, _reason(summary, account_id))
 
@@ -200,19 +209,28 @@ def raise_for_failures(summary: RunSummary) -> None:
     failed = summary.failed_accounts
     if not failed:
         mine = {r.account_id for r in summary.runs} | set(summary.skipped)
-        pending = set(summary.pending) | {a for e in summary.backlog if e["snapshot_at"] == (
-            summary.snapshot_at.isoformat() if summary.snapshot_at else None) for a in e["accounts"] if a in mine}
+        pending = set(summary.pending) | {
+            a
+            for e in summary.backlog
+            if e["snapshot_at"] == (summary.snapshot_at.isoformat() if summary.snapshot_at else None)
+            for a in e["accounts"]
+            if a in mine
+        }
         if pending:  # archived and in the lake: the retry skips their fetch and loads them first
-            raise BatchFailed(f"{len(pending)} account(s) archived and in the lake, warehouse load pending "
-                              f"({next(iter(summary.pending.values()), 'the warehouse is still unavailable')}); "
-                              "a retry calls the API for none of them and loads them from the raw archive")
+            raise BatchFailed(
+                f"{len(pending)} account(s) archived and in the lake, warehouse load pending "
+                f"({next(iter(summary.pending.values()), 'the warehouse is still unavailable')}); "
+                "a retry calls the API for none of them and loads them from the raw archive"
+            )
         return
     outcomes = {r.account_id: str(r.outcome) for r in summary.runs}
     retriable = [a for a in failed if _retriable(summary.errors.get(a), outcomes.get(a))]
     named = ", ".join(f"{a} ({outcomes.get(a) or 'error'}: {_reason(summary, a)})" for a in failed[:_MAX_NAMED])
     more = f" and {len(failed) - _MAX_NAMED} more" if len(failed) > _MAX_NAMED else ""
-    message = (f"{len(failed)} of {len(summary.runs) + len(summary.skipped)} accounts failed "
-               f"(the others are written; see nugen.account_runs): {named}{more}")
+    message = (
+        f"{len(failed)} of {len(summary.runs) + len(summary.skipped)} accounts failed "
+        f"(the others are written; see nugen.account_runs): {named}{more}"
+    )
     if retriable:
         raise BatchFailed(message)
     raise _fail(message + " — not retried: a retry cannot fix a rejected or missing key")
@@ -239,8 +257,7 @@ def _retriable(error: str | None, outcome: str | None) -> bool:
 
 
 def _reason(summary: RunSummary, account_id: str) -> str:
-    return summary.errors.get(account_id) or next(
-        (r.error or "" for r in reversed(summary.runs) if r.account_id == account_id), "")
+    return summary.errors.get(account_id) or next((r.error or "" for r in reversed(summary.runs) if r.account_id == account_id), "")
 
 
 def _fail(message: str) -> Exception:
@@ -250,5 +267,4 @@ def _fail(message: str) -> Exception:
     return AirflowFailException(message)
 
 
-__all__ = ["BatchFailed", "compact", "compact_lake", "plan", "publish", "raise_for_failures", "rebuild",
-           "snapshot_batch"]
+__all__ = ["BatchFailed", "compact", "compact_lake", "plan", "publish", "raise_for_failures", "rebuild", "snapshot_batch"]

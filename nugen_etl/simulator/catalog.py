@@ -71,12 +71,36 @@ from typing import Any
 
 HOUR = timedelta(hours=1)
 DOMAINS = (
-    "customer_support", "legal_document", "medical_triage", "finance_qa",
-    "hr_policy", "retail_catalog", "insurance_claims", "devops_runbook",
+    "customer_support",
+    "legal_document",
+    "medical_triage",
+    "finance_qa",
+    "hr_policy",
+    "retail_catalog",
+    "insurance_claims",
+    "devops_runbook",
 )
 LABELS = (
-    "alignment", "id", "name", "creator", "created_h", "created_m", "deploy", "reset", "base", "rate",
-    "reset_to", "last", "acc", "drift", "gain", "art", "questions", "eval", "download", "conversations",
+    "alignment",
+    "id",
+    "name",
+    "creator",
+    "created_h",
+    "created_m",
+    "deploy",
+    "reset",
+    "base",
+    "rate",
+    "reset_to",
+    "last",
+    "acc",
+    "drift",
+    "gain",
+    "art",
+    "questions",
+    "eval",
+    "download",
+    "conversations",
 )
 _LABEL_INDEX = {label: j for j, label in enumerate(LABELS)}
 
@@ -130,7 +154,7 @@ def _spec(seed: int, account_id: str, i: int, models: int, start: datetime) -> M
 
     def x(label: str) -> str:
         j = _LABEL_INDEX[label]
-        return digest[8 * j: 8 * j + 8].hex()
+        return digest[8 * j : 8 * j + 8].hex()
 
     def h(label: str) -> int:
         return int(x(label), 16)
@@ -219,9 +243,12 @@ def _performance(spec: ModelSpec, k: int, deployed: bool) -> dict[str, Any]:
     before = round(spec.a0 - spec.gain, 4)
     uncertainty_before, violations_before = _quality(before)
     return {
-        "accuracy_before": before, "accuracy_after": accuracy,
-        "uncertainty_before": uncertainty_before, "uncertainty_after": uncertainty,
-        "domain_violations_before": violations_before, "domain_violations_after": violations,
+        "accuracy_before": before,
+        "accuracy_after": accuracy,
+        "uncertainty_before": uncertainty_before,
+        "uncertainty_after": uncertainty,
+        "domain_violations_before": violations_before,
+        "domain_violations_after": violations,
     }
 
 

@@ -42,8 +42,7 @@ class Fault:
     delay: float = 0.0
 
     @classmethod
-    def status(cls, code: int, *, retry_after: str | None = None, body: bytes | None = None,
-               content_type: str | None = None) -> Fault:
+    def status(cls, code: int, *, retry_after: str | None = None, body: bytes | None = None, content_type: str | None = None) -> Fault:
         """Answer ``code`` with the vendor's ``{"detail": ...}`` body for it, or ``body`` if given.
 
         ``retry_after`` becomes the ``Retry-After`` header verbatim (seconds or an HTTP date).

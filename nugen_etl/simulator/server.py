@@ -97,8 +97,15 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
         self._send(fault.code, fault.payload or b"", content_type=fault.content_type, headers=headers)
 
-    def _send(self, status: int, body: bytes, *, content_type: str = "application/json",
-              headers: dict[str, str] | None = None, length: int | None = None) -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        *,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+        length: int | None = None,
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body) if length is None else length))

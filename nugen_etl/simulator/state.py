@@ -33,8 +33,17 @@ class SimulatorState:
     with ``Retry-After: 1`` or a 503 instead, unless a queued fault applies.
     """
 
-    def __init__(self, seed: int = 0, accounts: int = 3, *, models: int = 4, latency_ms: float = 0.0,
-                 start: datetime | None = None, fault_rate: float = 0.0, renamed: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        seed: int = 0,
+        accounts: int = 3,
+        *,
+        models: int = 4,
+        latency_ms: float = 0.0,
+        start: datetime | None = None,
+        fault_rate: float = 0.0,
+        renamed: Mapping[str, str] | None = None,
+    ) -> None:
         if accounts < 1 or models < 1:
             raise ValueError("accounts and models must be >= 1")
         if latency_ms < 0 or not 0.0 <= fault_rate <= 1.0:

@@ -100,8 +100,8 @@ class Warehouse(ABC):
             raise
         except Exception as exc:  # the driver's error, re-raised with the batch's context
             raise WarehouseError(
-                f"{self.engine} warehouse refused the load of account(s) {', '.join(batch.account_ids)}: "
-                f"{type(exc).__name__}: {exc}") from exc
+                f"{self.engine} warehouse refused the load of account(s) {', '.join(batch.account_ids)}: {type(exc).__name__}: {exc}"
+            ) from exc
 
     def _load_reconnecting(self, batch: StagedBatch) -> None:
         try:
@@ -109,9 +109,14 @@ class Warehouse(ABC):
         except Exception as exc:
             if not self._connection_lost(exc):
                 raise
-            log.warning("%s warehouse %s lost its connection during the load of %d account(s) (%s: %s); "
-                        "reconnecting and loading the batch again", self.engine, self.url,
-                        len(batch.account_ids), type(exc).__name__, " ".join(str(exc).split()))
+            log.warning(
+                "%s warehouse %s lost its connection during the load of %d account(s) (%s: %s); reconnecting and loading the batch again",
+                self.engine,
+                self.url,
+                len(batch.account_ids),
+                type(exc).__name__,
+                " ".join(str(exc).split()),
+            )
             self._reconnect()
             self._load_staged(batch)
 
@@ -123,21 +128,23 @@ class Warehouse(ABC):
         except WarehouseError:
             raise
         except Exception as exc:
-            raise WarehouseError(f"{self.engine} warehouse {self.url}: rebuilding the rollups failed: "
-                                 f"{type(exc).__name__}: {exc}") from exc
+            raise WarehouseError(f"{self.engine} warehouse {self.url}: rebuilding the rollups failed: {type(exc).__name__}: {exc}") from exc
 
     def record_pending_loads(self, loads: Sequence[tuple[str, datetime, datetime, str]]) -> None:
         """Make ``nugen.pending_loads`` hold exactly ``loads`` (account_id, snapshot_at, since, reason),
         in one transaction (``account_health`` shows them)."""
-        upsert = ("INSERT INTO nugen.pending_loads AS t (account_id, snapshot_at, since, reason) VALUES (?, ?, ?, ?) "
-                  "ON CONFLICT (account_id, snapshot_at) DO UPDATE SET since = excluded.since, reason = excluded.reason")
+        upsert = (
+            "INSERT INTO nugen.pending_loads AS t (account_id, snapshot_at, since, reason) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (account_id, snapshot_at) DO UPDATE SET since = excluded.since, reason = excluded.reason"
+        )
         try:
             self._run_in_transaction([("DELETE FROM nugen.pending_loads", ()), *[(upsert, load) for load in loads]])
         except WarehouseError:
             raise
         except Exception as exc:
-            raise WarehouseError(f"{self.engine} warehouse {self.url}: recording the pending loads failed: "
-                                 f"{type(exc).__name__}: {exc}") from exc
+            raise WarehouseError(
+                f"{self.engine} warehouse {self.url}: recording the pending loads failed: {type(exc).__name__}: {exc}"
+            ) from exc
 
     @abstractmethod
     def _run_in_transaction(self, statements: Sequence[Statement]) -> None:
@@ -175,8 +182,7 @@ class Warehouse(ABC):
     def __enter__(self) -> Warehouse:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -191,14 +197,15 @@ def lock_key(*parts: str) -> int:
 
 # --- staging ----------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class StagedBatch:
     """A validated batch: staging tables keyed by their staging name, plus its slot keys."""
 
-    account_ids: tuple[str, ...]           # sorted, for messages
+    account_ids: tuple[str, ...]  # sorted, for messages
     slot_keys: tuple[tuple[str, datetime], ...]  # every (account, slot) in the batch, sorted
-    data_days: tuple[date, date] | None    # UTC dates of the earliest and latest slot carrying tables
-    tables: dict[str, pa.Table]            # "stg_slot_keys", "stg_account_runs", "stg_<warehouse table>", "stg_rollup_*"
+    data_days: tuple[date, date] | None  # UTC dates of the earliest and latest slot carrying tables
+    tables: dict[str, pa.Table]  # "stg_slot_keys", "stg_account_runs", "stg_<warehouse table>", "stg_rollup_*"
 
 
 def staging_name(table: str) -> str:
@@ -228,8 +235,7 @@ def stage_batch(loads: Sequence[SlotLoad]) -> StagedBatch:
             for name, table in _check_tables(chosen[key], key).items():
                 parts[name].append(table)
         staged = {
-            staging_name(name): (pa.concat_tables(parts[name]) if parts[name]
-                                 else DATA_TABLES[name].schema.empty_table())
+            staging_name(name): (pa.concat_tables(parts[name]) if parts[name] else DATA_TABLES[name].schema.empty_table())
             for name in DATA_TABLES
         }
     long = staged.pop(staging_name(_LONG), None)
@@ -241,10 +247,8 @@ def stage_batch(loads: Sequence[SlotLoad]) -> StagedBatch:
             except WarehouseError as exc:
                 raise WarehouseError(f"the batch of account(s) {', '.join(account_ids)}: {exc}") from None
         staged[staging_name(_LISTS)] = given
-    staged["stg_slot_keys"] = pa.Table.from_pylist(
-        [{"account_id": a, "snapshot_at": s} for a, s in data_keys], schema=SLOT_KEYS_SCHEMA)
-    staged[staging_name(schemas.ACCOUNT_RUNS.name)] = _runs_table(
-        [chosen[k].run for k in keys], account_ids)
+    staged["stg_slot_keys"] = pa.Table.from_pylist([{"account_id": a, "snapshot_at": s} for a, s in data_keys], schema=SLOT_KEYS_SCHEMA)
+    staged[staging_name(schemas.ACCOUNT_RUNS.name)] = _runs_table([chosen[k].run for k in keys], account_ids)
     evaluations = staging_name(schemas.EVALUATIONS.name)
     staged[evaluations] = upsert_candidates(staged[evaluations])
     own = batch_rollups(staged[staging_name(schemas.MODEL_SNAPSHOTS.name)])
@@ -261,8 +265,9 @@ def _lists_hold(lists: pa.Table, long_rows: int) -> bool:
     return lengths == values == long_rows
 
 
-def _stage_checked_as_batch(chosen: dict[tuple[str, datetime], SlotLoad], data_keys: list[tuple[str, datetime]],
-                            skip: str | None = None) -> dict[str, pa.Table] | None:
+def _stage_checked_as_batch(
+    chosen: dict[tuple[str, datetime], SlotLoad], data_keys: list[tuple[str, datetime]], skip: str | None = None
+) -> dict[str, pa.Table] | None:
     """The staging tables when every slot's tables already have exactly the declared schemas and
     pass the checks of ``_conform`` run once over the whole batch (one kernel per column per batch
     instead of per slot), ``skip`` left out; None when any does not, so the caller checks slot by slot."""
@@ -287,8 +292,7 @@ def _stage_checked_as_batch(chosen: dict[tuple[str, datetime], SlotLoad], data_k
         owner = pa.array(np.repeat(np.arange(len(counts), dtype=np.int64), counts))
         if not pc.all(pc.equal(table["account_id"], accounts.take(owner))).as_py():
             return None
-        if "snapshot_at" in spec.schema.names and not pc.all(
-                pc.equal(table["snapshot_at"], slots.take(owner).view(schemas.TS))).as_py():
+        if "snapshot_at" in spec.schema.names and not pc.all(pc.equal(table["snapshot_at"], slots.take(owner).view(schemas.TS))).as_py():
             return None
         if any(pa.types.is_string(field.type) and may_hold_nul(table[field.name]) for field in spec.schema):
             return None
@@ -317,8 +321,9 @@ def may_hold_nul(column: pa.ChunkedArray | pa.Array) -> bool:
         if data is None or len(chunk) == 0:
             continue
         width = np.dtype(np.int64 if pa.types.is_large_string(chunk.type) else np.int32)
-        start, stop = (int(np.frombuffer(offsets, width, count=1, offset=i * width.itemsize)[0])
-                       for i in (chunk.offset, chunk.offset + len(chunk)))
+        start, stop = (
+            int(np.frombuffer(offsets, width, count=1, offset=i * width.itemsize)[0]) for i in (chunk.offset, chunk.offset + len(chunk))
+        )
         if stop > start and np.frombuffer(data, np.uint8, count=stop - start, offset=start).min() == 0:
             return True
     return False
@@ -337,8 +342,7 @@ def _check_tables(load: SlotLoad, key: tuple[str, datetime]) -> dict[str, pa.Tab
     checked = {}
     for name, spec in DATA_TABLES.items():
         table = load.tables.get(name)
-        checked[name] = spec.schema.empty_table() if table is None else _conform(
-            table, spec, account_id, snapshot_at)
+        checked[name] = spec.schema.empty_table() if table is None else _conform(table, spec, account_id, snapshot_at)
     return checked
 
 
@@ -348,8 +352,7 @@ def _conform(table: pa.Table, spec: TableSpec, account_id: str, snapshot_at: dat
     missing = [n for n in spec.schema.names if n not in names]
     extra = sorted(names - set(spec.schema.names))
     if missing or extra:
-        raise WarehouseError(f"{where}: columns differ from the declared schema "
-                             f"(missing {missing}, unexpected {extra})")
+        raise WarehouseError(f"{where}: columns differ from the declared schema (missing {missing}, unexpected {extra})")
     try:
         table = table.select(spec.schema.names).cast(spec.schema)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
@@ -358,15 +361,12 @@ def _conform(table: pa.Table, spec: TableSpec, account_id: str, snapshot_at: dat
         return table
     if not pc.all(pc.equal(table["account_id"], account_id)).as_py():
         raise WarehouseError(f"{where}: rows of another account in this slot's data")
-    if "snapshot_at" in names and not pc.all(
-            pc.equal(table["snapshot_at"], pa.scalar(snapshot_at, schemas.TS))).as_py():
+    if "snapshot_at" in names and not pc.all(pc.equal(table["snapshot_at"], pa.scalar(snapshot_at, schemas.TS))).as_py():
         raise WarehouseError(f"{where}: rows of another slot in this slot's data")
     for field in spec.schema:
-        if pa.types.is_string(field.type) and pc.any(
-                pc.match_substring(table[field.name], "\x00")).as_py():
+        if pa.types.is_string(field.type) and pc.any(pc.match_substring(table[field.name], "\x00")).as_py():
             # PostgreSQL text cannot hold NUL; refuse on every engine rather than alter the value.
-            raise WarehouseError(f"{where}: column {field.name} contains a NUL character, "
-                                 "which the warehouse cannot store")
+            raise WarehouseError(f"{where}: column {field.name} contains a NUL character, which the warehouse cannot store")
     return table
 
 
@@ -382,35 +382,40 @@ def upsert_candidates(evaluations: pa.Table) -> pa.Table:
     if evaluations.num_rows < 2:
         return evaluations
     key = list(schemas.EVALUATIONS.primary_key)
-    spans = evaluations.group_by(key, use_threads=False).aggregate(
-        [("first_seen_at", "min"), ("last_seen_at", "max")])
+    spans = evaluations.group_by(key, use_threads=False).aggregate([("first_seen_at", "min"), ("last_seen_at", "max")])
     if spans.num_rows == evaluations.num_rows:
         return evaluations
     joined = evaluations.join(spans, key, use_threads=False)
-    newest = pc.or_kleene(pc.equal(joined["last_seen_at"], joined["last_seen_at_max"]),
-                          pc.is_null(joined["last_seen_at_max"]))
+    newest = pc.or_kleene(pc.equal(joined["last_seen_at"], joined["last_seen_at_max"]), pc.is_null(joined["last_seen_at_max"]))
     kept = joined.filter(newest)
-    kept = kept.set_column(kept.schema.get_field_index("first_seen_at"), "first_seen_at",
-                           kept["first_seen_at_min"])
+    kept = kept.set_column(kept.schema.get_field_index("first_seen_at"), "first_seen_at", kept["first_seen_at_min"])
     return kept.select(schemas.EVALUATIONS.schema.names).cast(schemas.EVALUATIONS.schema)
 
 
 def _runs_table(runs: list[AccountRun], account_ids: tuple[str, ...]) -> pa.Table:
     try:
-        rows = [{
-            "account_id": r.account_id, "snapshot_at": as_utc(r.snapshot_at),
-            "outcome": Outcome(r.outcome).value, "http_status": r.http_status,
-            "model_count": r.model_count, "quarantined_count": r.quarantined_count,
-            "coerced_count": r.coerced_count, "attempts": r.attempts,
-            "fetched_at": None if r.fetched_at is None else as_utc(r.fetched_at), "error": r.error,
-        } for r in runs]
+        rows = [
+            {
+                "account_id": r.account_id,
+                "snapshot_at": as_utc(r.snapshot_at),
+                "outcome": Outcome(r.outcome).value,
+                "http_status": r.http_status,
+                "model_count": r.model_count,
+                "quarantined_count": r.quarantined_count,
+                "coerced_count": r.coerced_count,
+                "attempts": r.attempts,
+                "fetched_at": None if r.fetched_at is None else as_utc(r.fetched_at),
+                "error": r.error,
+            }
+            for r in runs
+        ]
         return pa.Table.from_pylist(rows, schema=schemas.ACCOUNT_RUNS.schema)
     except (ValueError, TypeError, pa.ArrowException) as exc:
-        raise WarehouseError(
-            f"account run(s) of {', '.join(account_ids)} do not fit account_runs: {exc}") from exc
+        raise WarehouseError(f"account run(s) of {', '.join(account_ids)} do not fit account_runs: {exc}") from exc
 
 
 # --- the set-based statements both engines run against the staging tables --------------------
+
 
 def _cols(spec: TableSpec, prefix: str = "") -> str:
     return ", ".join(prefix + n for n in spec.schema.names)
@@ -418,13 +423,11 @@ def _cols(spec: TableSpec, prefix: str = "") -> str:
 
 def delete_slot_sql(spec: TableSpec) -> str:
     """Delete every row of the batch's data-bearing slots (uses the (account_id, snapshot_at) index)."""
-    return (f"DELETE FROM {SCHEMA}.{spec.name} "
-            f"WHERE (account_id, snapshot_at) IN (SELECT account_id, snapshot_at FROM stg_slot_keys)")
+    return f"DELETE FROM {SCHEMA}.{spec.name} WHERE (account_id, snapshot_at) IN (SELECT account_id, snapshot_at FROM stg_slot_keys)"
 
 
 def insert_slot_sql(spec: TableSpec) -> str:
-    return (f"INSERT INTO {SCHEMA}.{spec.name} ({_cols(spec)}) "
-            f"SELECT {_cols(spec)} FROM {staging_name(spec.name)}")
+    return f"INSERT INTO {SCHEMA}.{spec.name} ({_cols(spec)}) SELECT {_cols(spec)} FROM {staging_name(spec.name)}"
 
 
 def upsert_evaluations_sql() -> str:
@@ -438,10 +441,15 @@ def upsert_evaluations_sql() -> str:
     widened = {"first_seen_at": "min_first_seen_at", "last_seen_at": "max_last_seen_at"}
     select = ", ".join(widened.get(n, n) for n in spec.schema.names)
     newer = "(t.last_seen_at IS NULL OR excluded.last_seen_at >= t.last_seen_at)"
-    updates = [f"{n} = CASE WHEN {newer} THEN excluded.{n} ELSE t.{n} END"
-               for n in spec.schema.names if n not in spec.primary_key and n not in widened]
-    updates += ["first_seen_at = LEAST(t.first_seen_at, excluded.first_seen_at)",
-                "last_seen_at = GREATEST(t.last_seen_at, excluded.last_seen_at)"]
+    updates = [
+        f"{n} = CASE WHEN {newer} THEN excluded.{n} ELSE t.{n} END"
+        for n in spec.schema.names
+        if n not in spec.primary_key and n not in widened
+    ]
+    updates += [
+        "first_seen_at = LEAST(t.first_seen_at, excluded.first_seen_at)",
+        "last_seen_at = GREATEST(t.last_seen_at, excluded.last_seen_at)",
+    ]
     return (
         f"INSERT INTO {SCHEMA}.{spec.name} AS t ({_cols(spec)}) "
         f"SELECT {select} FROM ("
@@ -452,7 +460,8 @@ def upsert_evaluations_sql() -> str:
         f"  MAX(last_seen_at) OVER (PARTITION BY {pk}) AS max_last_seen_at"
         f" FROM {staging_name(spec.name)} AS s) AS x "
         f"WHERE pick = 1 ORDER BY {pk} "
-        f"ON CONFLICT ({pk}) DO UPDATE SET {', '.join(updates)}")
+        f"ON CONFLICT ({pk}) DO UPDATE SET {', '.join(updates)}"
+    )
 
 
 def upsert_runs_sql() -> str:
@@ -465,7 +474,8 @@ def upsert_runs_sql() -> str:
         f"INSERT INTO {SCHEMA}.{spec.name} AS t ({_cols(spec)}) "
         f"SELECT {_cols(spec)} FROM {staging_name(spec.name)} ORDER BY {pk} "
         f"ON CONFLICT ({pk}) DO UPDATE SET {updates} "
-        f"WHERE t.outcome NOT IN ({success}) OR excluded.outcome IN ({success})")
+        f"WHERE t.outcome NOT IN ({success}) OR excluded.outcome IN ({success})"
+    )
 
 
 def duplicate_key_sql(spec: TableSpec) -> str:
@@ -473,8 +483,7 @@ def duplicate_key_sql(spec: TableSpec) -> str:
     enforces no primary key: the slot delete removed every earlier row of the batch's slots, so
     unique staging rows mean unique rows in the table)."""
     keys = ", ".join(spec.primary_key)
-    return (f"SELECT {keys}, count(*) FROM {staging_name(spec.name)} GROUP BY {keys} "
-            f"HAVING count(*) > 1 LIMIT 1")
+    return f"SELECT {keys}, count(*) FROM {staging_name(spec.name)} GROUP BY {keys} HAVING count(*) > 1 LIMIT 1"
 
 
 def load_statements(batch: StagedBatch, *, analyze: bool = True) -> list[Statement]:

@@ -24,7 +24,7 @@ BULK_CHECKPOINT_THRESHOLD = "256MB"  # ~5 days of a 100-account x 20-model backf
 _BUSY_DELAYS_S = (0.25, 0.5, 1.0, 2.0, 2.0, 2.0, 2.0)  # ~10 s before giving up
 AUTO_MEMORY = "auto"
 _MiB = 1 << 20
-HEADROOM_MIN = 32 * _MiB       # a load's budget over the index memory loads have held...
+HEADROOM_MIN = 32 * _MiB  # a load's budget over the index memory loads have held...
 _HEADROOM_PER_STAGED_BYTE = 4  # ...or 4x its staged Arrow bytes, whichever is more
 
 
@@ -51,8 +51,15 @@ class DuckDBWarehouse(Warehouse):
 
     engine = "duckdb"
 
-    def __init__(self, path: str, *, url: str | None = None, busy_timeout_s: float = 10.0,
-                 memory_limit: str | None = AUTO_MEMORY, headroom_min: int = HEADROOM_MIN) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        url: str | None = None,
+        busy_timeout_s: float = 10.0,
+        memory_limit: str | None = AUTO_MEMORY,
+        headroom_min: int = HEADROOM_MIN,
+    ) -> None:
         super().__init__(url or f"duckdb:///{path}")
         self.path = path
         if path != ":memory:":
@@ -62,7 +69,8 @@ class DuckDBWarehouse(Warehouse):
         self._headroom_min, self._headroom_scale = headroom_min, 1
         self._busy_timeout_s = busy_timeout_s
         self._config: dict[str, str | bool | int | float | list[str]] = (
-            {"memory_limit": memory_limit} if memory_limit and memory_limit != AUTO_MEMORY else {})
+            {"memory_limit": memory_limit} if memory_limit and memory_limit != AUTO_MEMORY else {}
+        )
         self._con: duckdb.DuckDBPyConnection | None = self._open()
 
     def _open(self) -> duckdb.DuckDBPyConnection:
@@ -92,8 +100,7 @@ class DuckDBWarehouse(Warehouse):
                 con.execute(migration.sql)
                 for sql, params in migrations.follow_ups(migration):
                     con.execute(sql, list(params))
-                con.execute("INSERT INTO nugen.schema_migrations (version, applied_at) "
-                            "VALUES (?, current_timestamp)", [migration.version])
+                con.execute("INSERT INTO nugen.schema_migrations (version, applied_at) VALUES (?, current_timestamp)", [migration.version])
                 con.commit()
             except duckdb.Error as exc:
                 con.rollback()
@@ -121,8 +128,12 @@ class DuckDBWarehouse(Warehouse):
                     con.execute("RESET threads")
                     con.execute("CHECKPOINT")
                 except duckdb.Error as exc:  # the loads are committed; DuckDB checkpoints the WAL later
-                    log.warning("DuckDB warehouse %s: the checkpoint after the bulk loads failed (%s); "
-                                "DuckDB replays its write-ahead log when the file is next opened", self.url, exc)
+                    log.warning(
+                        "DuckDB warehouse %s: the checkpoint after the bulk loads failed (%s); "
+                        "DuckDB replays its write-ahead log when the file is next opened",
+                        self.url,
+                        exc,
+                    )
 
     def _load_staged(self, batch: StagedBatch) -> None:
         for attempt in range(2):  # under the budget, then with twice its headroom, then uncapped
@@ -136,10 +147,14 @@ class DuckDBWarehouse(Warehouse):
                 if not _out_of_memory(exc):
                     raise
                 self._headroom_scale *= 2
-                log.log(logging.INFO if attempt == 0 else logging.WARNING,
-                        "DuckDB needed more than its %d MiB budget for the batch of %d account(s) (%s); "
-                        "loading it %s", budget // _MiB, len(batch.account_ids), str(exc).splitlines()[0],
-                        "again with twice the headroom" if attempt == 0 else "without the cap")
+                log.log(
+                    logging.INFO if attempt == 0 else logging.WARNING,
+                    "DuckDB needed more than its %d MiB budget for the batch of %d account(s) (%s); loading it %s",
+                    budget // _MiB,
+                    len(batch.account_ids),
+                    str(exc).splitlines()[0],
+                    "again with twice the headroom" if attempt == 0 else "without the cap",
+                )
         self._transaction(batch)
 
     def load_budget(self, batch: StagedBatch) -> int | None:
@@ -222,12 +237,13 @@ def _refuse_duplicate_keys(con: duckdb.DuckDBPyConnection, batch: StagedBatch) -
         if found:
             *key, count = found[0]
             named = ", ".join(f"{n}={v!r}" for n, v in zip(spec.primary_key, key, strict=False))
-            raise WarehouseError(f"{spec.name}: the batch of account(s) {', '.join(batch.account_ids)} holds "
-                                 f"the key ({named}) {count} times")
+            raise WarehouseError(
+                f"{spec.name}: the batch of account(s) {', '.join(batch.account_ids)} holds the key ({named}) {count} times"
+            )
 
 
 def _index_bytes(con: duckdb.DuckDBPyConnection) -> int:
-    (used,), = con.execute("SELECT memory_usage_bytes FROM duckdb_memory() WHERE tag = 'ART_INDEX'").fetchall()
+    ((used,),) = con.execute("SELECT memory_usage_bytes FROM duckdb_memory() WHERE tag = 'ART_INDEX'").fetchall()
     return int(used)
 
 
@@ -237,7 +253,8 @@ _OUT_OF_MEMORY = re.compile(r"out of memory|failed to pin block|could not alloca
 def _out_of_memory(exc: duckdb.Error) -> bool:
     """DuckDB ran out of memory; inside COMMIT that comes as a TransactionException ("Failed to commit: ...")."""
     return isinstance(exc, duckdb.OutOfMemoryException) or (
-        isinstance(exc, duckdb.TransactionException) and _OUT_OF_MEMORY.search(str(exc)) is not None)
+        isinstance(exc, duckdb.TransactionException) and _OUT_OF_MEMORY.search(str(exc)) is not None
+    )
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:
@@ -248,8 +265,7 @@ def _rollback(con: duckdb.DuckDBPyConnection) -> None:
         pass
 
 
-def _connect(path: str, busy_timeout_s: float, config: dict[str, str | bool | int | float | list[str]]
-             ) -> duckdb.DuckDBPyConnection:
+def _connect(path: str, busy_timeout_s: float, config: dict[str, str | bool | int | float | list[str]]) -> duckdb.DuckDBPyConnection:
     deadline = time.monotonic() + busy_timeout_s
     delays = iter(_BUSY_DELAYS_S)
     while True:
@@ -263,7 +279,8 @@ def _connect(path: str, busy_timeout_s: float, config: dict[str, str | bool | in
                 raise WarehouseBusy(
                     f"DuckDB warehouse {path} is locked by another process (another nugen-etl run "
                     f"or an open client) and stayed locked for {busy_timeout_s:g} s; "
-                    f"try again when it is done. DuckDB said: {exc}") from exc
+                    f"try again when it is done. DuckDB said: {exc}"
+                ) from exc
             time.sleep(delay)
         except duckdb.Error as exc:
             raise WarehouseError(f"cannot open DuckDB warehouse {path}: {exc}") from exc

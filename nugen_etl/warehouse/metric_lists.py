@@ -44,15 +44,16 @@ def to_metric_lists(long: pa.Table) -> pa.Table:
     repeated = _repeated_metric(long["metric"], run_of_row)
     if repeated is not None:
         row = long.slice(repeated, 1).to_pylist()[0]
-        raise WarehouseError(f"model_metrics holds the metric {row['metric']!r} twice for model "
-                             f"{row['model_id']!r} of account {row['account_id']!r} at "
-                             f"{row['snapshot_at'].isoformat()}")
+        raise WarehouseError(
+            f"model_metrics holds the metric {row['metric']!r} twice for model "
+            f"{row['model_id']!r} of account {row['account_id']!r} at "
+            f"{row['snapshot_at'].isoformat()}"
+        )
     offsets = pa.concat_arrays([starts.cast(pa.int32()), pa.array([long.num_rows], pa.int32())])
     columns = {name: heads[name] for name in (*_KEY, *_PER_SNAPSHOT)}
     columns["metric_names"] = pa.ListArray.from_arrays(offsets, long["metric"].combine_chunks())
     columns["metric_values"] = pa.ListArray.from_arrays(offsets, long["value"].combine_chunks())
-    return pa.Table.from_arrays([columns[f.name] for f in MODEL_METRIC_LISTS.schema],
-                                schema=MODEL_METRIC_LISTS.schema)
+    return pa.Table.from_arrays([columns[f.name] for f in MODEL_METRIC_LISTS.schema], schema=MODEL_METRIC_LISTS.schema)
 
 
 def _starts_mask(long: pa.Table) -> pa.Array:

@@ -72,8 +72,6 @@ def _scan(entries: Iterable[Traversable], *, prefix: str) -> dict[str, Migration
             continue
         version = match["version"]
         if version in found:
-            raise WarehouseError(
-                f"two migrations share version {version}: {found[version].source} and {prefix}{entry.name}")
-        found[version] = Migration(version, match["name"], prefix + entry.name,
-                                   entry.read_text(encoding="utf-8"))
+            raise WarehouseError(f"two migrations share version {version}: {found[version].source} and {prefix}{entry.name}")
+        found[version] = Migration(version, match["name"], prefix + entry.name, entry.read_text(encoding="utf-8"))
     return found

@@ -113,8 +113,7 @@ def _arrays(column: pa.ListArray) -> pa.Array:
     offsets = np.zeros(n + 1, np.int64)
     np.cumsum(sizes, out=offsets[1:])
     flat = column.flatten()  # the non-null lists' elements, in order: ``offsets`` index them
-    body = pc.binary_join(pa.LargeListArray.from_arrays(pa.array(offsets), field_values(flat)),
-                          pa.scalar(b"", pa.binary()))
+    body = pc.binary_join(pa.LargeListArray.from_arrays(pa.array(offsets), field_values(flat)), pa.scalar(b"", pa.binary()))
     nulls_before = np.zeros(len(flat) + 1, np.int64)
     if flat.null_count:
         np.cumsum(flat.is_null().to_numpy(zero_copy_only=False), out=nulls_before[1:])

@@ -32,8 +32,12 @@ _LOAD_ATTEMPTS = 3  # a deadlock between two concurrent batches is retried, then
 
 # Arrow type -> PostgreSQL type name for binary COPY.
 _PG_TYPES = {
-    pa.string(): "text", pa.date32(): "date", pa.int64(): "int8", pa.int32(): "int4",
-    pa.float64(): "float8", pa.bool_(): "bool",
+    pa.string(): "text",
+    pa.date32(): "date",
+    pa.int64(): "int8",
+    pa.int32(): "int4",
+    pa.float64(): "float8",
+    pa.bool_(): "bool",
 }
 COPY_CHUNK_ROWS = 4096  # rows per binary COPY write (a 48,000-row day held whole costs ~30 MiB more)
 # A "?" placeholder outside quoted literals/identifiers, or a literal "%" to escape.
@@ -65,8 +69,9 @@ class PostgresWarehouse(Warehouse):
                 conn.execute("SET jit = off")
                 return conn
             except psycopg.Error as exc:
-                raise WarehouseError(f"cannot connect to PostgreSQL warehouse {self.url}: "
-                                     f"{_redact(str(exc), password, urlsplit(url).password)}") from None
+                raise WarehouseError(
+                    f"cannot connect to PostgreSQL warehouse {self.url}: {_redact(str(exc), password, urlsplit(url).password)}"
+                ) from None
 
         self._connect = connect
         self._conn: psycopg.Connection | None = connect()
@@ -93,11 +98,11 @@ class PostgresWarehouse(Warehouse):
                             conn.execute(migration.sql)
                             for sql, params in migrations.follow_ups(migration):
                                 _execute(conn, sql, params)
-                            conn.execute("INSERT INTO nugen.schema_migrations (version, applied_at) "
-                                         "VALUES (%s, now())", [migration.version])
+                            conn.execute(
+                                "INSERT INTO nugen.schema_migrations (version, applied_at) VALUES (%s, now())", [migration.version]
+                            )
                     except psycopg.Error as exc:
-                        raise WarehouseError(
-                            f"migration {migration.source} failed in {self.url}: {exc}") from exc
+                        raise WarehouseError(f"migration {migration.source} failed in {self.url}: {exc}") from exc
                     done.append(migration.version)
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", [_MIGRATION_LOCK])
@@ -208,11 +213,13 @@ def qmark_to_pyformat(sql: str) -> str:
     >>> qmark_to_pyformat("SELECT * FROM t WHERE a = ? AND b LIKE 'x?%'")
     "SELECT * FROM t WHERE a = %s AND b LIKE 'x?%%'"
     """
+
     def swap(match: re.Match[str]) -> str:
         quoted, qmark, _percent = match.groups()
         if quoted is not None:
             return quoted.replace("%", "%%")
         return "%s" if qmark else "%%"
+
     return _QMARK_TOKENS.sub(swap, sql)
 
 

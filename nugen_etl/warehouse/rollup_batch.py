@@ -30,18 +30,36 @@ from nugen_etl.warehouse.rollups import DAILY_COLUMNS, STATUS_COLUMNS
 _SNAPSHOTS = schemas.MODEL_SNAPSHOTS.schema
 _USAGE_BOUND = 1 << 40  # |usage_count| below this: a day's sums stay far inside BIGINT
 
-DAILY_SCHEMA = pa.schema([
-    ("account_id", pa.string()), ("model_key", pa.string()), ("day", pa.date32()), ("observations", pa.int32()),
-    ("first_snapshot_at", schemas.TS), ("last_snapshot_at", schemas.TS), ("first_usage_count", pa.int64()),
-    ("usage_count", pa.int64()), ("usage_delta_within_day", pa.int64()), ("usage_delta", pa.int64()),
-    ("first_status", pa.string()), ("first_deployment_status", pa.string()),
-    *[_SNAPSHOTS.field(name) for name in DAILY_COLUMNS[12:-1]], ("record_count", pa.int64()),
-])
-STATUS_SCHEMA = pa.schema([
-    ("account_id", pa.string()), ("model_key", pa.string()), ("changed_at", schemas.TS), ("day", pa.date32()),
-    ("from_status", pa.string()), ("to_status", pa.string()),
-    ("from_deployment_status", pa.string()), ("to_deployment_status", pa.string()),
-])
+DAILY_SCHEMA = pa.schema(
+    [
+        ("account_id", pa.string()),
+        ("model_key", pa.string()),
+        ("day", pa.date32()),
+        ("observations", pa.int32()),
+        ("first_snapshot_at", schemas.TS),
+        ("last_snapshot_at", schemas.TS),
+        ("first_usage_count", pa.int64()),
+        ("usage_count", pa.int64()),
+        ("usage_delta_within_day", pa.int64()),
+        ("usage_delta", pa.int64()),
+        ("first_status", pa.string()),
+        ("first_deployment_status", pa.string()),
+        *[_SNAPSHOTS.field(name) for name in DAILY_COLUMNS[12:-1]],
+        ("record_count", pa.int64()),
+    ]
+)
+STATUS_SCHEMA = pa.schema(
+    [
+        ("account_id", pa.string()),
+        ("model_key", pa.string()),
+        ("changed_at", schemas.TS),
+        ("day", pa.date32()),
+        ("from_status", pa.string()),
+        ("to_status", pa.string()),
+        ("from_deployment_status", pa.string()),
+        ("to_deployment_status", pa.string()),
+    ]
+)
 # snapshot_rows: the batch's model_snapshots rows of the (account_id, day), model_key or not. When the
 # warehouse holds as many after the load, the batch holds every slot of that day.
 DAYS_SCHEMA = pa.schema([("account_id", pa.string()), ("day", pa.date32()), ("snapshot_rows", pa.int64())])
@@ -55,8 +73,8 @@ class BatchRollups:
     """The daily rows and within-day status changes of the batch: one daily row per (account_id,
     model_key, day) the batch has rows of; those of the (account_id, day) pairs in ``days`` are exact."""
 
-    days: pa.Table            # DAYS_SCHEMA: the (account_id, day) pairs the batch has rows with a model_key on
-    daily: pa.Table           # DAILY_SCHEMA, usage_delta NULL (it needs the previous observed day)
+    days: pa.Table  # DAYS_SCHEMA: the (account_id, day) pairs the batch has rows with a model_key on
+    daily: pa.Table  # DAILY_SCHEMA, usage_delta NULL (it needs the previous observed day)
     status_changes: pa.Table  # STATUS_SCHEMA
 
 
@@ -67,13 +85,15 @@ def batch_rollups(snapshots: pa.Table) -> BatchRollups:
     """The rollup rows the batch's ``model_snapshots`` rows give on their own, for every (account_id,
     day) whose rows are of the common shape (see the module docstring)."""
     rows = snapshots.select(list(_NEEDED))
-    counted = pa.table({"account_id": rows["account_id"], "day": rows["snapshot_date"]}).group_by(
-        ["account_id", "day"], use_threads=False).aggregate([([], "count_all")])
+    counted = (
+        pa.table({"account_id": rows["account_id"], "day": rows["snapshot_date"]})
+        .group_by(["account_id", "day"], use_threads=False)
+        .aggregate([([], "count_all")])
+    )
     rows = rows.filter(pc.is_valid(rows["model_key"]))
     if rows.num_rows == 0:
         return EMPTY
-    order = pc.sort_indices(rows, sort_keys=[("account_id", "ascending"), ("model_key", "ascending"),
-                                             ("snapshot_at", "ascending")])
+    order = pc.sort_indices(rows, sort_keys=[("account_id", "ascending"), ("model_key", "ascending"), ("snapshot_at", "ascending")])
     rows = rows.take(order).combine_chunks()
     n = rows.num_rows
     account, key = rows["account_id"].chunk(0), rows["model_key"].chunk(0)
@@ -85,8 +105,9 @@ def batch_rollups(snapshots: pa.Table) -> BatchRollups:
 
     # Consecutive rows of one model_key, and of one model_key's day (the rollup's grain).
     same_key = np.zeros(n, dtype=bool)
-    same_key[1:] = (pc.equal(account[1:], account[:-1]).to_numpy(zero_copy_only=False)
-                    & pc.equal(key[1:], key[:-1]).to_numpy(zero_copy_only=False))
+    same_key[1:] = pc.equal(account[1:], account[:-1]).to_numpy(zero_copy_only=False) & pc.equal(key[1:], key[:-1]).to_numpy(
+        zero_copy_only=False
+    )
     same_day = same_key.copy()
     same_day[1:] &= day[1:] == day[:-1]
     starts = np.flatnonzero(~same_day)
@@ -102,38 +123,53 @@ def batch_rollups(snapshots: pa.Table) -> BatchRollups:
 
     first, last = pa.array(starts), pa.array(ends)
     firsts, lasts = rows.take(first), rows.take(last)
-    daily = pa.table({
-        "account_id": lasts["account_id"], "model_key": lasts["model_key"], "day": lasts["snapshot_date"],
-        "observations": pa.array(ends - starts + 1, pa.int32()),
-        "first_snapshot_at": firsts["snapshot_at"], "last_snapshot_at": lasts["snapshot_at"],
-        "first_usage_count": firsts["usage_count"], "usage_count": lasts["usage_count"],
-        "usage_delta_within_day": pa.array(sums, pa.int64(), mask=pairs == 0),
-        "usage_delta": pa.nulls(len(starts), pa.int64()),
-        "first_status": firsts["status"], "first_deployment_status": firsts["deployment_status"],
-        **{name: lasts[name] for name in DAILY_COLUMNS[12:-1]},
-        "record_count": pa.array(np.ones(len(starts), dtype=np.int64)),
-    }, schema=DAILY_SCHEMA)
+    daily = pa.table(
+        {
+            "account_id": lasts["account_id"],
+            "model_key": lasts["model_key"],
+            "day": lasts["snapshot_date"],
+            "observations": pa.array(ends - starts + 1, pa.int32()),
+            "first_snapshot_at": firsts["snapshot_at"],
+            "last_snapshot_at": lasts["snapshot_at"],
+            "first_usage_count": firsts["usage_count"],
+            "usage_count": lasts["usage_count"],
+            "usage_delta_within_day": pa.array(sums, pa.int64(), mask=pairs == 0),
+            "usage_delta": pa.nulls(len(starts), pa.int64()),
+            "first_status": firsts["status"],
+            "first_deployment_status": firsts["deployment_status"],
+            **{name: lasts[name] for name in DAILY_COLUMNS[12:-1]},
+            "record_count": pa.array(np.ones(len(starts), dtype=np.int64)),
+        },
+        schema=DAILY_SCHEMA,
+    )
 
     status, deployment = rows["status"].chunk(0), rows["deployment_status"].chunk(0)
     changed = same_day.copy()
     changed[1:] &= _distinct(status[1:], status[:-1]) | _distinct(deployment[1:], deployment[:-1])
     now = np.flatnonzero(changed)
     before = pa.array(now - 1)
-    changes = pa.table({
-        "account_id": account.take(now), "model_key": key.take(now),
-        "changed_at": rows["snapshot_at"].chunk(0).take(now), "day": rows["snapshot_date"].chunk(0).take(now),
-        "from_status": status.take(before), "to_status": status.take(now),
-        "from_deployment_status": deployment.take(before), "to_deployment_status": deployment.take(now),
-    }, schema=STATUS_SCHEMA)
+    changes = pa.table(
+        {
+            "account_id": account.take(now),
+            "model_key": key.take(now),
+            "changed_at": rows["snapshot_at"].chunk(0).take(now),
+            "day": rows["snapshot_date"].chunk(0).take(now),
+            "from_status": status.take(before),
+            "to_status": status.take(now),
+            "from_deployment_status": deployment.take(before),
+            "to_deployment_status": deployment.take(now),
+        },
+        schema=STATUS_SCHEMA,
+    )
 
     # Days the SQL path keeps: two records of one snapshot sharing a model_key, or a usage_count
     # whose sums could overflow.
     odd = same_key & np.concatenate(([False], at[1:] == at[:-1]))
     odd |= has & ((values >= _USAGE_BOUND) | (values <= -_USAGE_BOUND))
-    days = pa.table({"account_id": daily["account_id"], "day": daily["day"]}).group_by(
-        ["account_id", "day"], use_threads=False).aggregate([])
-    days = days.join(counted, ["account_id", "day"], use_threads=False).rename_columns(
-        {"count_all": "snapshot_rows"})
+    days = (
+        pa.table({"account_id": daily["account_id"], "day": daily["day"]}).group_by(["account_id", "day"], use_threads=False).aggregate([])
+    )
+    days = days.join(counted, ["account_id", "day"], use_threads=False).rename_columns({"count_all": "snapshot_rows"})
     if odd.any():
         where = pa.array(np.flatnonzero(odd))
         left_out = pa.table({"account_id": account.take(where), "day": rows["snapshot_date"].chunk(0).take(where)})

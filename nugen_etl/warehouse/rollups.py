@@ -38,22 +38,62 @@ LOOKBACK_DAYS = 7
 # The fields of a model_key's snapshot that the daily and current rows carry from its last snapshot
 # (model_key_snapshots' columns, usage_count apart).
 _SNAPSHOT_FIELDS = (
-    "model_id", "alignment_id", "name", "base_model", "alignment_project", "created_date", "status",
-    "deployment_status", "endpoint", "creator", "last_used", "downloadable", "conversation_saving_enabled",
-    "accuracy", "uncertainty", "domain_violations", "average_response_time", "record_count")
+    "model_id",
+    "alignment_id",
+    "name",
+    "base_model",
+    "alignment_project",
+    "created_date",
+    "status",
+    "deployment_status",
+    "endpoint",
+    "creator",
+    "last_used",
+    "downloadable",
+    "conversation_saving_enabled",
+    "accuracy",
+    "uncertainty",
+    "domain_violations",
+    "average_response_time",
+    "record_count",
+)
 DAILY_COLUMNS = (
-    "account_id", "model_key", "day", "observations", "first_snapshot_at", "last_snapshot_at",
-    "first_usage_count", "usage_count", "usage_delta_within_day", "usage_delta",
-    "first_status", "first_deployment_status", *_SNAPSHOT_FIELDS)
+    "account_id",
+    "model_key",
+    "day",
+    "observations",
+    "first_snapshot_at",
+    "last_snapshot_at",
+    "first_usage_count",
+    "usage_count",
+    "usage_delta_within_day",
+    "usage_delta",
+    "first_status",
+    "first_deployment_status",
+    *_SNAPSHOT_FIELDS,
+)
 CURRENT_COLUMNS = (
-    "account_id", "model_key", *_SNAPSHOT_FIELDS[:10], "usage_count", *_SNAPSHOT_FIELDS[10:],
-    "first_seen_at", "last_seen_at")
-STATUS_COLUMNS = ("account_id", "model_key", "changed_at", "day", "from_status", "to_status",
-                  "from_deployment_status", "to_deployment_status")
+    "account_id",
+    "model_key",
+    *_SNAPSHOT_FIELDS[:10],
+    "usage_count",
+    *_SNAPSHOT_FIELDS[10:],
+    "first_seen_at",
+    "last_seen_at",
+)
+STATUS_COLUMNS = (
+    "account_id",
+    "model_key",
+    "changed_at",
+    "day",
+    "from_status",
+    "to_status",
+    "from_deployment_status",
+    "to_deployment_status",
+)
 HEALTH_COLUMNS = ("account_id", "last_success_at", "last_outcome", "consecutive_failures", "last_run_at")
 _FAILED = "('failed', 'auth_failed')"
-_ON_BATCH_DAYS = ("WHERE EXISTS (SELECT 1 FROM rollup_batch_days AS b "
-                  "WHERE b.account_id = s.account_id AND b.day = s.day)")
+_ON_BATCH_DAYS = "WHERE EXISTS (SELECT 1 FROM rollup_batch_days AS b WHERE b.account_id = s.account_id AND b.day = s.day)"
 _SUCCESS = "('empty', 'ok')"
 
 # Temporary tables of one maintenance, dropped before its transaction ends.
@@ -125,8 +165,9 @@ WHERE observation > 1
   AND (status IS DISTINCT FROM prev_status OR deployment_status IS DISTINCT FROM prev_deployment_status)"""
 
 
-_BOUNDARY_DELTA = ("CASE WHEN cur.first_usage_count < prv.usage_count THEN cur.first_usage_count "
-                   "ELSE cur.first_usage_count - prv.usage_count END")
+_BOUNDARY_DELTA = (
+    "CASE WHEN cur.first_usage_count < prv.usage_count THEN cur.first_usage_count ELSE cur.first_usage_count - prv.usage_count END"
+)
 
 
 def _set_usage_delta(pairs: str, *, floored: bool = False) -> str:
@@ -197,17 +238,21 @@ WHERE s.last_run_at IS NOT NULL"""
 
 # --- maintenance inside a load -----------------------------------------------------------------
 
+
 def capture_statements() -> list[Statement]:
     """Before the slot delete: the (account_id, model_key, day) rows the replaced slots held."""
-    return [(
-        "CREATE TEMPORARY TABLE rollup_touched AS "
-        "SELECT DISTINCT account_id, model_key, snapshot_date AS day FROM nugen.model_snapshots "
-        "WHERE (account_id, snapshot_at) IN (SELECT account_id, snapshot_at FROM stg_slot_keys) "
-        "AND model_key IS NOT NULL", ())]
+    return [
+        (
+            "CREATE TEMPORARY TABLE rollup_touched AS "
+            "SELECT DISTINCT account_id, model_key, snapshot_date AS day FROM nugen.model_snapshots "
+            "WHERE (account_id, snapshot_at) IN (SELECT account_id, snapshot_at FROM stg_slot_keys) "
+            "AND model_key IS NOT NULL",
+            (),
+        )
+    ]
 
 
-def maintenance_statements(first_day: date | None, last_day: date | None, *,
-                           analyze: bool = True) -> list[Statement]:
+def maintenance_statements(first_day: date | None, last_day: date | None, *, analyze: bool = True) -> list[Statement]:
     """After the batch's rows are in: bring every rollup the batch can change up to date.
 
     ``first_day``/``last_day``: the UTC dates of the batch's earliest and latest data-bearing slot
@@ -219,13 +264,16 @@ def maintenance_statements(first_day: date | None, last_day: date | None, *,
     # account_runs rows are never deleted and a success is never overwritten, so an account's last run
     # and last success only move forward: the batch's runs and the health before it settle them.
     health = [
-        ("CREATE TEMPORARY TABLE rollup_accounts AS "
-         "SELECT b.account_id,"
-         f" GREATEST(MAX(h.last_success_at), MAX(CASE WHEN b.outcome IN {_SUCCESS} THEN b.snapshot_at END))"
-         "  AS last_success_at,"
-         " GREATEST(MAX(h.last_run_at), MAX(b.snapshot_at)) AS last_run_at "
-         "FROM stg_account_runs AS b LEFT JOIN nugen.rollup_account_health AS h ON h.account_id = b.account_id "
-         "GROUP BY b.account_id", ()),
+        (
+            "CREATE TEMPORARY TABLE rollup_accounts AS "
+            "SELECT b.account_id,"
+            f" GREATEST(MAX(h.last_success_at), MAX(CASE WHEN b.outcome IN {_SUCCESS} THEN b.snapshot_at END))"
+            "  AS last_success_at,"
+            " GREATEST(MAX(h.last_run_at), MAX(b.snapshot_at)) AS last_run_at "
+            "FROM stg_account_runs AS b LEFT JOIN nugen.rollup_account_health AS h ON h.account_id = b.account_id "
+            "GROUP BY b.account_id",
+            (),
+        ),
         ("DELETE FROM nugen.rollup_account_health WHERE account_id IN (SELECT account_id FROM rollup_accounts)", ()),
         (_health_from("SELECT * FROM rollup_accounts"), ()),
         ("DROP TABLE rollup_accounts", ()),
@@ -244,114 +292,152 @@ def maintenance_statements(first_day: date | None, last_day: date | None, *,
         "CROSS JOIN LATERAL (SELECT * FROM nugen.model_snapshots AS m"
         " WHERE m.account_id = t.account_id AND m.model_key = t.model_key AND m.snapshot_date = t.day"
         " AND m.snapshot_at >= CAST(t.day AS TIMESTAMPTZ)"
-        " AND m.snapshot_at < CAST(t.day AS TIMESTAMPTZ) + INTERVAL '1 day' OFFSET 0) AS s")
-    touched = ("USING (SELECT DISTINCT account_id, model_key, day FROM rollup_touched) AS t "
-               "WHERE r.account_id = t.account_id AND r.model_key = t.model_key AND r.day = t.day")
-    return finish([
-        # The days the new rows fall on, beside those the replaced rows fell on.
-        ("INSERT INTO rollup_touched SELECT account_id, model_key, day FROM stg_rollup_daily", ()),
-        # The (account_id, day) pairs the batch holds every slot of: their rows come from the batch's
-        # own rollups (rollup_batch.py); every other touched day is computed from its snapshots.
-        ("CREATE TEMPORARY TABLE rollup_batch_days AS "
-         "SELECT d.account_id, d.day FROM stg_rollup_days AS d "
-         "CROSS JOIN LATERAL (SELECT COUNT(*) AS n FROM nugen.model_snapshots AS m"
-         " WHERE m.account_id = d.account_id AND m.snapshot_at >= CAST(d.day AS TIMESTAMPTZ)"
-         " AND m.snapshot_at < CAST(d.day AS TIMESTAMPTZ) + INTERVAL '1 day'"
-         # constants DuckDB prunes by; on PostgreSQL the key alone answers (no heap column is read)
-         " AND m.snapshot_at >= CAST(? AS TIMESTAMPTZ) AND m.snapshot_at < CAST(? AS TIMESTAMPTZ) OFFSET 0) AS w "
-         "WHERE w.n = d.snapshot_rows", (first_day.isoformat(), (last_day + timedelta(days=1)).isoformat())),
-        (f"CREATE TEMPORARY TABLE rollup_key_snapshots AS {touched_ks}", ()),
-        # The model_keys whose rows the batch touched, with their span before it (for the fallbacks).
-        ("CREATE TEMPORARY TABLE rollup_keys AS "
-         "SELECT t.account_id, t.model_key, c.first_seen_at, c.last_seen_at "
-         "FROM (SELECT DISTINCT account_id, model_key FROM rollup_touched) AS t "
-         "LEFT JOIN nugen.rollup_models_current AS c ON c.account_id = t.account_id AND c.model_key = t.model_key", ()),
-        # 1. The touched days, from their snapshots.
-        (f"DELETE FROM nugen.rollup_model_daily AS r {touched}", ()),
-        (f"INSERT INTO nugen.rollup_model_daily ({_list(DAILY_COLUMNS)}) {_daily_from('rollup_key_snapshots')}", ()),
-        (f"INSERT INTO nugen.rollup_model_daily ({_list(DAILY_COLUMNS)}) "
-         f"SELECT {_list(DAILY_COLUMNS, 's.')} FROM stg_rollup_daily AS s {_ON_BATCH_DAYS}", ()),
-        (f"DELETE FROM nugen.rollup_status_changes AS r {touched}", ()),
-        (f"INSERT INTO nugen.rollup_status_changes ({_list(STATUS_COLUMNS)}) "
-         f"{_within_day_changes('rollup_key_snapshots')}", ()),
-        (f"INSERT INTO nugen.rollup_status_changes ({_list(STATUS_COLUMNS)}) "
-         f"SELECT {_list(STATUS_COLUMNS, 's.')} FROM stg_rollup_status_changes AS s {_ON_BATCH_DAYS}", ()),
-        # 2. The days whose previous observed day may have changed: the touched ones and the next
-        # observed day after each, then the previous observed day of each of those.
-        ("CREATE TEMPORARY TABLE rollup_next AS "
-         "SELECT t.account_id, t.model_key, t.day AS touched_day, n.day FROM "
-         "(SELECT DISTINCT account_id, model_key, day FROM rollup_touched) AS t "
-         "LEFT JOIN LATERAL (SELECT d.day FROM nugen.rollup_model_daily AS d "
-         " WHERE d.account_id = t.account_id AND d.model_key = t.model_key AND d.day > t.day"
-         "  AND d.day > ? AND d.day <= ?"  # constants DuckDB prunes by: t.day >= first_day
-         " ORDER BY d.day LIMIT 1) AS n ON TRUE", (first_day, hi)),
-        ("UPDATE rollup_next SET day = f.day FROM ("
-         " SELECT x.account_id, x.model_key, x.touched_day, MIN(d.day) AS day"
-         " FROM (SELECT n.* FROM rollup_next AS n JOIN rollup_keys AS k"
-         "       ON k.account_id = n.account_id AND k.model_key = n.model_key"
-         "       WHERE n.day IS NULL AND k.last_seen_at >= CAST(? AS TIMESTAMPTZ)) AS x"
-         " JOIN nugen.rollup_model_daily AS d ON d.account_id = x.account_id AND d.model_key = x.model_key"
-         "  AND d.day > x.touched_day"
-         " GROUP BY x.account_id, x.model_key, x.touched_day) AS f "
-         "WHERE rollup_next.account_id = f.account_id AND rollup_next.model_key = f.model_key "
-         "AND rollup_next.touched_day = f.touched_day", (hi_at,)),
-        ("CREATE TEMPORARY TABLE rollup_prev AS "
-         "SELECT t.account_id, t.model_key, t.day, p.day AS prev_day FROM ("
-         " SELECT account_id, model_key, touched_day AS day FROM rollup_next"
-         " UNION SELECT account_id, model_key, day FROM rollup_next WHERE day IS NOT NULL) AS t "
-         "LEFT JOIN LATERAL (SELECT d.day FROM nugen.rollup_model_daily AS d "
-         " WHERE d.account_id = t.account_id AND d.model_key = t.model_key AND d.day < t.day"
-         "  AND d.day >= ? AND d.day <= ?"  # a previous day is never past last_day (see docs above)
-         " ORDER BY d.day DESC LIMIT 1) AS p ON TRUE", (lo, last_day)),
-        ("UPDATE rollup_prev SET prev_day = f.prev_day FROM ("
-         " SELECT x.account_id, x.model_key, x.day, MAX(d.day) AS prev_day"
-         " FROM (SELECT p.* FROM rollup_prev AS p JOIN rollup_keys AS k"
-         "       ON k.account_id = p.account_id AND k.model_key = p.model_key"
-         "       WHERE p.prev_day IS NULL AND k.first_seen_at < CAST(? AS TIMESTAMPTZ)) AS x"
-         " JOIN nugen.rollup_model_daily AS d ON d.account_id = x.account_id AND d.model_key = x.model_key"
-         "  AND d.day < x.day"
-         " GROUP BY x.account_id, x.model_key, x.day) AS f "
-         "WHERE rollup_prev.account_id = f.account_id AND rollup_prev.model_key = f.model_key "
-         "AND rollup_prev.day = f.day", (lo_at,)),
-        # (Every day in rollup_prev is on or after first_day: the constants below let DuckDB skip the rest.)
-        (_set_usage_delta("SELECT * FROM rollup_prev", floored=True), (first_day, first_day)),
-        ("DELETE FROM nugen.rollup_status_changes WHERE changed_at >= CAST(? AS TIMESTAMPTZ)"
-         " AND (account_id, model_key, changed_at) IN ("
-         " SELECT d.account_id, d.model_key, d.first_snapshot_at FROM rollup_prev AS p"
-         " JOIN nugen.rollup_model_daily AS d"
-         "  ON d.account_id = p.account_id AND d.model_key = p.model_key AND d.day = p.day AND d.day >= ?)",
-         (first_day.isoformat(), first_day)),
-        (_boundary_changes("SELECT * FROM rollup_prev WHERE prev_day IS NOT NULL", floored=True), (first_day,)),
-        # 3. The current row of each touched model_key: its first and last observed day. Days outside
-        # the window are untouched, so the span before the batch settles an end that lies past it;
-        # an end the window no longer holds is searched in the whole history.
-        ("CREATE TEMPORARY TABLE rollup_spans AS "
-         "SELECT k.account_id, k.model_key,"
-         " CASE WHEN k.first_seen_at < CAST(? AS TIMESTAMPTZ) THEN k.first_seen_at ELSE f.first_snapshot_at END"
-         "  AS first_seen_at,"
-         " CASE WHEN k.last_seen_at >= CAST(? AS TIMESTAMPTZ) THEN k.last_seen_at ELSE l.last_snapshot_at END"
-         "  AS last_seen_at "
-         "FROM rollup_keys AS k "
-         "LEFT JOIN LATERAL (SELECT d.first_snapshot_at FROM nugen.rollup_model_daily AS d"
-         " WHERE d.account_id = k.account_id AND d.model_key = k.model_key AND d.day >= ? AND d.day <= ?"
-         " ORDER BY d.day LIMIT 1) AS f ON TRUE "
-         "LEFT JOIN LATERAL (SELECT d.last_snapshot_at FROM nugen.rollup_model_daily AS d"
-         " WHERE d.account_id = k.account_id AND d.model_key = k.model_key AND d.day >= ? AND d.day <= ?"
-         " ORDER BY d.day DESC LIMIT 1) AS l ON TRUE", (lo_at, hi_at, lo, hi, lo, hi)),
-        ("UPDATE rollup_spans SET first_seen_at = COALESCE(rollup_spans.first_seen_at, f.first_seen_at),"
-         " last_seen_at = COALESCE(rollup_spans.last_seen_at, f.last_seen_at) FROM ("
-         " SELECT x.account_id, x.model_key, MIN(d.first_snapshot_at) AS first_seen_at,"
-         "  MAX(d.last_snapshot_at) AS last_seen_at"
-         " FROM (SELECT * FROM rollup_spans WHERE (first_seen_at IS NULL) <> (last_seen_at IS NULL)) AS x"
-         " JOIN nugen.rollup_model_daily AS d ON d.account_id = x.account_id AND d.model_key = x.model_key"
-         " GROUP BY x.account_id, x.model_key) AS f "
-         "WHERE rollup_spans.account_id = f.account_id AND rollup_spans.model_key = f.model_key", ()),
-        ("DELETE FROM nugen.rollup_models_current WHERE (account_id, model_key) IN "
-         "(SELECT account_id, model_key FROM rollup_keys)", ()),
-        (_current_from("SELECT * FROM rollup_spans"), ()),
-        *health,
-        *[(f"DROP TABLE {name}", ()) for name in TEMP_TABLES],
-    ])
+        " AND m.snapshot_at < CAST(t.day AS TIMESTAMPTZ) + INTERVAL '1 day' OFFSET 0) AS s"
+    )
+    touched = (
+        "USING (SELECT DISTINCT account_id, model_key, day FROM rollup_touched) AS t "
+        "WHERE r.account_id = t.account_id AND r.model_key = t.model_key AND r.day = t.day"
+    )
+    return finish(
+        [
+            # The days the new rows fall on, beside those the replaced rows fell on.
+            ("INSERT INTO rollup_touched SELECT account_id, model_key, day FROM stg_rollup_daily", ()),
+            # The (account_id, day) pairs the batch holds every slot of: their rows come from the batch's
+            # own rollups (rollup_batch.py); every other touched day is computed from its snapshots.
+            (
+                "CREATE TEMPORARY TABLE rollup_batch_days AS "
+                "SELECT d.account_id, d.day FROM stg_rollup_days AS d "
+                "CROSS JOIN LATERAL (SELECT COUNT(*) AS n FROM nugen.model_snapshots AS m"
+                " WHERE m.account_id = d.account_id AND m.snapshot_at >= CAST(d.day AS TIMESTAMPTZ)"
+                " AND m.snapshot_at < CAST(d.day AS TIMESTAMPTZ) + INTERVAL '1 day'"
+                # constants DuckDB prunes by; on PostgreSQL the key alone answers (no heap column is read)
+                " AND m.snapshot_at >= CAST(? AS TIMESTAMPTZ) AND m.snapshot_at < CAST(? AS TIMESTAMPTZ) OFFSET 0) AS w "
+                "WHERE w.n = d.snapshot_rows",
+                (first_day.isoformat(), (last_day + timedelta(days=1)).isoformat()),
+            ),
+            (f"CREATE TEMPORARY TABLE rollup_key_snapshots AS {touched_ks}", ()),
+            # The model_keys whose rows the batch touched, with their span before it (for the fallbacks).
+            (
+                "CREATE TEMPORARY TABLE rollup_keys AS "
+                "SELECT t.account_id, t.model_key, c.first_seen_at, c.last_seen_at "
+                "FROM (SELECT DISTINCT account_id, model_key FROM rollup_touched) AS t "
+                "LEFT JOIN nugen.rollup_models_current AS c ON c.account_id = t.account_id AND c.model_key = t.model_key",
+                (),
+            ),
+            # 1. The touched days, from their snapshots.
+            (f"DELETE FROM nugen.rollup_model_daily AS r {touched}", ()),
+            (f"INSERT INTO nugen.rollup_model_daily ({_list(DAILY_COLUMNS)}) {_daily_from('rollup_key_snapshots')}", ()),
+            (
+                f"INSERT INTO nugen.rollup_model_daily ({_list(DAILY_COLUMNS)}) "
+                f"SELECT {_list(DAILY_COLUMNS, 's.')} FROM stg_rollup_daily AS s {_ON_BATCH_DAYS}",
+                (),
+            ),
+            (f"DELETE FROM nugen.rollup_status_changes AS r {touched}", ()),
+            (f"INSERT INTO nugen.rollup_status_changes ({_list(STATUS_COLUMNS)}) {_within_day_changes('rollup_key_snapshots')}", ()),
+            (
+                f"INSERT INTO nugen.rollup_status_changes ({_list(STATUS_COLUMNS)}) "
+                f"SELECT {_list(STATUS_COLUMNS, 's.')} FROM stg_rollup_status_changes AS s {_ON_BATCH_DAYS}",
+                (),
+            ),
+            # 2. The days whose previous observed day may have changed: the touched ones and the next
+            # observed day after each, then the previous observed day of each of those.
+            (
+                "CREATE TEMPORARY TABLE rollup_next AS "
+                "SELECT t.account_id, t.model_key, t.day AS touched_day, n.day FROM "
+                "(SELECT DISTINCT account_id, model_key, day FROM rollup_touched) AS t "
+                "LEFT JOIN LATERAL (SELECT d.day FROM nugen.rollup_model_daily AS d "
+                " WHERE d.account_id = t.account_id AND d.model_key = t.model_key AND d.day > t.day"
+                "  AND d.day > ? AND d.day <= ?"  # constants DuckDB prunes by: t.day >= first_day
+                " ORDER BY d.day LIMIT 1) AS n ON TRUE",
+                (first_day, hi),
+            ),
+            (
+                "UPDATE rollup_next SET day = f.day FROM ("
+                " SELECT x.account_id, x.model_key, x.touched_day, MIN(d.day) AS day"
+                " FROM (SELECT n.* FROM rollup_next AS n JOIN rollup_keys AS k"
+                "       ON k.account_id = n.account_id AND k.model_key = n.model_key"
+                "       WHERE n.day IS NULL AND k.last_seen_at >= CAST(? AS TIMESTAMPTZ)) AS x"
+                " JOIN nugen.rollup_model_daily AS d ON d.account_id = x.account_id AND d.model_key = x.model_key"
+                "  AND d.day > x.touched_day"
+                " GROUP BY x.account_id, x.model_key, x.touched_day) AS f "
+                "WHERE rollup_next.account_id = f.account_id AND rollup_next.model_key = f.model_key "
+                "AND rollup_next.touched_day = f.touched_day",
+                (hi_at,),
+            ),
+            (
+                "CREATE TEMPORARY TABLE rollup_prev AS "
+                "SELECT t.account_id, t.model_key, t.day, p.day AS prev_day FROM ("
+                " SELECT account_id, model_key, touched_day AS day FROM rollup_next"
+                " UNION SELECT account_id, model_key, day FROM rollup_next WHERE day IS NOT NULL) AS t "
+                "LEFT JOIN LATERAL (SELECT d.day FROM nugen.rollup_model_daily AS d "
+                " WHERE d.account_id = t.account_id AND d.model_key = t.model_key AND d.day < t.day"
+                "  AND d.day >= ? AND d.day <= ?"  # a previous day is never past last_day (see docs above)
+                " ORDER BY d.day DESC LIMIT 1) AS p ON TRUE",
+                (lo, last_day),
+            ),
+            (
+                "UPDATE rollup_prev SET prev_day = f.prev_day FROM ("
+                " SELECT x.account_id, x.model_key, x.day, MAX(d.day) AS prev_day"
+                " FROM (SELECT p.* FROM rollup_prev AS p JOIN rollup_keys AS k"
+                "       ON k.account_id = p.account_id AND k.model_key = p.model_key"
+                "       WHERE p.prev_day IS NULL AND k.first_seen_at < CAST(? AS TIMESTAMPTZ)) AS x"
+                " JOIN nugen.rollup_model_daily AS d ON d.account_id = x.account_id AND d.model_key = x.model_key"
+                "  AND d.day < x.day"
+                " GROUP BY x.account_id, x.model_key, x.day) AS f "
+                "WHERE rollup_prev.account_id = f.account_id AND rollup_prev.model_key = f.model_key "
+                "AND rollup_prev.day = f.day",
+                (lo_at,),
+            ),
+            # (Every day in rollup_prev is on or after first_day: the constants below let DuckDB skip the rest.)
+            (_set_usage_delta("SELECT * FROM rollup_prev", floored=True), (first_day, first_day)),
+            (
+                "DELETE FROM nugen.rollup_status_changes WHERE changed_at >= CAST(? AS TIMESTAMPTZ)"
+                " AND (account_id, model_key, changed_at) IN ("
+                " SELECT d.account_id, d.model_key, d.first_snapshot_at FROM rollup_prev AS p"
+                " JOIN nugen.rollup_model_daily AS d"
+                "  ON d.account_id = p.account_id AND d.model_key = p.model_key AND d.day = p.day AND d.day >= ?)",
+                (first_day.isoformat(), first_day),
+            ),
+            (_boundary_changes("SELECT * FROM rollup_prev WHERE prev_day IS NOT NULL", floored=True), (first_day,)),
+            # 3. The current row of each touched model_key: its first and last observed day. Days outside
+            # the window are untouched, so the span before the batch settles an end that lies past it;
+            # an end the window no longer holds is searched in the whole history.
+            (
+                "CREATE TEMPORARY TABLE rollup_spans AS "
+                "SELECT k.account_id, k.model_key,"
+                " CASE WHEN k.first_seen_at < CAST(? AS TIMESTAMPTZ) THEN k.first_seen_at ELSE f.first_snapshot_at END"
+                "  AS first_seen_at,"
+                " CASE WHEN k.last_seen_at >= CAST(? AS TIMESTAMPTZ) THEN k.last_seen_at ELSE l.last_snapshot_at END"
+                "  AS last_seen_at "
+                "FROM rollup_keys AS k "
+                "LEFT JOIN LATERAL (SELECT d.first_snapshot_at FROM nugen.rollup_model_daily AS d"
+                " WHERE d.account_id = k.account_id AND d.model_key = k.model_key AND d.day >= ? AND d.day <= ?"
+                " ORDER BY d.day LIMIT 1) AS f ON TRUE "
+                "LEFT JOIN LATERAL (SELECT d.last_snapshot_at FROM nugen.rollup_model_daily AS d"
+                " WHERE d.account_id = k.account_id AND d.model_key = k.model_key AND d.day >= ? AND d.day <= ?"
+                " ORDER BY d.day DESC LIMIT 1) AS l ON TRUE",
+                (lo_at, hi_at, lo, hi, lo, hi),
+            ),
+            (
+                "UPDATE rollup_spans SET first_seen_at = COALESCE(rollup_spans.first_seen_at, f.first_seen_at),"
+                " last_seen_at = COALESCE(rollup_spans.last_seen_at, f.last_seen_at) FROM ("
+                " SELECT x.account_id, x.model_key, MIN(d.first_snapshot_at) AS first_seen_at,"
+                "  MAX(d.last_snapshot_at) AS last_seen_at"
+                " FROM (SELECT * FROM rollup_spans WHERE (first_seen_at IS NULL) <> (last_seen_at IS NULL)) AS x"
+                " JOIN nugen.rollup_model_daily AS d ON d.account_id = x.account_id AND d.model_key = x.model_key"
+                " GROUP BY x.account_id, x.model_key) AS f "
+                "WHERE rollup_spans.account_id = f.account_id AND rollup_spans.model_key = f.model_key",
+                (),
+            ),
+            (
+                "DELETE FROM nugen.rollup_models_current WHERE (account_id, model_key) IN (SELECT account_id, model_key FROM rollup_keys)",
+                (),
+            ),
+            (_current_from("SELECT * FROM rollup_spans"), ()),
+            *health,
+            *[(f"DROP TABLE {name}", ()) for name in TEMP_TABLES],
+        ]
+    )
 
 
 _FILLS_TEMP_TABLE = re.compile(r"^(?:CREATE TEMPORARY TABLE|INSERT INTO) (rollup_[a-z_]+) ")
@@ -371,24 +457,38 @@ def _analyzed(statements: list[Statement]) -> list[Statement]:
 
 # --- rebuild from the snapshots ------------------------------------------------------------------
 
+
 def rebuild_statements() -> list[Statement]:
     """Every rollup rebuilt from model_snapshots and account_runs, set-based (one transaction)."""
     all_ks = _key_snapshots("SELECT * FROM nugen.model_snapshots WHERE model_key IS NOT NULL")
-    daily_pairs = ("SELECT account_id, model_key, day, "
-                   "LAG(day) OVER (PARTITION BY account_id, model_key ORDER BY day) AS prev_day "
-                   "FROM nugen.rollup_model_daily")
+    daily_pairs = (
+        "SELECT account_id, model_key, day, "
+        "LAG(day) OVER (PARTITION BY account_id, model_key ORDER BY day) AS prev_day "
+        "FROM nugen.rollup_model_daily"
+    )
     return [
-        *[(f"DELETE FROM nugen.{table}", ()) for table in (
-            "rollup_model_daily", "rollup_status_changes", "rollup_models_current", "rollup_account_health")],
+        *[
+            (f"DELETE FROM nugen.{table}", ())
+            for table in ("rollup_model_daily", "rollup_status_changes", "rollup_models_current", "rollup_account_health")
+        ],
         # In day order, as the loads append them: a dashboard's date range then reads contiguous pages
         # (PostgreSQL: a 30-day trend over 19.7 M snapshots' rollups took ~170 ms scattered, ~30 ms so).
         (f"INSERT INTO nugen.rollup_model_daily ({_list(DAILY_COLUMNS)}) {_daily_from(f'({all_ks})')} ORDER BY 3", ()),
-        (f"INSERT INTO nugen.rollup_status_changes ({_list(STATUS_COLUMNS)}) "
-         f"{_within_day_changes(f'({all_ks})')} ORDER BY 3", ()),
+        (f"INSERT INTO nugen.rollup_status_changes ({_list(STATUS_COLUMNS)}) {_within_day_changes(f'({all_ks})')} ORDER BY 3", ()),
         (_set_usage_delta(daily_pairs), ()),
         (_boundary_changes(f"SELECT * FROM ({daily_pairs}) AS q WHERE prev_day IS NOT NULL"), ()),
-        (_current_from("SELECT account_id, model_key, MIN(first_snapshot_at) AS first_seen_at, "
-                       "MAX(last_snapshot_at) AS last_seen_at FROM nugen.rollup_model_daily GROUP BY account_id, model_key"), ()),
-        (_health_from(f"SELECT account_id, MAX(CASE WHEN outcome IN {_SUCCESS} THEN snapshot_at END) AS last_success_at, "
-                      "MAX(snapshot_at) AS last_run_at FROM nugen.account_runs GROUP BY account_id"), ()),
+        (
+            _current_from(
+                "SELECT account_id, model_key, MIN(first_snapshot_at) AS first_seen_at, "
+                "MAX(last_snapshot_at) AS last_seen_at FROM nugen.rollup_model_daily GROUP BY account_id, model_key"
+            ),
+            (),
+        ),
+        (
+            _health_from(
+                f"SELECT account_id, MAX(CASE WHEN outcome IN {_SUCCESS} THEN snapshot_at END) AS last_success_at, "
+                "MAX(snapshot_at) AS last_run_at FROM nugen.account_runs GROUP BY account_id"
+            ),
+            (),
+        ),
     ]
