@@ -153,11 +153,13 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, environ: Mapping[st
     api = _parse_api(_table(data, "api"))
     storage = _table(data, "storage")
     root, s3 = _parse_storage(storage, base_dir)
-    fsync = _bool(storage, "fsync", "storage", True)
-    retention = _number(storage, "vacuum_retention_hours", "storage", 168.0, minimum=0)
-    target_mb = int(_number(storage, "target_file_mb", "storage", 128, minimum=1, integer=True))
+    fsync = _bool(storage, "fsync", "storage", _default(Config, "fsync"))
+    retention = _number(storage, "vacuum_retention_hours", "storage", _default(Config, "vacuum_retention_hours"), minimum=0)
+    target_mb = int(_number(storage, "target_file_mb", "storage", _default(Config, "target_file_mb"), minimum=1, integer=True))
     schedule = _table(data, "schedule")
-    granularity = parse_duration(schedule.get("granularity", "1h"), "schedule.granularity")
+    granularity: timedelta = _default(Config, "granularity")
+    if "granularity" in schedule:
+        granularity = parse_duration(schedule["granularity"], "schedule.granularity")
     warehouse = _parse_warehouse(_table(data, "warehouse"), base_dir, root, environ)
     accounts = _parse_accounts(data.get("accounts", []), environ)
     return Config(
@@ -210,17 +212,22 @@ def _parse_storage(t: Mapping[str, Any], base_dir: Path) -> tuple[Path | None, S
     return None, S3Config(bucket=bucket, prefix=prefix, endpoint_url=endpoint_url, region=region)
 
 
+def _default(cls: type, name: str) -> Any:
+    """The dataclass field's default: each setting's default is written once, on its field."""
+    return cls.__dataclass_fields__[name].default
+
+
 def _parse_api(t: Mapping[str, Any]) -> ApiConfig:
-    base_url = _url(_str(t, "base_url", "api", DEFAULT_BASE_URL), "api.base_url")
+    base_url = _url(_str(t, "base_url", "api", _default(ApiConfig, "base_url")), "api.base_url")
     return ApiConfig(
         base_url=base_url,
-        timeout_s=_number(t, "timeout_s", "api", 30.0, minimum=0.001),
-        max_concurrency=int(_number(t, "max_concurrency", "api", 16, minimum=1, integer=True)),
-        max_attempts=int(_number(t, "max_attempts", "api", 5, minimum=1, integer=True)),
-        deadline_s=_number(t, "deadline_s", "api", 120.0, minimum=0.001),
-        retry_base_delay_s=_number(t, "retry_base_delay_s", "api", 0.5, minimum=0.0),
-        verify_tls=_bool(t, "verify_tls", "api", True),
-        max_body_bytes=int(_number(t, "max_body_bytes", "api", 64 * 2**20, minimum=1, integer=True)),
+        timeout_s=_number(t, "timeout_s", "api", _default(ApiConfig, "timeout_s"), minimum=0.001),
+        max_concurrency=int(_number(t, "max_concurrency", "api", _default(ApiConfig, "max_concurrency"), minimum=1, integer=True)),
+        max_attempts=int(_number(t, "max_attempts", "api", _default(ApiConfig, "max_attempts"), minimum=1, integer=True)),
+        deadline_s=_number(t, "deadline_s", "api", _default(ApiConfig, "deadline_s"), minimum=0.001),
+        retry_base_delay_s=_number(t, "retry_base_delay_s", "api", _default(ApiConfig, "retry_base_delay_s"), minimum=0.0),
+        verify_tls=_bool(t, "verify_tls", "api", _default(ApiConfig, "verify_tls")),
+        max_body_bytes=int(_number(t, "max_body_bytes", "api", _default(ApiConfig, "max_body_bytes"), minimum=1, integer=True)),
     )
 
 
@@ -250,9 +257,9 @@ def _parse_warehouse(t: Mapping[str, Any], base_dir: Path, root: Path | None, en
         if not environ.get(password_env):
             raise ConfigError(f"warehouse.password_env: environment variable {password_env} is not set")
         password = Secret(environ[password_env])
-    batch = int(_number(t, "batch_accounts", "warehouse", 100, minimum=1, integer=True))
-    catch_up = int(_number(t, "catch_up_slots", "warehouse", 24, minimum=0, integer=True))
-    alert = float(_number(t, "pending_alert_hours", "warehouse", 6.0, minimum=0))
+    batch = int(_number(t, "batch_accounts", "warehouse", _default(WarehouseConfig, "batch_accounts"), minimum=1, integer=True))
+    catch_up = int(_number(t, "catch_up_slots", "warehouse", _default(WarehouseConfig, "catch_up_slots"), minimum=0, integer=True))
+    alert = float(_number(t, "pending_alert_hours", "warehouse", _default(WarehouseConfig, "pending_alert_hours"), minimum=0))
     return WarehouseConfig(
         url=url,
         password_env=password_env,

@@ -28,6 +28,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import pyarrow as pa
 
+from .batches import whole_or_each
 from .classify import Classified, classify_answer
 from .flatten import Flattened, flatten_answers
 from .raw_archive import read_raw_answer
@@ -115,25 +116,32 @@ def _replay_group(storage: Storage, group: list[Item], summary: RunSummary) -> I
         else:
             outcomes.append(len(to_flatten))
             to_flatten.append(picked)
-    flats: list[Flattened] | None = None
-    if to_flatten:
-        try:
-            flats = flatten_answers([(c.models or [], raw.account_id, raw.snapshot_at, raw.fetched_at) for raw, c in to_flatten])
-        except Exception:  # noqa: BLE001 - redone slot by slot, where a failure costs one slot
-            flats = None
+    flats = whole_or_each(to_flatten, _flatten_together, _flatten_alone, what="replay flattening")
     for (account_id, slot, keys), outcome in zip(group, outcomes, strict=False):
         if isinstance(outcome, SlotLoad):
             yield outcome
         elif isinstance(outcome, str):
             summary.record_error(account_id, outcome)
-        elif outcome is not None and flats is not None:
+        elif outcome is not None and (flat := flats[outcome]) is not None:
             raw, classified = to_flatten[outcome]
-            yield flattened_load(raw, classified, flats[outcome])
+            yield flattened_load(raw, classified, flat)
         else:
             assert keys is not None
             load = replay_archived(storage, account_id, slot, keys, summary)
             if load is not None:
                 yield load
+
+
+def _flatten_together(picked: Sequence[tuple[RawAnswer, Classified]]) -> list[Flattened | None]:
+    return list(flatten_answers([(c.models or [], raw.account_id, raw.snapshot_at, raw.fetched_at) for raw, c in picked]))
+
+
+def _flatten_alone(picked: tuple[RawAnswer, Classified]) -> Flattened | None:
+    """One slot's flattening, or None if it raised: ``replay_archived`` then turns it into the slot's failure."""
+    try:
+        return _flatten_together([picked])[0]
+    except Exception:  # noqa: BLE001 - the slot-by-slot path records this slot's failure
+        return None
 
 
 def _pick_archived(storage: Storage, keys: Sequence[str]) -> SlotLoad | tuple[RawAnswer, Classified] | None:

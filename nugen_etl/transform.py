@@ -10,6 +10,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from .batches import whole_or_each
 from .classify import Classified, classify_answer
 from .flatten import Flattened, flatten_answers, flatten_models
 from .records import SUCCESS_OUTCOMES, AccountRun, Outcome, RawAnswer, SlotLoad, table_rows
@@ -57,18 +58,17 @@ def loads_of(raws: Sequence[RawAnswer]) -> list[SlotLoad]:
     """``load_or_failure`` of each answer, with the successful ones flattened in one call (the
     per-call cost dominates, and in a fan-out every Arrow call on the main thread also waits for
     the GIL behind the fetch threads). Anything unexpected: answer by answer."""
-    if len(raws) == 1:
-        return [load_or_failure(raws[0])]
-    try:
-        classified = [classify_answer(raw) for raw in raws]
-        ok = [i for i, c in enumerate(classified) if c.outcome in SUCCESS_OUTCOMES]
-        flats = flatten_answers([(classified[i].models or [], raws[i].account_id, raws[i].snapshot_at, raws[i].fetched_at) for i in ok])
-    except Exception:  # noqa: BLE001 - a transform bug must cost one account, not its batch-mates
-        return [load_or_failure(raw) for raw in raws]
-    flat_of = dict(zip(ok, flats, strict=False))
+    return whole_or_each(raws, _loads_together, load_or_failure, what="flattening")
+
+
+def _loads_together(raws: Sequence[RawAnswer]) -> list[SlotLoad]:
+    classified = [classify_answer(raw) for raw in raws]
+    ok = [i for i, c in enumerate(classified) if c.outcome in SUCCESS_OUTCOMES]
+    flats = flatten_answers([(classified[i].models or [], raws[i].account_id, raws[i].snapshot_at, raws[i].fetched_at) for i in ok])
+    flat_of = dict(zip(ok, flats, strict=True))
     return [
         flattened_load(raw, c, flat_of[i]) if i in flat_of else unsuccessful_load(raw, c)
-        for i, (raw, c) in enumerate(zip(raws, classified, strict=False))
+        for i, (raw, c) in enumerate(zip(raws, classified, strict=True))
     ]
 
 

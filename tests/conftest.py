@@ -23,6 +23,7 @@ PG_ENV = "NUGEN_TEST_PG_URL"
 # subprocesses, Airflow, a browser, an S3 server or whole runs.
 UNIT_MODULES = frozenset(
     {
+        "test_batches",
         "test_classify",
         "test_compose",
         "test_config",
