@@ -6,7 +6,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -212,9 +212,9 @@ def _parse_storage(t: Mapping[str, Any], base_dir: Path) -> tuple[Path | None, S
     return None, S3Config(bucket=bucket, prefix=prefix, endpoint_url=endpoint_url, region=region)
 
 
-def _default(cls: type, name: str) -> Any:
+def _default(cls: type[Any], name: str) -> Any:
     """The dataclass field's default: each setting's default is written once, on its field."""
-    return cls.__dataclass_fields__[name].default
+    return {f.name: f.default for f in fields(cls)}[name]
 
 
 def _parse_api(t: Mapping[str, Any]) -> ApiConfig:
