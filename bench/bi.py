@@ -31,12 +31,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, SEED, T0, Context, median, row, scratch_pg_database
+from bench.common import ROOT, SEED, T0, Context, median, row
 from bench.flat_cost import alternate_slots
 from bench.sizes import Sizes
 from nugen_etl.simulator import SimulatorState
 from nugen_etl.warehouse import Warehouse, open_warehouse
 from nugen_etl.warehouse.migrations import discover
+from tests.pg_scratch import scratch_pg_database
 
 SCENARIO = "8 bi"
 TARGET_MS = 200.0

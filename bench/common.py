@@ -237,33 +237,6 @@ def run_job(name: str, args: dict[str, Any], *, timeout_s: float = 3600) -> dict
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-# --- PostgreSQL scratch databases ----------------------------------------------------------------
-
-
-@contextmanager
-def scratch_pg_database(admin_url: str, name: str) -> Iterator[str]:
-    """A new empty database on ``admin_url``'s server, dropped afterwards; yields its URL.
-
-    The name gets this process's id, so concurrent runs (a benchmark and the harness test) never
-    drop each other's database.
-    """
-    from urllib.parse import urlsplit, urlunsplit
-
-    import psycopg
-
-    name = f"{name}_{os.getpid()}"
-
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    parts = urlsplit(admin_url)
-    try:
-        yield urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def row(
     scenario: str, metric: str, value: float | str | None, unit: str = "", *, target: str = "", met: bool | None = None, note: str = ""
 ) -> dict[str, Any]:

@@ -15,12 +15,13 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-from bench.common import FETCH_OFFSET, SEED, T0, Context, median, row, scratch_pg_database
+from bench.common import FETCH_OFFSET, SEED, T0, Context, median, row
 from bench.sizes import Sizes
 from nugen_etl.records import RawAnswer, SlotLoad
 from nugen_etl.simulator import SimulatorState
 from nugen_etl.transform import answer_to_load
 from nugen_etl.warehouse import Warehouse, open_warehouse
+from tests.pg_scratch import scratch_pg_database
 
 _HISTORY_COLUMNS = (
     "account_id, model_id, snapshot_at, snapshot_date, fetched_at, model_key, alignment_id, "

@@ -11,8 +11,9 @@ import shutil
 from contextlib import nullcontext
 from typing import Any
 
-from bench.common import Context, median, row, run_job, scratch_pg_database, simulator
+from bench.common import Context, median, row, run_job, simulator
 from bench.sizes import Sizes
+from tests.pg_scratch import scratch_pg_database
 
 TARGET = 1.5
 UNBUDGETED = {"duckdb_memory_limit": "none", "batch_accounts": 200}

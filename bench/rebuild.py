@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.archive import ensure_archive
-from bench.common import T0, Context, median, row, run_job, scratch_pg_database
+from bench.common import T0, Context, median, row, run_job
 from bench.sizes import Sizes
 from nugen_etl.classify import classify_answer
 from nugen_etl.raw_archive import list_archived_slots, read_raw_answer
 from nugen_etl.replay import replay_items
 from nugen_etl.storage import LocalStorage
 from nugen_etl.summary import RunSummary
+from tests.pg_scratch import scratch_pg_database
 
 TARGETS = {"duckdb": 50_000, "postgresql": 25_000}  # issue 15 (the Delta lake)
 NEXT_TARGETS = {"duckdb": 150_000, "postgresql": 75_000}  # issue 18 (Arrow-native throughput), shown beside

@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Callable, Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from nugen_etl.warehouse import Warehouse, open_warehouse
 from nugen_etl.warehouse.base import mask_url
+
+from .pg_scratch import create_database, drop_database
 
 PG_ENV = "NUGEN_TEST_PG_URL"
 # Modules of in-process tests: pure transforms, parsing, configuration, static checks (`make test-fast`,
@@ -71,24 +72,18 @@ def pg_admin_url() -> str:
 @pytest.fixture(scope="session")
 def new_pg_database(pg_admin_url: str) -> Iterator[Callable[[], str]]:
     """A factory of fresh, empty databases of this test session's own, all dropped at the end."""
-    import psycopg
-    from psycopg import sql
-
     names: list[str] = []
 
     def create() -> str:
         name = f"nugen_test_{secrets.token_hex(6)}"
-        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         names.append(name)
-        return with_database(pg_admin_url, name)
+        return create_database(pg_admin_url, name)
 
     try:
         yield create
     finally:
-        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-            for name in names:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        for name in names:
+            drop_database(pg_admin_url, name)
 
 
 @pytest.fixture(scope="session")
@@ -128,8 +123,3 @@ def warehouse(warehouse_url: str) -> Iterator[Warehouse]:
     with open_warehouse(warehouse_url) as wh:
         wh.migrate()
         yield wh
-
-
-def with_database(url: str, database: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
+
 from nugen_etl import schemas
 from nugen_etl.config import Config
 from nugen_etl.pipeline import open_configured_warehouse
@@ -15,6 +17,16 @@ from nugen_etl.warehouse import Warehouse
 LAKE_SPECS = (schemas.MODEL_SNAPSHOTS, schemas.MODEL_METRICS, schemas.LAKE_ACCOUNT_RUNS)
 # The BI views, which read the rollups each load maintains: a dump holds what a dashboard shows too.
 BI_VIEWS = ("models_latest", "model_usage_daily", "model_accuracy_daily", "model_status_changes", "account_health")
+
+
+def without_fetched_at(table: pa.Table) -> pa.Table:
+    """``table`` without its ``fetched_at`` column, if it has one."""
+    return table.drop_columns([c for c in table.column_names if c == "fetched_at"])
+
+
+def sorted_rows(table: pa.Table) -> list[tuple]:
+    """``table``'s rows as tuples, without ``fetched_at``, in a stable order."""
+    return sorted((tuple(row.values()) for row in without_fetched_at(table).to_pylist()), key=repr)
 
 
 def warehouse_dump(wh: Warehouse, account_id: str | None = None) -> dict[str, list[tuple]]:
@@ -55,7 +67,7 @@ def lake_dump(root: Path) -> dict[str, list[dict] | None]:
             out[spec.name] = None
             continue
         table = table.sort_by([(column, "ascending") for column in spec.primary_key])
-        out[spec.name] = table.drop_columns([c for c in table.column_names if c == "fetched_at"]).to_pylist()
+        out[spec.name] = without_fetched_at(table).to_pylist()
     return out
 
 

@@ -42,7 +42,7 @@ from nugen_etl.simulator import SimulatorState, serve
 from .conftest import ENGINES, fresh_warehouse_url
 from .crash_harness import LOG_ENTRY
 from .e2e_helpers import T0, environ_for, write_toml_config
-from .state_helpers import config_dump
+from .state_helpers import config_dump, sorted_rows, without_fetched_at
 
 HARNESS = Path(__file__).with_name("crash_harness.py")
 SLOT = T0 + timedelta(hours=2)
@@ -93,13 +93,11 @@ def lake_state(root: Path, accounts: list[str]) -> dict[str, dict[str, list[tupl
     without ``fetched_at``."""
     out: dict[str, dict[str, list[tuple]]] = {account: {} for account in accounts}
     for name in TABLES:
-        table = DeltaTable(str(root / name)).to_pyarrow_table()
-        if "fetched_at" in table.column_names:
-            table = table.drop_columns(["fetched_at"])
-        rows = [tuple(row.values()) for row in table.to_pylist()]
+        table = without_fetched_at(DeltaTable(str(root / name)).to_pyarrow_table())
+        rows = sorted_rows(table)
         account_at = table.column_names.index("account_id")
         for account in accounts:
-            out[account][name] = sorted((r for r in rows if r[account_at] == account), key=repr)
+            out[account][name] = [r for r in rows if r[account_at] == account]
     return out
 
 

@@ -228,10 +228,9 @@ def test_a_failed_rerun_retires_nothing_and_a_late_backfill_fixes_the_next_day(b
     assert_views_equal_reference(wh)
 
 
-def test_failures_are_counted_from_the_batch_alone_only_when_nothing_older_can_follow_the_last_success(bi_warehouse: Warehouse) -> None:
-    """The health upkeep counts failures from the batch's own runs when its success is the account's
-    newest run; every other batch (a failure after a success, a backfilled older success, a first load)
-    counts them from the account's history."""
+def test_consecutive_failures_follow_the_last_success_whatever_the_load_order(bi_warehouse: Warehouse) -> None:
+    """The health upkeep's failure count: a first load of failures, a batch whose success is the newest
+    run, a failure after it, a backfilled older success (changes nothing) and a success between failures."""
     wh = bi_warehouse
     model = [{"model_id": "m", "alignment_id": "k", "usage_count": 1}]
 
@@ -241,9 +240,9 @@ def test_failures_are_counted_from_the_batch_alone_only_when_nothing_older_can_f
     wh.load([failed_slot("acct", T0 + timedelta(hours=1)), failed_slot("acct", T0 + timedelta(hours=2))])
     assert health() == [(None, "failed", 2)]  # a first load: no success yet
     wh.load([ok_slot("acct", T0 + timedelta(hours=3), model), failed_slot("acct", T0 + timedelta(hours=4))])
-    assert health() == [(T0 + timedelta(hours=3), "failed", 1)]  # the batch's success is newest: batch alone
+    assert health() == [(T0 + timedelta(hours=3), "failed", 1)]  # the batch's success is newest
     wh.load([failed_slot("acct", T0 + timedelta(hours=5))])
-    assert health() == [(T0 + timedelta(hours=3), "failed", 2)]  # no new success: the history's count
+    assert health() == [(T0 + timedelta(hours=3), "failed", 2)]  # no new success
     wh.load([ok_slot("acct", T0, model)])
     assert health() == [(T0 + timedelta(hours=3), "failed", 2)]  # a backfilled older success changes nothing
     wh.load([ok_slot("acct", T0 + timedelta(hours=4, minutes=30), model)])

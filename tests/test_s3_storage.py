@@ -53,6 +53,7 @@ from nugen_etl.storage import AwsCredentials, LocalStorage, S3Storage, Storage, 
 from nugen_etl.transform import answer_to_load
 
 from .e2e_helpers import FETCH_OFFSET, SLOTS, T0, environ_for, make_config
+from .state_helpers import sorted_rows
 from .test_end_to_end import views
 
 BUCKET = "nugen-test"
@@ -251,10 +252,7 @@ def lake_rows(storage: Storage) -> dict[str, list[tuple]]:
     """Every table's rows (sorted, without ``fetched_at``, which records when the API answered)."""
     out = {}
     for name in TABLES:
-        table = delta_table(storage, name).to_pyarrow_table()
-        if "fetched_at" in table.column_names:
-            table = table.drop_columns(["fetched_at"])
-        out[name] = sorted((tuple(r.values()) for r in table.to_pylist()), key=repr)
+        out[name] = sorted_rows(delta_table(storage, name).to_pyarrow_table())
     return out
 
 

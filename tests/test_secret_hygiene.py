@@ -31,8 +31,9 @@ from nugen_etl.simulator import Fault, SimulatorState, serve
 from nugen_etl.simulator.faults import detail_body
 from nugen_etl.warehouse import open_warehouse
 
-from .conftest import ENGINES, with_database
+from .conftest import ENGINES
 from .e2e_helpers import FETCH_OFFSET, REJECTED, T0, environ_for, write_toml_config
+from .pg_scratch import create_database, drop_database
 from .state_helpers import warehouse_dump
 
 PASSWORD_ENV = "NUGEN_TEST_WH_PASSWORD"
@@ -56,15 +57,14 @@ def pg_role(pg_admin_url: str) -> Iterator[tuple[str, str]]:
     password = "pw-" + secrets.token_hex(16)
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(name), sql.Literal(password)))
-        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(name)))
-    url = with_database(pg_admin_url, name)
+    url = create_database(pg_admin_url, name, owner=name)
     scheme, rest = url.split("://", 1)
     url = f"{scheme}://{name}@{rest.split('@', 1)[-1]}"
     try:
         yield url, password
     finally:
+        drop_database(pg_admin_url, name)
         with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
 
 

@@ -220,25 +220,20 @@ JOIN nugen.rollup_model_daily AS l
 WHERE sp.first_seen_at IS NOT NULL"""
 
 
-_HEALTH_SPANS = "SELECT account_id, last_success_at, last_run_at, previous_run_at FROM rollup_accounts"
-
-
-def _health_from(spans: str, *, runs: str = "nugen.account_runs", where: str = "") -> str:
-    """Health rows from ``spans`` (account_id, last_success_at, last_run_at) and ``runs``
-    (account_health's rules: failures counted since the last success, all of them if none).
-    ``runs``: a batch's staged runs where they alone can follow the last success; ``where`` narrows
-    ``spans`` (alias ``s``)."""
+def _health_from(spans: str) -> str:
+    """Health rows from ``spans`` (account_id, last_success_at, last_run_at) and account_runs
+    (account_health's rules: failures counted since the last success, all of them if none)."""
     return f"""
 INSERT INTO nugen.rollup_account_health ({_list(HEALTH_COLUMNS)})
 SELECT s.account_id, s.last_success_at,
        (SELECT latest.outcome FROM nugen.account_runs AS latest  -- a key lookup, not a join over all runs
          WHERE latest.account_id = s.account_id AND latest.snapshot_at = s.last_run_at),
-       (SELECT COUNT(*) FROM {runs} AS f
+       (SELECT COUNT(*) FROM nugen.account_runs AS f
          WHERE f.account_id = s.account_id AND f.outcome IN {_FAILED}
            AND f.snapshot_at > COALESCE(s.last_success_at, CAST('-infinity' AS TIMESTAMPTZ))),
        s.last_run_at
 FROM ({spans}) AS s
-WHERE s.last_run_at IS NOT NULL{where}"""
+WHERE s.last_run_at IS NOT NULL"""
 
 
 # --- maintenance inside a load -----------------------------------------------------------------
@@ -267,29 +262,20 @@ def maintenance_statements(first_day: date | None, last_day: date | None, *, ana
     filled (PostgreSQL keeps no statistics of one otherwise and plans the joins on it blind; DuckDB
     has them from the insert)."""
     # account_runs rows are never deleted and a success is never overwritten, so an account's last run
-    # and last success only move forward: the batch's runs and the health before it settle them. When
-    # the last success is no older than every run the account had before the batch (the common case:
-    # a live run's success, a backfill in day order), only the batch's runs can follow it, and each of
-    # its staged failures after it is applied (no run was there before), so the staged runs alone give
-    # the failure count. Otherwise the count reads the account's runs: DuckDB turns that correlated
-    # count into a join over every account's runs (~50 ms a slot at 1 M runs), so it runs only for
-    # the accounts that need it.
-    fast = "s.last_success_at >= s.previous_run_at"
+    # and last success only move forward: the batch's runs and the health before it settle them.
     health = [
         (
             "CREATE TEMPORARY TABLE rollup_accounts AS "
             "SELECT b.account_id,"
             f" GREATEST(MAX(h.last_success_at), MAX(CASE WHEN b.outcome IN {_SUCCESS} THEN b.snapshot_at END))"
             "  AS last_success_at,"
-            " GREATEST(MAX(h.last_run_at), MAX(b.snapshot_at)) AS last_run_at,"
-            " MAX(h.last_run_at) AS previous_run_at "
+            " GREATEST(MAX(h.last_run_at), MAX(b.snapshot_at)) AS last_run_at "
             "FROM stg_account_runs AS b LEFT JOIN nugen.rollup_account_health AS h ON h.account_id = b.account_id "
             "GROUP BY b.account_id",
             (),
         ),
         ("DELETE FROM nugen.rollup_account_health WHERE account_id IN (SELECT account_id FROM rollup_accounts)", ()),
-        (_health_from(_HEALTH_SPANS, runs="stg_account_runs", where=f" AND {fast}"), ()),
-        (_health_from(_HEALTH_SPANS, where=f" AND NOT COALESCE({fast}, FALSE)"), ()),
+        (_health_from("SELECT * FROM rollup_accounts"), ()),
         ("DROP TABLE rollup_accounts", ()),
     ]
     finish = _analyzed if analyze else list
