@@ -13,16 +13,7 @@ from typing import Any
 
 from bench.common import ROOT, Context, median, row
 from bench.sizes import Sizes
-
-_PROBE = """
-import json, runpy, sys, time
-t0 = time.perf_counter()
-from airflow.sdk import dag, task
-t1 = time.perf_counter()
-runpy.run_path(sys.argv[1])
-t2 = time.perf_counter()
-print(json.dumps({"bare_s": t1 - t0, "dag_s": t2 - t1}))
-"""
+from tests.programs import program
 
 
 def run(sizes: Sizes, ctx: Context) -> dict[str, Any]:
@@ -41,7 +32,9 @@ def run(sizes: Sizes, ctx: Context) -> dict[str, Any]:
     for path in dag_files:
         samples = []
         for _ in range(sizes.dag_reps):
-            proc = subprocess.run([sys.executable, "-c", _PROBE, str(path)], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+            proc = subprocess.run(
+                [sys.executable, program("dag_parse_cost"), str(path)], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300
+            )
             if proc.returncode != 0:
                 results[path.name] = {"error": proc.stderr[-2000:]}
                 break

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import statistics
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -42,6 +41,7 @@ from .airflow_helpers import (
     init_airflow_home,
     postgres_connection,
 )
+from .programs import program
 from .test_pending_loads import read_only_reader
 from .test_warehouse_reconnect import connections_refused
 
@@ -55,7 +55,6 @@ REJECTED = "acct-bad"
 ACCOUNTS = ["acct-0001", "acct-0002", "acct-0003", REJECTED, "acct-0004"]  # batches of 2: the bad key
 FLAKY = "acct-0002"  # shares a batch with 0003
 MAX_ATTEMPTS = 2
-PARSE_BUDGET_S = 0.100
 TABLES = {
     "model_snapshots": "account_id, model_id, snapshot_at",
     "model_metrics": "account_id, model_id, snapshot_at, metric",
@@ -66,27 +65,10 @@ TABLES = {
 
 # --- the DAG files themselves -----------------------------------------------------------------
 
-DESCRIBE = """
-import json
-from airflow.dag_processing.dagbag import DagBag
-bag = DagBag(collect_dags=True)
-out = {"errors": {k: str(v) for k, v in bag.import_errors.items()}, "dags": {}}
-for dag_id, dag in bag.dags.items():
-    out["dags"][dag_id] = {
-        "tasks": {t.task_id: {"retries": t.retries, "pool": t.pool,
-                              "trigger_rule": getattr(t.trigger_rule, "value", t.trigger_rule),
-                              "backoff": bool(t.retry_exponential_backoff),
-                              "outlets": sorted(a.name for a in t.outlets)} for t in dag.tasks},
-        "timetable": type(dag.timetable).__name__, "summary": getattr(dag.timetable, "expression", None),
-        "catchup": dag.catchup, "max_active_runs": dag.max_active_runs, "params": sorted(dag.params.keys()),
-    }
-print("DESCRIBE " + json.dumps(out))
-"""
-
 
 def describe_dags(tmp_path: Path, **env: str) -> dict:
     done = subprocess.run(
-        [sys.executable, "-c", DESCRIBE],
+        [sys.executable, program("describe_dags")],
         env={**base_env(tmp_path / "home"), **env},
         capture_output=True,
         text=True,
@@ -126,70 +108,24 @@ def test_schedule_catchup_and_retries_come_from_the_environment(tmp_path: Path) 
     assert snap["tasks"]["snapshot_batch"]["retries"] == 5
 
 
-PARSE_COST = """
-import importlib.util, sys, time
-t0 = time.perf_counter()
-from airflow.sdk import dag, task
-t1 = time.perf_counter()
-before = set(sys.modules)
-spec = importlib.util.spec_from_file_location("dag_under_test", sys.argv[1])
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-t2 = time.perf_counter()
-heavy = sorted(m for m in ("nugen_etl", "pandas", "pyarrow", "duckdb", "httpx", "psycopg", "deltalake")
-               if m in sys.modules and m not in before)
-print("COST", t1 - t0, t2 - t1, ",".join(heavy))
-"""
-
-
 @pytest.mark.parametrize("dag_file", ["nugen_aligned_models.py", "nugen_aligned_models_rebuild.py", "nugen_lake_maintenance.py"])
-def test_parse_cost_over_a_bare_airflow_sdk_import_is_under_budget(tmp_path: Path, dag_file: str) -> None:
-    env = base_env(tmp_path / "home")
-    extra, heavy = [], set()
-    for _ in range(5):
-        done = subprocess.run(
-            [sys.executable, "-c", PARSE_COST, str(DAGS / dag_file)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=str(tmp_path),
-        )
-        line = next((x for x in done.stdout.splitlines() if x.startswith("COST ")), None)
-        assert line, done.stdout[-2000:] + done.stderr[-2000:]
-        _, bare, cost, loaded = line.split(" ")
-        extra.append(float(cost))
-        heavy |= set(filter(None, loaded.split(",")))
-    assert heavy == set(), f"{dag_file} imports {heavy} at parse time"
-    median = statistics.median(extra)
-    print(
-        f"{dag_file}: parse cost over `from airflow.sdk import dag, task`: median {median * 1000:.1f} ms "
-        f"(runs: {', '.join(f'{x * 1000:.1f}' for x in extra)})"
+def test_a_dag_file_parses_without_the_pipelines_libraries(tmp_path: Path, dag_file: str) -> None:
+    """Parsing a DAG file loads none of the heavy modules (their parse cost is measured by `make bench`,
+    scenario 6, against its 100 ms target; tests do not time)."""
+    done = subprocess.run(
+        [sys.executable, program("dag_parse_cost"), str(DAGS / dag_file)],
+        env=base_env(tmp_path / "home"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=str(tmp_path),
     )
-    assert median < PARSE_BUDGET_S
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1])["heavy"] == []
 
 
 def test_core_package_imports_and_runs_without_airflow() -> None:
-    script = """
-import importlib, pkgutil, sys
-class Block:
-    def find_spec(self, name, path=None, target=None):
-        if name == "airflow" or name.startswith("airflow."):
-            raise ImportError("airflow is blocked in this test")
-sys.meta_path.insert(0, Block())
-import nugen_etl
-names = [m.name for m in pkgutil.walk_packages(nugen_etl.__path__, "nugen_etl.") if m.name != "nugen_etl.__main__"]
-for name in names:
-    importlib.import_module(name)
-from nugen_etl.cli import main
-try:
-    main(["--version"])
-except SystemExit as exc:
-    assert exc.code == 0
-assert not any(m == "airflow" or m.startswith("airflow.") for m in sys.modules)
-print("IMPORTED", len(names))
-"""
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=str(REPO))
+    done = subprocess.run([sys.executable, program("import_without_airflow")], capture_output=True, text=True, timeout=120, cwd=str(REPO))
     assert done.returncode == 0, done.stderr[-3000:]
     assert int(done.stdout.split("IMPORTED ")[1]) > 15
 

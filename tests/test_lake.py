@@ -35,6 +35,7 @@ from nugen_etl.summary import RunSummary
 from nugen_etl.transform import answer_to_load
 
 from .e2e_helpers import FETCH_OFFSET, REJECTED, SLOTS, T0, make_config
+from .programs import program
 
 DAY1, DAY2 = SLOTS[0].date(), SLOTS[-1].date()  # the slots cross midnight
 
@@ -410,13 +411,7 @@ def test_a_conflict_past_the_bound_fails_only_its_batch(tmp_path: Path, monkeypa
 
 def test_no_deltalake_object_exists_before_the_first_write() -> None:
     """Fork safety: importing the pipeline, the Airflow tasks and opening a lake loads no deltalake."""
-    code = (
-        "import sys; from pathlib import Path; import nugen_etl.pipeline, nugen_etl.airflow.tasks, nugen_etl.cli;"
-        "from nugen_etl.lake import open_lake; from nugen_etl.storage import LocalStorage;"
-        "open_lake(LocalStorage(Path(sys.argv[1])));"
-        "print('LOADED' if 'deltalake' in sys.modules else 'CLEAN')"
-    )
-    done = subprocess.run([sys.executable, "-c", code, "/tmp/nugen-fork-probe"], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, program("fork_probe"), "/tmp/nugen-fork-probe"], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "CLEAN", done.stdout + done.stderr
 
 

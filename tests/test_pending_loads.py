@@ -30,6 +30,7 @@ from nugen_etl.warehouse.duckdb import DuckDBWarehouse
 
 from .conftest import ENGINES, fresh_warehouse_url
 from .e2e_helpers import FETCH_OFFSET, T0, environ_for, write_toml_config
+from .programs import program
 from .state_helpers import config_dump, lake_dump
 from .test_warehouse_reconnect import connections_refused
 
@@ -84,12 +85,9 @@ def health(config: Config) -> dict[str, tuple[int, bool]]:
 @contextmanager
 def read_only_reader(db_file: str) -> Iterator[None]:
     """A real second process holding a read-only DuckDB connection, as a notebook or a BI tool does."""
-    code = (
-        "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); "
-        "c.execute('select count(*) from nugen.model_snapshots').fetchall(); "
-        "print('ready', flush=True); sys.stdin.read()"
+    proc = subprocess.Popen(
+        [sys.executable, program("hold_duckdb"), db_file, "--read-only"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
-    proc = subprocess.Popen([sys.executable, "-c", code, db_file], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         yield

@@ -16,6 +16,7 @@ from nugen_etl.records import RawAnswer
 from nugen_etl.simulator import SimulatorState
 from nugen_etl.storage import LocalStorage
 from nugen_etl.summary import RunSummary
+from tests.programs import program
 from tests.test_hostile_input import BODY as HOSTILE_BODY
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -250,11 +251,5 @@ def test_a_replay_worker_runs_below_its_backfill_and_exits_with_it() -> None:
     import subprocess
     import sys
 
-    script = (
-        "import os, threading; from nugen_etl.replay import _start_worker, REPLAY_WORKER_NICENESS as N; "
-        "before = os.nice(0); _start_worker(os.getppid()); "
-        "print(os.nice(0) - before == min(N, 19 - before), "
-        "any(t.name == 'nugen-replay-parent' for t in threading.enumerate()))"
-    )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    out = subprocess.run([sys.executable, program("replay_worker_priority")], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.split() == ["True", "True"]

@@ -11,27 +11,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = """
-import sys
-from datetime import date
-from pathlib import Path
-
-import pyarrow as pa
-
-from nugen_etl.cli import main
-from nugen_etl.config import parse_config
-from nugen_etl.pipeline import backfill
-
-root = Path(sys.argv[1])
-before = pa.default_memory_pool().backend_name
-config = parse_config({"storage": {"root": str(root)}, "accounts": [{"id": "a", "api_key_env": "K"}]},
-                      base_dir=root, environ={"K": "x"})
-backfill(config, first=date(2026, 1, 1), last=date(2026, 1, 1))
-after_pipeline = pa.default_memory_pool().backend_name
-(root / "nugen.toml").write_text(f'[storage]\\nroot = "{root}"\\n[[accounts]]\\nid = "a"\\napi_key_env = "K"\\n')
-main(["migrate", "--config", str(root / "nugen.toml")])
-print(before, after_pipeline, pa.default_memory_pool().backend_name)
-"""
+from .programs import program
 
 
 @pytest.mark.parametrize("chosen", [None, "mimalloc"])
@@ -40,7 +20,9 @@ def test_entry_points_use_the_system_allocator_unless_a_pool_is_chosen(tmp_path:
     if chosen:
         env["ARROW_DEFAULT_MEMORY_POOL"] = chosen
     out = (
-        subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], env=env, capture_output=True, text=True, check=True)
+        subprocess.run(
+            [sys.executable, program("allocator_entry_points"), str(tmp_path)], env=env, capture_output=True, text=True, check=True
+        )
         .stdout.strip()
         .splitlines()[-1]
         .split()

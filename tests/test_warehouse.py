@@ -29,6 +29,7 @@ from nugen_etl.warehouse import Warehouse, base, migrations, open_warehouse
 from nugen_etl.warehouse.base import mask_url
 
 from .conftest import ENGINES, fresh_warehouse_url
+from .programs import program
 
 UTC = UTC
 TABLES = {spec.name: spec for spec in schemas.ALL_TABLES}
@@ -800,12 +801,7 @@ def test_duckdb_busy_file_raises_warehouse_busy(tmp_path: Path) -> None:
 
     path = tmp_path / "locked.duckdb"
     holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); time.sleep(30)",
-            str(path),
-        ],
+        [sys.executable, program("hold_duckdb"), str(path)],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -1339,18 +1335,9 @@ def test_duckdb_bulk_loading_checkpoints_once_at_the_end_and_keeps_every_load(tm
 
 def test_duckdb_loads_of_a_bulk_session_killed_before_its_checkpoint_are_in_the_file(tmp_path: Path) -> None:
     path = tmp_path / "killed.duckdb"
-    script = f"""
-import os, signal
-from tests.test_warehouse import _flattened_slot, at
-from nugen_etl.warehouse.duckdb import DuckDBWarehouse
-wh = DuckDBWarehouse({str(path)!r})
-wh.migrate()
-with wh.loading_in_bulk():
-    for h in range(3):
-        wh.load([_flattened_slot("acme", at(3, h))])
-    os.kill(os.getpid(), signal.SIGKILL)
-"""
-    done = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parent.parent, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.programs.killed_bulk_session", str(path)], cwd=Path(__file__).parent.parent, timeout=120
+    )
     assert done.returncode == -9
     from nugen_etl.warehouse.duckdb import DuckDBWarehouse
 

@@ -30,6 +30,7 @@ from nugen_etl.storage import LocalStorage
 from nugen_etl.summary import RunSummary
 from nugen_etl.warehouse import Warehouse, open_warehouse
 from nugen_etl.warehouse.duckdb import DuckDBWarehouse
+from tests.programs import program
 from tests.test_warehouse import at, models_abc, ok_slot
 
 LOST = "lost its connection during the load of"
@@ -123,12 +124,7 @@ def test_duckdb_taken_by_another_process_after_a_fatal_error_is_unavailable_not_
             _lift_file_size_limit()
             holder.append(
                 subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-c",
-                        "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); time.sleep(30)",
-                        str(path),
-                    ],
+                    [sys.executable, program("hold_duckdb"), str(path)],
                     stdout=subprocess.PIPE,
                     text=True,
                 )
