@@ -176,9 +176,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .files import atomic_write
     from .html_report import build_report
     from .pipeline import open_configured_warehouse
+    from .storage.local import atomic_write
 
     config = load_config(args.config)
     first = parse_day(args.first, "--from") if args.first else None

@@ -89,8 +89,8 @@ def run_demo(folder: Path, *, slots: int = DEMO_SLOTS, out: TextIO | None = None
 def _write_html_report(warehouse: Warehouse, path: Path, out: TextIO) -> Path | None:
     """The demo's HTML report (None, said, when pygal is missing: ``pip install 'nugen-etl[report]'``)."""
     from .errors import NugenEtlError
-    from .files import atomic_write
     from .html_report import build_report
+    from .storage.local import atomic_write
 
     try:
         page = build_report(warehouse, now=utcnow())

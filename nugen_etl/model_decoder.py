@@ -106,7 +106,7 @@ def decode_models(body: bytes) -> DecodedModels | None:
 
 def evaluation_json(values: list[EvaluationData | None]) -> list[bytes | None]:
     """Compact, key-sorted JSON of each decoded evaluation_data as UTF-8 (None stays None), as
-    ``flatten.to_json`` writes its dict, provided every float in them is 0 or has a magnitude in [1e-4, 1e16) (outside
+    ``coercion.to_json`` writes its dict, provided every float in them is 0 or has a magnitude in [1e-4, 1e16) (outside
     that range msgspec writes exponents differently from Python's repr; the caller checks)."""
     encode = _JSON_TEXT.encode
     return [None if value is None else encode(value) for value in values]

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from nugen_etl.redaction import mask_url
 from nugen_etl.warehouse import Warehouse, open_warehouse
-from nugen_etl.warehouse.base import mask_url
 
 from .pg_scratch import create_database, drop_database
 

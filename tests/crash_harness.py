@@ -33,7 +33,7 @@ version was committed, and exits with status 3 (not a SIGKILL) if not, so the te
 process's lock (10 s in production) so the "warehouse busy" path can be tested quickly.
 
 This lives in the tests, not in the package: production code carries no crash hooks. It patches
-``os.replace`` (the rename of ``nugen_etl.files.atomic_write``), ``deltalake.write_deltalake`` (which
+``os.replace`` (the rename of ``nugen_etl.storage.local.atomic_write``), ``deltalake.write_deltalake`` (which
 ``nugen_etl.lake`` looks up at each write) and the load statements both warehouse engines iterate
 over inside their transaction.
 """

@@ -29,7 +29,7 @@ def _exceptions() -> dict[str, type[BaseException]]:
 def test_every_public_exception_descends_from_the_root() -> None:
     found = _exceptions()
     assert "nugen_etl.airflow.tasks.BatchFailed" in found
-    assert "nugen_etl.storage.StorageError" in found
+    assert "nugen_etl.storage.base.StorageError" in found
     outside = sorted(name for name, cls in found.items() if not issubclass(cls, NugenEtlError))
     assert outside == []
 

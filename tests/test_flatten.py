@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nugen_etl import schemas
-from nugen_etl.flatten import MAX_DEPTH, Flattened, as_timestamp, flatten_models
+from nugen_etl.coercion import as_timestamp
+from nugen_etl.flatten import MAX_DEPTH, Flattened, flatten_models
 from tests.flatten_paths import as_chosen, flatten_path  # noqa: F401 - flatten_path is the fixture
 
 FIXTURES = Path(__file__).parent / "fixtures"

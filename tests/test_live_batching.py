@@ -13,7 +13,7 @@ from nugen_etl.pipeline import _gathered
 from nugen_etl.records import RawAnswer
 from nugen_etl.simulator.state import SimulatorState
 from nugen_etl.transform import answer_to_load, loads_of
-from nugen_etl.warehouse.base import MIN_ROWS_PER_CHUNK, _fewer_chunks, stage_batch
+from nugen_etl.warehouse.staging import MIN_ROWS_PER_CHUNK, _fewer_chunks, stage_batch
 
 SLOT = datetime(2026, 3, 1, 12, tzinfo=UTC)
 

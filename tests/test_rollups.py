@@ -23,9 +23,9 @@ from hypothesis import strategies as st
 from nugen_etl.records import RawAnswer, SlotLoad
 from nugen_etl.transform import answer_to_load
 from nugen_etl.warehouse import Warehouse, migrations, open_warehouse
-from nugen_etl.warehouse.base import stage_batch
 from nugen_etl.warehouse.rollup_batch import batch_rollups
 from nugen_etl.warehouse.rollups import LOOKBACK_DAYS
+from nugen_etl.warehouse.staging import stage_batch
 
 from .conftest import ENGINES, fresh_warehouse_url
 from .test_warehouse import UTC, _apply_migrations_before, _execute, failed_slot, ok_slot

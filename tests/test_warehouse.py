@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 from nugen_etl import schemas
 from nugen_etl.errors import ConfigError, WarehouseBusy, WarehouseError
 from nugen_etl.records import AccountRun, Outcome, SlotLoad
+from nugen_etl.redaction import mask_url
 from nugen_etl.warehouse import Warehouse, base, migrations, open_warehouse
-from nugen_etl.warehouse.base import mask_url
 
 from .conftest import ENGINES, fresh_warehouse_url
 from .programs import program
@@ -342,7 +342,7 @@ def test_unknown_scheme_is_a_config_error() -> None:
 
 
 def test_duckdb_relative_and_memory_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from nugen_etl.warehouse.base import stage_batch
+    from nugen_etl.warehouse.staging import stage_batch
 
     monkeypatch.chdir(tmp_path)
     with open_warehouse("duckdb:///./data/wh.duckdb") as wh:
@@ -819,7 +819,7 @@ def test_duckdb_busy_file_raises_warehouse_busy(tmp_path: Path) -> None:
 
 
 def _staged_bytes(loads: Sequence[SlotLoad]) -> int:
-    from nugen_etl.warehouse.base import stage_batch
+    from nugen_etl.warehouse.staging import stage_batch
 
     return sum(table.nbytes for table in stage_batch(loads).tables.values())
 
@@ -830,8 +830,8 @@ def _wide_loads(n: int) -> list[SlotLoad]:
 
 
 def test_duckdb_auto_budget_is_the_measured_index_memory_plus_the_batch_headroom(tmp_path: Path) -> None:
-    from nugen_etl.warehouse.base import stage_batch
     from nugen_etl.warehouse.duckdb import HEADROOM_MIN, DuckDBWarehouse
+    from nugen_etl.warehouse.staging import stage_batch
 
     small, large = [ok_slot("acme", at(1), models_abc())], _wide_loads(20)
     assert 4 * _staged_bytes(small) < HEADROOM_MIN < 4 * _staged_bytes(large)
@@ -857,8 +857,8 @@ def test_duckdb_auto_budget_is_the_measured_index_memory_plus_the_batch_headroom
 def test_duckdb_load_that_outgrows_its_budget_runs_again_with_twice_the_headroom_then_uncapped(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from nugen_etl.warehouse.base import StagedBatch, stage_batch
     from nugen_etl.warehouse.duckdb import DuckDBWarehouse
+    from nugen_etl.warehouse.staging import StagedBatch, stage_batch
 
     class TightBudget(DuckDBWarehouse):
         def load_budget(self, batch: StagedBatch) -> int | None:
@@ -1015,7 +1015,7 @@ def fill_history(pg_url: str, *, accounts: int, slots: int, models: int) -> None
 def test_pg_slot_delete_uses_an_index(pg_url: str) -> None:
     import psycopg
 
-    from nugen_etl.warehouse.base import delete_slot_sql
+    from nugen_etl.warehouse.load_sql import delete_slot_sql
 
     with open_warehouse(pg_url) as wh:
         wh.migrate()
@@ -1243,7 +1243,7 @@ def test_the_data_model_page_example_queries_run(warehouse: Warehouse) -> None:
 
 
 def test_the_nul_screen_reads_only_the_characters_of_the_strings() -> None:
-    from nugen_etl.warehouse.base import may_hold_nul
+    from nugen_etl.warehouse.staging import may_hold_nul
 
     held = pa.array(["ab", "c\x00d", "ef"])
     assert may_hold_nul(held) and may_hold_nul(pa.chunked_array([pa.array(["x"]), held]))

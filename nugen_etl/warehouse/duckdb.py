@@ -15,8 +15,10 @@ import duckdb
 from nugen_etl.errors import WarehouseBusy, WarehouseError, WarehouseUnavailable
 from nugen_etl.schemas import MODEL_METRIC_LISTS, MODEL_SNAPSHOTS
 from nugen_etl.warehouse import migrations
-from nugen_etl.warehouse.base import StagedBatch, Warehouse, duplicate_key_sql, load_statements
+from nugen_etl.warehouse.base import Warehouse
+from nugen_etl.warehouse.load_sql import duplicate_key_sql, load_statements
 from nugen_etl.warehouse.rollups import Statement
+from nugen_etl.warehouse.staging import StagedBatch
 
 log = logging.getLogger(__name__)
 

@@ -13,17 +13,10 @@ from psycopg import errors as pg_errors
 
 from nugen_etl.errors import WarehouseError, WarehouseUnavailable
 from nugen_etl.warehouse import migrations, pg_binary
-from nugen_etl.warehouse.base import (
-    SCHEMA,
-    SLOT_TABLES,
-    StagedBatch,
-    Warehouse,
-    insert_slot_sql,
-    load_statements,
-    lock_key,
-    staging_name,
-)
+from nugen_etl.warehouse.base import Warehouse, lock_key
+from nugen_etl.warehouse.load_sql import SCHEMA, SLOT_TABLES, insert_slot_sql, load_statements
 from nugen_etl.warehouse.rollups import Statement
+from nugen_etl.warehouse.staging import StagedBatch, staging_name
 
 _MIGRATION_LOCK = lock_key("nugen_etl", "migrate")
 _SLOT_INSERTS = {insert_slot_sql(spec): spec for spec in SLOT_TABLES}

@@ -1,131 +1,15 @@
-"""Where the raw archive and the Parquet datasets live: a local folder or an S3 bucket, one interface.
-
-Keys are relative POSIX paths (``raw/account_id=acme/...``), identical on both backends, and can
-never leave their root: absolute keys, empty, ``.`` and ``..`` segments are refused.
-
-    LocalStorage  write aside, fsync, rename (nugen_etl.files): readers see the old or the new file
-    S3Storage     one PUT under the final key (boto3, extra ``s3``): readers see the old or the new
-                  object; credentials from the AWS chain or given explicitly, never logged
-"""
+"""``s3://bucket/prefix`` storage through boto3 (the ``s3`` extra, imported when first used)."""
 
 from __future__ import annotations
 
 import logging
-import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, Protocol, runtime_checkable
+from typing import Any, NoReturn
 
-from .errors import ConfigError, NugenEtlError
-from .files import atomic_write, remove_file
-from .redaction import Secret, redact
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-
-class StorageError(NugenEtlError, OSError):
-    """An object store failed an operation. An OSError, so callers treat it like a failed disk."""
-
-
-@runtime_checkable
-class Storage(Protocol):
-    """Atomic whole-object writes, reads, deletes and one-level listings under one root."""
-
-    @property
-    def display(self) -> str:
-        """The root for messages: a folder or ``s3://bucket/prefix`` (never a credential)."""
-        ...
-
-    def write_bytes_atomic(self, key: str, data: bytes) -> None:
-        """Create or replace ``key``; a reader sees the previous content or ``data``, never a part."""
-        ...
-
-    def read_bytes(self, key: str) -> bytes:
-        """The whole content of ``key``; FileNotFoundError when it does not exist."""
-        ...
-
-    def delete(self, key: str) -> None:
-        """Remove ``key``; nothing happens when it does not exist."""
-        ...
-
-    def listdir(self, folder: str) -> tuple[list[str], list[str]]:
-        """(sub-folder names, file names) directly under ``folder``, each sorted; empty when absent."""
-        ...
-
-    def delta_location(self) -> tuple[str, dict[str, str]]:
-        """The root as delta-rs addresses it, and the storage options it needs (may hold credentials)."""
-        ...
-
-
-def check_key(key: str) -> str:
-    """``key`` if it is a relative path that stays under the root, else ValueError.
-
-    >>> check_key("raw/account_id=acme/x.raw.gz")
-    'raw/account_id=acme/x.raw.gz'
-    >>> check_key("raw/../../etc/passwd")
-    Traceback (most recent call last):
-    ...
-    ValueError: unsafe storage key 'raw/../../etc/passwd': keys are relative paths without '.', '..' or empty segments
-    """
-    if (
-        not isinstance(key, str)
-        or not key
-        or key.startswith("/")
-        or "\\" in key
-        or not key.isprintable()
-        or any(part in ("", ".", "..") for part in key.split("/"))
-    ):
-        raise ValueError(f"unsafe storage key {key!r}: keys are relative paths without '.', '..' or empty segments")
-    return key
-
-
-def as_storage(root: Storage | os.PathLike[str], *, fsync: bool = True) -> Storage:
-    """``root`` itself, or ``LocalStorage(root, fsync=fsync)`` for a local path."""
-    if isinstance(root, os.PathLike):
-        return LocalStorage(Path(root), fsync=fsync)
-    return root
-
-
-@dataclass(frozen=True)
-class LocalStorage:
-    """A local folder. Writes go aside and are renamed into place, fsynced (file and folder) unless
-    ``fsync`` is off; temporary names are dot-named ``*.tmp`` so dataset globs never match them."""
-
-    root: Path
-    fsync: bool = True
-
-    @property
-    def display(self) -> str:
-        return str(self.root)
-
-    def path(self, key: str) -> Path:
-        return self.root / check_key(key)
-
-    def write_bytes_atomic(self, key: str, data: bytes) -> None:
-        def write(fh: BinaryIO) -> None:
-            fh.write(data)
-
-        atomic_write(self.path(key), write, fsync=self.fsync)
-
-    def read_bytes(self, key: str) -> bytes:
-        with open(os.path.join(self.root, check_key(key)), "rb") as fh:  # no Path objects: a replay reads thousands
-            return fh.read()
-
-    def delete(self, key: str) -> None:
-        remove_file(self.path(key), fsync=self.fsync)
-
-    def listdir(self, folder: str) -> tuple[list[str], list[str]]:
-        try:
-            with os.scandir(self.path(folder)) as entries:
-                found = [(e.name, e.is_dir()) for e in entries]
-        except (FileNotFoundError, NotADirectoryError):
-            return [], []
-        return sorted(n for n, d in found if d), sorted(n for n, d in found if not d)
-
-    def delta_location(self) -> tuple[str, dict[str, str]]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        return str(self.root.resolve()), {}
+from ..errors import ConfigError
+from ..redaction import Secret, redact
+from .base import StorageError, check_key
 
 
 @dataclass(frozen=True)
@@ -282,6 +166,3 @@ def _s3_client(
         s3={"addressing_style": "path"} if endpoint_url else None,
     )
     return session, session.client("s3", endpoint_url=endpoint_url, config=config)
-
-
-__all__ = ["AwsCredentials", "LocalStorage", "S3Storage", "Storage", "StorageError", "as_storage", "check_key"]
