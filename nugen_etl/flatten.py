@@ -48,6 +48,7 @@ from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any, cast
 
+import msgspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -82,16 +83,9 @@ from nugen_etl.records import PackedTables, SlotTables
 MAX_DEPTH = 64  # most segments a metric path may have; deeper values stay in the JSON only
 
 
-_PM_FLOAT = (
-    "accuracy",
-    "uncertainty",
-    "average_response_time",
-    "accuracy_before",
-    "accuracy_after",
-    "uncertainty_before",
-    "uncertainty_after",
-)
-_PM_INT = ("domain_violations", "domain_violations_before", "domain_violations_after")
+# The documented shape (model_decoder's structs) is the one declaration of the answer's fields.
+_PM_INT = tuple(f.name for f in msgspec.structs.fields(PerformanceMetrics) if f.type == int | None)
+_PM_FLOAT = tuple(f.name for f in msgspec.structs.fields(PerformanceMetrics) if f.name not in _PM_INT)
 _PM_KEYS = frozenset(_PM_FLOAT + _PM_INT)
 # Documented ranges (column -> path in the answer): flagged when outside, never altered.
 _UNIT_INTERVAL = {
@@ -111,26 +105,7 @@ _NON_NEGATIVE = {
     "eval_metrics_domain_violations": "evaluation_data.metrics.domain_violations",
 }
 _NON_NEGATIVE |= {f"pm_{k}": f"performance_metrics.{k}" for k in _PM_INT}
-_TOP_KEYS = frozenset(
-    {
-        "id",
-        "alignment_id",
-        "name",
-        "base_model",
-        "alignment_project",
-        "created_date",
-        "status",
-        "deployment_status",
-        "endpoint",
-        "creator",
-        "usage_count",
-        "last_used",
-        "performance_metrics",
-        "downloadable",
-        "evaluation_data",
-        "conversation_saving_enabled",
-    }
-)
+_TOP_KEYS = frozenset(ModelRecord.__struct_fields__)
 
 
 @dataclass(frozen=True)
@@ -321,21 +296,8 @@ _EVAL_FIELDS = (  # (column, key in evaluation_data, type)
 )
 _EVAL_COLUMN = {key: name for name, key, _ in _EVAL_FIELDS}
 _EM_KEYS = ("accuracy", "uncertainty", "domain_violations", "overall_score")  # evaluation_data.metrics
-_TOP_FIELDS = (
-    "alignment_id",
-    "name",
-    "base_model",
-    "alignment_project",
-    "created_date",
-    "status",
-    "deployment_status",
-    "endpoint",
-    "creator",
-    "usage_count",
-    "last_used",
-    "downloadable",
-    "conversation_saving_enabled",
-)
+# The top-level fields that are columns of their own, in the answer's order (notes come in column order).
+_TOP_FIELDS = tuple(f for f in ModelRecord.__struct_fields__ if f not in ("id", "performance_metrics", "evaluation_data"))
 
 
 class _DictRecords:

@@ -32,7 +32,7 @@ import pyarrow as pa
 
 from . import __version__
 from .errors import NugenEtlError
-from .records import SUCCESS_OUTCOMES, AccountRun, Outcome, SlotLoad, as_utc, gather, is_success, latest_per_slot
+from .records import SUCCESS_OUTCOMES, AccountRun, SlotLoad, as_utc, gather, is_success, latest_per_slot
 from .schemas import LAKE_ACCOUNT_RUNS, MODEL_METRICS, MODEL_SNAPSHOTS, TableSpec
 from .storage import Storage
 
@@ -446,22 +446,7 @@ def _matches(column: str, values: list[str]) -> str:
 
 def runs_table(runs: Sequence[AccountRun]) -> pa.Table:
     """``account_runs`` rows of the lake (with their snapshot_date partition column)."""
-    rows = [
-        {
-            "account_id": r.account_id,
-            "snapshot_at": as_utc(r.snapshot_at),
-            "snapshot_date": as_utc(r.snapshot_at).date(),
-            "outcome": Outcome(r.outcome).value,
-            "http_status": r.http_status,
-            "model_count": r.model_count,
-            "quarantined_count": r.quarantined_count,
-            "coerced_count": r.coerced_count,
-            "attempts": r.attempts,
-            "fetched_at": None if r.fetched_at is None else as_utc(r.fetched_at),
-            "error": r.error,
-        }
-        for r in runs
-    ]
+    rows = [{**run.row(), "snapshot_date": as_utc(run.snapshot_at).date()} for run in runs]
     return pa.Table.from_pylist(rows, schema=LAKE_ACCOUNT_RUNS.schema)
 
 

@@ -69,6 +69,21 @@ class AccountRun:
     fetched_at: datetime | None = None
     error: str | None = None
 
+    def row(self) -> dict[str, Any]:
+        """The run as an ``account_runs`` row: times in UTC, the outcome as its text."""
+        return {
+            "account_id": self.account_id,
+            "snapshot_at": as_utc(self.snapshot_at),
+            "outcome": Outcome(self.outcome).value,
+            "http_status": self.http_status,
+            "model_count": self.model_count,
+            "quarantined_count": self.quarantined_count,
+            "coerced_count": self.coerced_count,
+            "attempts": self.attempts,
+            "fetched_at": None if self.fetched_at is None else as_utc(self.fetched_at),
+            "error": self.error,
+        }
+
 
 @dataclass(frozen=True)
 class SlotLoad:

@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 
 from nugen_etl import schemas
 from nugen_etl.errors import WarehouseError
-from nugen_etl.records import AccountRun, Outcome, SlotLoad, as_utc, gather, latest_per_slot, table_rows
+from nugen_etl.records import AccountRun, SlotLoad, as_utc, gather, latest_per_slot, table_rows
 from nugen_etl.schemas import TableSpec
 from nugen_etl.warehouse.metric_lists import to_metric_lists
 from nugen_etl.warehouse.rollup_batch import batch_rollups
@@ -222,21 +222,7 @@ def upsert_candidates(evaluations: pa.Table) -> pa.Table:
 
 def _runs_table(runs: list[AccountRun], account_ids: tuple[str, ...]) -> pa.Table:
     try:
-        rows = [
-            {
-                "account_id": r.account_id,
-                "snapshot_at": as_utc(r.snapshot_at),
-                "outcome": Outcome(r.outcome).value,
-                "http_status": r.http_status,
-                "model_count": r.model_count,
-                "quarantined_count": r.quarantined_count,
-                "coerced_count": r.coerced_count,
-                "attempts": r.attempts,
-                "fetched_at": None if r.fetched_at is None else as_utc(r.fetched_at),
-                "error": r.error,
-            }
-            for r in runs
-        ]
+        rows = [run.row() for run in runs]
         return pa.Table.from_pylist(rows, schema=schemas.ACCOUNT_RUNS.schema)
     except (ValueError, TypeError, pa.ArrowException) as exc:
         raise WarehouseError(f"account run(s) of {', '.join(account_ids)} do not fit account_runs: {exc}") from exc
