@@ -6,7 +6,6 @@ FROM apache/airflow:3.3.2
 # the resolver can never swap it (AIRFLOW_VERSION is set by the base image).
 COPY --chown=airflow:root pyproject.toml README.md /opt/nugen-etl/
 COPY --chown=airflow:root nugen_etl /opt/nugen-etl/nugen_etl
-COPY --chown=airflow:root sql /opt/nugen-etl/sql
 RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" "/opt/nugen-etl[airflow,report]"
 
 # The DAGs ship in the image too (the compose file also mounts ./dags over them for development).

@@ -1,6 +1,6 @@
 """Declared Arrow schemas and primary keys of every table nugen-etl writes (Delta lake and warehouse).
 
-The warehouse DDL in ``sql/`` mirrors these; ``tests/test_schemas.py`` keeps the two in step.
+The warehouse DDL in ``nugen_etl/sql/`` mirrors these; ``tests/test_schemas.py`` keeps the two in step.
 """
 
 from __future__ import annotations

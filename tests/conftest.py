@@ -34,6 +34,7 @@ UNIT_MODULES = frozenset(
         "test_flatten_paths",
         "test_flatten_properties",
         "test_live_batching",
+        "test_packaging",
         "test_packed_tables",
         "test_layers",
         "test_path_safety",

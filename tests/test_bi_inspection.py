@@ -6,7 +6,7 @@ DuckDB goes through the ``duckdb_engine`` dialect, PostgreSQL through SQLAlchemy
 ``postgresql+psycopg``. The expected columns and comments are read from the migrated warehouse's
 own catalog (``information_schema.columns`` by ``ordinal_position``, as
 ``tests/test_warehouse.py::test_views_exist_with_documented_columns`` reads them, and
-``relation_comments`` there, i.e. sql/005_comments.sql), never copied into this file.
+``relation_comments`` there, i.e. nugen_etl/sql/005_comments.sql), never copied into this file.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The rollups the BI views read, kept exact inside each load's transaction, and their rebuild.
 
-Four tables in schema ``nugen`` (DDL and comments: ``sql/007_rollups.sql``; grain and definitions:
+Four tables in schema ``nugen`` (DDL and comments: ``nugen_etl/sql/007_rollups.sql``; grain and definitions:
 docs/data-model.md):
 
 - ``rollup_model_daily``: one row per (account_id, model_key, day): the day's observations, its
@@ -107,7 +107,7 @@ def _list(columns: Sequence[str], prefix: str = "") -> str:
 
 
 def _key_snapshots(source: str) -> str:
-    """model_key_snapshots (sql/002_views.sql) over the snapshot rows ``source`` selects."""
+    """model_key_snapshots (nugen_etl/sql/002_views.sql) over the snapshot rows ``source`` selects."""
     return f"""
 SELECT account_id, model_key, snapshot_at, snapshot_date, usage_count, {_list(_SNAPSHOT_FIELDS)}
 FROM (
