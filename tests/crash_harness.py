@@ -148,9 +148,9 @@ def install(spec: str) -> None:
         _install_lake(point.removeprefix("lake-"), reached)
     elif point.startswith("warehouse-"):
         after = int(point.removeprefix("warehouse-"))
-        from nugen_etl.warehouse import base, duckdb, postgres
+        from nugen_etl.warehouse import duckdb, load_sql, postgres
 
-        real_statements = base.load_statements
+        real_statements = load_sql.load_statements
 
         def statements(batch, **options):  # type: ignore[no-untyped-def]
             stmts = real_statements(batch, **options)

@@ -26,7 +26,7 @@ from nugen_etl import schemas
 from nugen_etl.errors import ConfigError, WarehouseBusy, WarehouseError
 from nugen_etl.records import AccountRun, Outcome, SlotLoad
 from nugen_etl.redaction import mask_url
-from nugen_etl.warehouse import Warehouse, base, migrations, open_warehouse
+from nugen_etl.warehouse import Warehouse, migrations, open_warehouse, staging
 
 from .conftest import ENGINES, fresh_warehouse_url
 from .programs import program
@@ -488,7 +488,7 @@ def test_the_staged_evaluations_cut_picks_what_the_upsert_picks(tmp_path_factory
     for cut in (True, False):
         with monkeypatch.context() as patch, open_warehouse(f"duckdb:///{tmp_path_factory.mktemp('wh') / 'w.duckdb'}") as wh:
             if not cut:
-                patch.setattr(base, "upsert_candidates", lambda t: t)
+                patch.setattr(staging, "upsert_candidates", lambda t: t)
             wh.migrate()
             wh.load(loads)
             stored.append(wh.fetch_all("SELECT * FROM nugen.evaluations ORDER BY account_id, evaluation_id"))
@@ -498,7 +498,7 @@ def test_the_staged_evaluations_cut_picks_what_the_upsert_picks(tmp_path_factory
         if seen is not None:
             newest[a, e] = max(seen, newest.get((a, e), seen))
     expected = sum(1 for a, e, _, _, _, seen in rows if newest.get((a, e)) == seen)
-    assert base.upsert_candidates(table).num_rows == expected  # only the sightings that can win are sent
+    assert staging.upsert_candidates(table).num_rows == expected  # only the sightings that can win are sent
 
 
 def test_failure_never_overwrites_a_success(warehouse: Warehouse) -> None:
