@@ -272,13 +272,8 @@ def _parse_warehouse(t: Mapping[str, Any], base_dir: Path, root: Path | None, en
 
 
 def _duckdb_memory_limit(t: Mapping[str, Any], scheme: str) -> str | None:
-    """``warehouse.duckdb_memory_limit``: "auto" (the default), a size such as "512MB", or "none".
-
-    "auto" caps each load after a connection's first at the index memory loads have needed plus a
-    headroom, and lifts the cap after it (``DuckDBWarehouse``); a size caps the whole connection, which fails loads once the primary-key
-    indexes outgrow it; "none" keeps DuckDB's default, 80 % of RAM, under which the process's
-    memory grows with the warehouse it caches. Not applicable (None) to PostgreSQL.
-    """
+    """``warehouse.duckdb_memory_limit``: "auto" (the default), a size such as "512MB", or "none" (what
+    each means: ``DuckDBWarehouse``). Not applicable (None) to PostgreSQL."""
     if "duckdb_memory_limit" not in t:
         return "auto" if scheme == "duckdb" else None
     if scheme != "duckdb":

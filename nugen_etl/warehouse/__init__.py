@@ -18,8 +18,7 @@ def open_warehouse(url: str, *, password: str | None = None, duckdb_memory_limit
     """Open the warehouse named by ``url`` (not migrated: call ``migrate()``).
 
     ``duckdb:///relative/file.duckdb``, ``duckdb:////absolute/file.duckdb``, ``duckdb:///:memory:``
-    (``duckdb_memory_limit``: "auto", a budget per load, or a size such as "256MB" for DuckDB's
-    ``memory_limit`` on this connection, or None for DuckDB's default; see ``DuckDBWarehouse``);
+    (``duckdb_memory_limit``: "auto", a size or None, as ``DuckDBWarehouse`` explains);
     ``postgresql://user@host:port/db`` (or ``postgres://``), with ``password`` overriding the URL's
     (otherwise libpq's ``PGPASSWORD`` / ``.pgpass`` apply). Another scheme raises ``ConfigError``.
     """
