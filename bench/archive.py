@@ -15,9 +15,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from bench.common import FETCH_OFFSET, SEED, T0
-from nugen_etl.raw_archive import write_raw_answer
 from nugen_etl.records import RawAnswer
 from nugen_etl.simulator import SimulatorState
+from nugen_etl.sinks.archive import write_raw_answer
 
 
 def archive_dir(cache: Path, days: int, accounts: int, models: int) -> Path:

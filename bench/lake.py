@@ -28,11 +28,11 @@ from typing import Any
 from bench.archive import ensure_archive
 from bench.common import FETCH_OFFSET, SEED, T0, Context, make_config, median, row, run_job
 from bench.sizes import Sizes
-from nugen_etl.lake import LAKE_TABLES
 from nugen_etl.pipeline import compact, run_lake
 from nugen_etl.records import RawAnswer
 from nugen_etl.schemas import MODEL_SNAPSHOTS
 from nugen_etl.simulator import SimulatorState
+from nugen_etl.sinks.lake import LAKE_TABLES
 from nugen_etl.slots import slot_stamp
 from nugen_etl.storage import LocalStorage
 from nugen_etl.transform import answer_to_load

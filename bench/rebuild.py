@@ -18,8 +18,8 @@ from bench.archive import ensure_archive
 from bench.common import T0, Context, median, row, run_job
 from bench.sizes import Sizes
 from nugen_etl.classify import classify_answer
-from nugen_etl.raw_archive import list_archived_slots, read_raw_answer
 from nugen_etl.replay import replay_items
+from nugen_etl.sinks.archive import list_archived_slots, read_raw_answer
 from nugen_etl.storage import LocalStorage
 from nugen_etl.summary import RunSummary
 from tests.pg_scratch import scratch_pg_database

@@ -10,9 +10,9 @@ from typing import Any
 from bench.baseline import run_baseline
 from bench.common import T0, Context, fetch_only, make_config, median, row, simulator
 from bench.sizes import Sizes
-from nugen_etl.lake import LAKE_TABLES
 from nugen_etl.pipeline import FLATTEN_GROUP, open_configured_storage, open_configured_warehouse, run_lake, run_snapshot
-from nugen_etl.raw_archive import write_raw_answer
+from nugen_etl.sinks.archive import write_raw_answer
+from nugen_etl.sinks.lake import LAKE_TABLES
 from nugen_etl.transform import loads_of
 
 STAGES = ("fetch", "archive", "parse_flatten", "lake", "warehouse")

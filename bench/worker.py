@@ -93,7 +93,7 @@ def rebuild(args: dict[str, Any]) -> dict[str, Any]:
 def _time_stages() -> dict[str, float]:
     """Wrap ``Lake.write`` and ``Warehouse.load`` (this process only) to add up their wall time and calls;
     the returned dict fills in as they run."""
-    from nugen_etl.lake import Lake
+    from nugen_etl.sinks.lake import Lake
     from nugen_etl.warehouse.base import Warehouse
 
     totals = {"lake": 0.0, "lake_calls": 0, "warehouse": 0.0, "warehouse_calls": 0}

@@ -3,7 +3,7 @@
     NugenEtlError
      +-- ConfigError          bad configuration or usage (CLI exit 2)
      +-- StorageError         an object store failed an operation (storage.py; also an OSError)
-     +-- LakeError            a Delta commit failed (lake.py)
+     +-- LakeError            a Delta commit failed (sinks/lake.py)
      |    +-- LakeCommitConflict  a concurrent commit won past the retries
      |    +-- LegacyLakeLayout    the root still holds 0.1's per-slot Parquet folders
      +-- WarehouseError       the warehouse refused a load or a migration

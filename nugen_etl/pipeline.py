@@ -11,22 +11,22 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from .compaction import CompactionReport, compact_lake
 from .config import AccountConfig, Config
 from .errors import WarehouseError
 from .fetch import ApiClient, RetryPolicy
-from .lake import Lake, open_lake
-from .load import SlotWriter
-from .pending import PendingJournal, PendingLoad
-from .raw_archive import archived_accounts, list_archived_slots, write_raw_answer
 from .records import SUCCESS_OUTCOMES, AccountRun, RawAnswer, as_utc
 from .replay import Item, replay_days, replay_items
 from .runtime import bulk_gc
+from .sinks.archive import archived_accounts, list_archived_slots, write_raw_answer
+from .sinks.compaction import CompactionReport, compact_lake
+from .sinks.lake import Lake, open_lake
+from .sinks.pending import PendingJournal, PendingLoad
+from .sinks.upgrade import archived_days, move_legacy_tables
+from .sinks.writer import SlotWriter
 from .slots import day_bounds, utcnow
 from .storage import AwsCredentials, LocalStorage, S3Storage, Storage
 from .summary import RunSummary
 from .transform import loads_of
-from .upgrade import archived_days, move_legacy_tables
 from .warehouse import Warehouse, open_warehouse
 
 log = logging.getLogger(__name__)

@@ -31,9 +31,9 @@ import pyarrow as pa
 from .batches import whole_or_each
 from .classify import Classified, classify_answer
 from .flatten import Flattened, flatten_answers
-from .raw_archive import read_raw_answer
 from .records import SUCCESS_OUTCOMES, AccountRun, Outcome, PackedTables, RawAnswer, SlotLoad, gather, table_rows
 from .runtime import bulk_gc
+from .sinks.archive import read_raw_answer
 from .storage import Storage
 from .summary import RunSummary
 from .transform import flattened_load, load_or_failure, unsuccessful_load
@@ -254,7 +254,7 @@ class ReplayedUnit:
 
 def replay_unit(storage: Storage, day: date, account_ids: Sequence[str]) -> ReplayedUnit:
     """Every archived slot of ``account_ids`` on ``day``, replayed (runs in a worker process too)."""
-    from .raw_archive import list_archived_slots
+    from .sinks.archive import list_archived_slots
 
     start = datetime.combine(day, time(), UTC)
     summary = RunSummary(command="backfill", snapshot_at=None)

@@ -34,7 +34,7 @@ process's lock (10 s in production) so the "warehouse busy" path can be tested q
 
 This lives in the tests, not in the package: production code carries no crash hooks. It patches
 ``os.replace`` (the rename of ``nugen_etl.storage.local.atomic_write``), ``deltalake.write_deltalake`` (which
-``nugen_etl.lake`` looks up at each write) and the load statements both warehouse engines iterate
+``nugen_etl.sinks.lake`` looks up at each write) and the load statements both warehouse engines iterate
 over inside their transaction.
 """
 

@@ -12,7 +12,7 @@ from nugen_etl.config import Config
 from nugen_etl.pipeline import open_configured_warehouse
 from nugen_etl.warehouse import Warehouse
 
-# The lake's tables, named here rather than taken from nugen_etl.lake so a table the product stops
+# The lake's tables, named here rather than taken from nugen_etl.sinks.lake so a table the product stops
 # writing shows up as a difference.
 LAKE_SPECS = (schemas.MODEL_SNAPSHOTS, schemas.MODEL_METRICS, schemas.LAKE_ACCOUNT_RUNS)
 # The BI views, which read the rollups each load maintains: a dump holds what a dashboard shows too.

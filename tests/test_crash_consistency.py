@@ -34,10 +34,10 @@ import pytest
 from deltalake import DeltaTable
 
 from nugen_etl.config import Config, load_config
-from nugen_etl.lake import LAKE_TABLES
 from nugen_etl.pipeline import run_snapshot
-from nugen_etl.raw_archive import list_archived_slots, read_raw_answer
 from nugen_etl.simulator import SimulatorState, serve
+from nugen_etl.sinks.archive import list_archived_slots, read_raw_answer
+from nugen_etl.sinks.lake import LAKE_TABLES
 
 from .conftest import ENGINES, fresh_warehouse_url
 from .crash_harness import LOG_ENTRY

@@ -25,9 +25,9 @@ from nugen_etl.airflow.settings import DagSettings
 from nugen_etl.airflow.sources import build_config
 from nugen_etl.config import parse_config
 from nugen_etl.pipeline import run_snapshot
-from nugen_etl.raw_archive import write_raw_answer
 from nugen_etl.records import RawAnswer
 from nugen_etl.simulator import Fault, SimulatorState, serve
+from nugen_etl.sinks.archive import write_raw_answer
 from nugen_etl.slots import floor_slot
 from nugen_etl.warehouse import open_warehouse
 
@@ -527,8 +527,8 @@ def test_the_rebuild_dag_reproduces_the_warehouse_from_the_raw_archive(world) ->
 
 
 def test_the_maintenance_dag_compacts_closed_days_to_few_files(world) -> None:
-    from nugen_etl.compaction import load_state
-    from nugen_etl.lake import LAKE_TABLES
+    from nugen_etl.sinks.compaction import load_state
+    from nugen_etl.sinks.lake import LAKE_TABLES
     from nugen_etl.storage import LocalStorage
 
     assert world.maintenance.state == "success", why(world)

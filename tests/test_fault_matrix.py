@@ -25,9 +25,9 @@ from deltalake import DeltaTable
 
 from nugen_etl.config import Config, parse_config
 from nugen_etl.pipeline import run_snapshot
-from nugen_etl.raw_archive import list_archived_slots
 from nugen_etl.simulator import Fault, SimulatorState, serve
 from nugen_etl.simulator.faults import detail_body
+from nugen_etl.sinks.archive import list_archived_slots
 from nugen_etl.warehouse import open_warehouse
 
 from .conftest import ENGINES, fresh_warehouse_url

@@ -21,9 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nugen_etl.flatten import flatten_models
-from nugen_etl.lake import Lake, LakeLocation
 from nugen_etl.records import AccountRun, Outcome, SlotLoad
 from nugen_etl.schemas import MODEL_METRICS, MODEL_SNAPSHOTS
+from nugen_etl.sinks.lake import Lake, LakeLocation
 from tests.flatten_paths import as_chosen, flatten_path  # noqa: F401 - flatten_path is the fixture
 
 SNAP = datetime(2024, 3, 1, 12, tzinfo=UTC)

@@ -22,8 +22,8 @@ from deltalake import DeltaTable
 from nugen_etl.config import parse_config
 from nugen_etl.fetch import ApiClient
 from nugen_etl.pipeline import run_snapshot
-from nugen_etl.raw_archive import list_archived_slots, read_raw_answer
 from nugen_etl.simulator import Fault, SimulatorState, serve
+from nugen_etl.sinks.archive import list_archived_slots, read_raw_answer
 from nugen_etl.warehouse import open_warehouse
 
 from .conftest import ENGINES, fresh_warehouse_url

@@ -23,13 +23,13 @@ import pytest
 from deltalake import DeltaTable
 
 from nugen_etl import cli
-from nugen_etl.compaction import load_state
-from nugen_etl.lake import LAKE_TABLES, CommitRetry, Lake, LakeCommitConflict, LakeLocation
-from nugen_etl.load import SlotWriter
 from nugen_etl.pipeline import backfill, compact, open_configured_warehouse, run_snapshot, upgrade_lake
 from nugen_etl.records import RawAnswer, SlotLoad
 from nugen_etl.schemas import LAKE_ACCOUNT_RUNS, MODEL_METRICS, MODEL_SNAPSHOTS
 from nugen_etl.simulator import Fault, SimulatorState, serve
+from nugen_etl.sinks.compaction import load_state
+from nugen_etl.sinks.lake import LAKE_TABLES, CommitRetry, Lake, LakeCommitConflict, LakeLocation
+from nugen_etl.sinks.writer import SlotWriter
 from nugen_etl.storage import LocalStorage
 from nugen_etl.summary import RunSummary
 from nugen_etl.transform import answer_to_load

@@ -16,11 +16,11 @@ from deltalake import DeltaTable
 from nugen_etl.cli import main
 from nugen_etl.config import parse_config
 from nugen_etl.errors import ConfigError
-from nugen_etl.lake import Lake, LakeLocation
 from nugen_etl.pipeline import run_snapshot
-from nugen_etl.raw_archive import list_archived_slots, raw_answer_key
 from nugen_etl.records import RawAnswer
 from nugen_etl.simulator import API_PATH, Fault, SimulatorState, serve
+from nugen_etl.sinks.archive import list_archived_slots, raw_answer_key
+from nugen_etl.sinks.lake import Lake, LakeLocation
 from nugen_etl.storage import LocalStorage
 from nugen_etl.transform import answer_to_load
 

@@ -19,10 +19,10 @@ import psycopg
 import pytest
 
 from nugen_etl.config import Config, load_config
-from nugen_etl.pending import IN_FLIGHT, PendingJournal
 from nugen_etl.pipeline import load_pending, open_configured_warehouse, run_snapshot
-from nugen_etl.raw_archive import list_archived_slots
 from nugen_etl.simulator import SimulatorState, serve
+from nugen_etl.sinks.archive import list_archived_slots
+from nugen_etl.sinks.pending import IN_FLIGHT, PendingJournal
 from nugen_etl.storage import LocalStorage
 from nugen_etl.summary import EXIT_LOAD_PENDING
 from nugen_etl.warehouse import duckdb as duckdb_module

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from nugen_etl import replay, transform
-from nugen_etl.raw_archive import list_archived_slots, write_raw_answer
 from nugen_etl.records import RawAnswer
 from nugen_etl.simulator import SimulatorState
+from nugen_etl.sinks.archive import list_archived_slots, write_raw_answer
 from nugen_etl.storage import LocalStorage
 from nugen_etl.summary import RunSummary
 from tests.programs import program

@@ -42,13 +42,13 @@ from deltalake import DeltaTable
 
 from nugen_etl.config import Config, S3Config, parse_config
 from nugen_etl.errors import ConfigError
-from nugen_etl.lake import LAKE_TABLES, CommitRetry, LakeError, open_lake
 from nugen_etl.pipeline import backfill, open_configured_storage, run_snapshot
-from nugen_etl.raw_archive import list_archived_slots, read_raw_answer, write_raw_answer
 from nugen_etl.records import RawAnswer, SlotLoad
 from nugen_etl.redaction import Secret
 from nugen_etl.schemas import MODEL_SNAPSHOTS
 from nugen_etl.simulator import Fault, SimulatorState, serve
+from nugen_etl.sinks.archive import list_archived_slots, read_raw_answer, write_raw_answer
+from nugen_etl.sinks.lake import LAKE_TABLES, CommitRetry, LakeError, open_lake
 from nugen_etl.storage import AwsCredentials, LocalStorage, S3Storage, Storage, StorageError
 from nugen_etl.transform import answer_to_load
 
@@ -683,7 +683,7 @@ def race_same_slot(endpoint: str, prefix: str, writer: int, barrier: Any, result
     """A writer of the one account and slot every other writer writes: all open the tables at the same
     version, wait for each other, then commit (all but the first must meet a taken version)."""
     conflicts = _Conflicts()
-    lake_log = logging.getLogger("nugen_etl.lake")
+    lake_log = logging.getLogger("nugen_etl.sinks.lake")
     lake_log.addHandler(conflicts)
     lake_log.setLevel(logging.INFO)
     try:

@@ -14,11 +14,11 @@ import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable
 
-from nugen_etl.lake import open_lake
-from nugen_etl.load import SlotWriter
 from nugen_etl.records import RawAnswer, SlotLoad
 from nugen_etl.schemas import LAKE_ACCOUNT_RUNS, MODEL_METRICS, MODEL_SNAPSHOTS
 from nugen_etl.simulator import SimulatorState
+from nugen_etl.sinks.lake import open_lake
+from nugen_etl.sinks.writer import SlotWriter
 from nugen_etl.storage import LocalStorage
 from nugen_etl.summary import RunSummary
 from nugen_etl.transform import answer_to_load

@@ -11,10 +11,10 @@ import pytest
 from deltalake import DeltaTable
 
 from nugen_etl.errors import ConfigError
-from nugen_etl.lake import open_lake
-from nugen_etl.raw_archive import list_archived_slots, read_raw_answer, write_raw_answer
 from nugen_etl.records import AccountRun, Outcome, RawAnswer, SlotLoad
 from nugen_etl.schemas import MODEL_METRICS, MODEL_SNAPSHOTS
+from nugen_etl.sinks.archive import list_archived_slots, read_raw_answer, write_raw_answer
+from nugen_etl.sinks.lake import open_lake
 from nugen_etl.storage import LocalStorage
 
 SLOT = datetime(2026, 3, 1, 5, tzinfo=UTC)

@@ -23,9 +23,9 @@ import pytest
 from deltalake import DeltaTable
 
 from nugen_etl.errors import WarehouseError, WarehouseUnavailable
-from nugen_etl.lake import open_lake
-from nugen_etl.load import SlotWriter
 from nugen_etl.records import SlotLoad
+from nugen_etl.sinks.lake import open_lake
+from nugen_etl.sinks.writer import SlotWriter
 from nugen_etl.storage import LocalStorage
 from nugen_etl.summary import RunSummary
 from nugen_etl.warehouse import Warehouse, open_warehouse

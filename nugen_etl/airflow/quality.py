@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ..pending import PendingJournal
+from ..sinks.pending import PendingJournal
 from ..warehouse import Warehouse
 
 # name -> (query counting offending rows, what it means). One bound parameter: the slot

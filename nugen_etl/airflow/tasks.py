@@ -55,7 +55,7 @@ def plan(context: Mapping[str, Any]) -> list[list[str]]:
 
 def _prepare_lake() -> None:
     """Create the lake's tables before the mapped batches write them at once."""
-    from ..lake import open_lake
+    from ..sinks.lake import open_lake
 
     config = _config_without_keys()
     try:
@@ -99,8 +99,8 @@ def snapshot_batch(account_ids: Sequence[str], context: Mapping[str, Any]) -> di
 
 def publish(context: Mapping[str, Any]) -> dict[str, Any]:
     """Log the slot's outcomes, run the data-quality checks (raise on any problem), fill the asset events."""
-    from ..pending import PendingJournal
     from ..pipeline import open_configured_warehouse
+    from ..sinks.pending import PendingJournal
     from .quality import check_slot, overdue_loads, slot_outcomes, slot_row_counts
 
     config = _config_without_keys()

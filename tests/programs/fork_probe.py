@@ -9,7 +9,7 @@ def main(root: str) -> None:
     import nugen_etl.airflow.tasks  # noqa: F401
     import nugen_etl.cli  # noqa: F401
     import nugen_etl.pipeline  # noqa: F401
-    from nugen_etl.lake import open_lake
+    from nugen_etl.sinks.lake import open_lake
     from nugen_etl.storage import LocalStorage
 
     open_lake(LocalStorage(Path(root)))

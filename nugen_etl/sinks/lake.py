@@ -30,11 +30,11 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from . import __version__
-from .errors import NugenEtlError
-from .records import SUCCESS_OUTCOMES, AccountRun, SlotLoad, as_utc, gather, is_success, latest_per_slot
-from .schemas import LAKE_ACCOUNT_RUNS, MODEL_METRICS, MODEL_SNAPSHOTS, TableSpec
-from .storage import Storage
+from .. import __version__
+from ..errors import NugenEtlError
+from ..records import SUCCESS_OUTCOMES, AccountRun, SlotLoad, as_utc, gather, is_success, latest_per_slot
+from ..schemas import LAKE_ACCOUNT_RUNS, MODEL_METRICS, MODEL_SNAPSHOTS, TableSpec
+from ..storage import Storage
 
 if TYPE_CHECKING:
     from deltalake import DeltaTable

@@ -12,9 +12,9 @@ import logging
 import os
 from datetime import date
 
+from ..storage import LocalStorage, Storage
+from .archive import RAW_DIR
 from .lake import LAKE_TABLES, LEGACY_DIR, LayoutProbe
-from .raw_archive import RAW_DIR
-from .storage import LocalStorage, Storage
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ from typing import cast, overload
 
 from isal import igzip, isal_zlib
 
-from .errors import ConfigError
-from .records import RawAnswer, validate_account_id
-from .slots import parse_slot_stamp, parse_timestamp, slot_stamp
-from .storage import Storage, as_storage
+from ..errors import ConfigError
+from ..records import RawAnswer, validate_account_id
+from ..slots import parse_slot_stamp, parse_timestamp, slot_stamp
+from ..storage import Storage, as_storage
 
 RAW_DIR = "raw"
 SUFFIX = ".raw.gz"

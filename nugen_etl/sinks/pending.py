@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from .storage import Storage, StorageError
+from ..storage import Storage, StorageError
 
 FOLDER = "pending"
 LOADING = "loading"  # the reason of an entry whose load is under way

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from ..storage import Storage
 from .lake import LAKE_TABLES, Lake
-from .storage import Storage
 
 log = logging.getLogger(__name__)
 

@@ -7,14 +7,14 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 
-from .errors import WarehouseBusy, WarehouseError, WarehouseUnavailable
+from ..errors import WarehouseBusy, WarehouseError, WarehouseUnavailable
+from ..records import SlotLoad, table_rows
+from ..schemas import MODEL_SNAPSHOTS
+from ..slots import utcnow
+from ..summary import RunSummary
+from ..warehouse import Warehouse
 from .lake import Lake, LakeError
 from .pending import LOADING, PendingJournal, PendingLoad
-from .records import SlotLoad, table_rows
-from .schemas import MODEL_SNAPSHOTS
-from .slots import utcnow
-from .summary import RunSummary
-from .warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
