@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nugen_etl.config import DEFAULT_BASE_URL, load_config
+from nugen_etl.config import DEFAULT_BASE_URL, ApiConfig, Config, WarehouseConfig, load_config
 from nugen_etl.errors import ConfigError
 from nugen_etl.redaction import Secret
 
@@ -56,6 +56,16 @@ def test_defaults(tmp_path: Path) -> None:
     assert cfg.granularity.total_seconds() == 3600
     assert cfg.warehouse.duckdb_memory_limit == "auto"  # a budget per load (DuckDBWarehouse)
     assert cfg.warehouse.batch_accounts == 100
+    # Every default is the dataclass field's: the parser writes none of its own.
+    assert cfg.api == ApiConfig()
+    assert cfg.warehouse == WarehouseConfig(url=cfg.warehouse.url)
+    plain = Config(api=cfg.api, storage_root=cfg.storage_root, warehouse=cfg.warehouse, accounts=cfg.accounts)
+    assert (cfg.granularity, cfg.fsync, cfg.vacuum_retention_hours, cfg.target_file_mb) == (
+        plain.granularity,
+        plain.fsync,
+        plain.vacuum_retention_hours,
+        plain.target_file_mb,
+    )
 
 
 @pytest.mark.parametrize(
