@@ -16,7 +16,7 @@ from nugen_etl.errors import WarehouseBusy, WarehouseError, WarehouseUnavailable
 from nugen_etl.schemas import MODEL_METRIC_LISTS, MODEL_SNAPSHOTS
 from nugen_etl.warehouse import migrations
 from nugen_etl.warehouse.base import Warehouse
-from nugen_etl.warehouse.load_sql import duplicate_key_sql, load_statements
+from nugen_etl.warehouse.load_sql import appending_query, duplicate_key_sql, load_statements
 from nugen_etl.warehouse.rollups import Statement
 from nugen_etl.warehouse.staging import StagedBatch
 
@@ -177,7 +177,9 @@ class DuckDBWarehouse(Warehouse):
                 for name, table in batch.tables.items():
                     con.register(name, table)
                 _refuse_duplicate_keys(con, batch)
-                for sql, params in load_statements(batch, analyze=False):
+                check = appending_query(batch)
+                appending = check is not None and bool(con.execute(check[0], list(check[1])).fetchall()[0][0])
+                for sql, params in load_statements(batch, analyze=False, appending=appending):
                     con.execute(sql, list(params))
                 if self._budgeted:
                     self._index_bytes = max(self._index_bytes or 0, _index_bytes(con))

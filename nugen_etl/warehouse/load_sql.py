@@ -3,6 +3,8 @@ schemas: identifiers come from ``nugen_etl.schemas`` only; values are never form
 
 from __future__ import annotations
 
+import pyarrow.compute as pc
+
 from nugen_etl import schemas
 from nugen_etl.records import SUCCESS_OUTCOMES
 from nugen_etl.schemas import TableSpec
@@ -85,13 +87,28 @@ def duplicate_key_sql(spec: TableSpec) -> str:
     return f"SELECT {keys}, count(*) FROM {staging_name(spec.name)} GROUP BY {keys} HAVING count(*) > 1 LIMIT 1"
 
 
-def load_statements(batch: StagedBatch, *, analyze: bool = True) -> list[Statement]:
+def appending_query(batch: StagedBatch) -> Statement | None:
+    """The query that says whether ``batch`` only appends (``rollups.appending_query``), or None when
+    its shape already rules that out: rows on more than one day, or rows its own rollups leave to the
+    full upkeep (``rollup_batch``: a key shared within a snapshot, a huge usage_count)."""
+    if batch.data_days is None or batch.data_days[0] != batch.data_days[1]:
+        return None
+    daily, days = batch.tables["stg_rollup_daily"], batch.tables["stg_rollup_days"]
+    if daily.num_rows and pc.count_distinct(daily["account_id"]).as_py() != days.num_rows:
+        return None
+    return rollups.appending_query(batch.data_days[0])
+
+
+def load_statements(batch: StagedBatch, *, analyze: bool = True, appending: bool = False) -> list[Statement]:
     """The batch's statements in order (``?`` placeholders), for an engine to run inside one
     transaction: the slots replaced, evaluations and runs upserted, the rollups brought up to date
-    (``analyze``: see ``rollups.maintenance_statements``)."""
-    statements = rollups.capture_statements()
-    statements += [(delete_slot_sql(spec), ()) for spec in SLOT_TABLES]
-    statements += [(insert_slot_sql(spec), ()) for spec in SLOT_TABLES]
-    statements += [(upsert_evaluations_sql(), ()), (upsert_runs_sql(), ())]
+    (``appending``: what ``appending_query`` answered, run in the same transaction before these;
+    ``analyze``: see ``rollups.maintenance_statements``)."""
+    replace = [(delete_slot_sql(spec), ()) for spec in SLOT_TABLES]
+    replace += [(insert_slot_sql(spec), ()) for spec in SLOT_TABLES]
+    replace += [(upsert_evaluations_sql(), ()), (upsert_runs_sql(), ())]
+    if appending:
+        assert batch.data_days is not None
+        return replace + rollups.appending_statements(batch.data_days[0], analyze=analyze)
     first_day, last_day = batch.data_days or (None, None)
-    return statements + rollups.maintenance_statements(first_day, last_day, analyze=analyze)
+    return rollups.capture_statements() + replace + rollups.maintenance_statements(first_day, last_day, analyze=analyze)

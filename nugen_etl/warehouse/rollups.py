@@ -252,18 +252,11 @@ def capture_statements() -> list[Statement]:
     ]
 
 
-def maintenance_statements(first_day: date | None, last_day: date | None, *, analyze: bool = True) -> list[Statement]:
-    """After the batch's rows are in: bring every rollup the batch can change up to date.
-
-    ``first_day``/``last_day``: the UTC dates of the batch's earliest and latest data-bearing slot
-    (None when it carries none: then only the health of its accounts changes). The batch's own
-    rollups are staged as ``stg_rollup_days``, ``stg_rollup_daily`` and ``stg_rollup_status_changes``
-    (``rollup_batch.py``). ``analyze``: ANALYZE each temporary table the joins probe once it is
-    filled (PostgreSQL keeps no statistics of one otherwise and plans the joins on it blind; DuckDB
-    has them from the insert)."""
+def _health_statements() -> list[Statement]:
+    """The health rows of the batch's accounts (``stg_account_runs``)."""
     # account_runs rows are never deleted and a success is never overwritten, so an account's last run
     # and last success only move forward: the batch's runs and the health before it settle them.
-    health = [
+    return [
         (
             "CREATE TEMPORARY TABLE rollup_accounts AS "
             "SELECT b.account_id,"
@@ -278,6 +271,18 @@ def maintenance_statements(first_day: date | None, last_day: date | None, *, ana
         (_health_from("SELECT * FROM rollup_accounts"), ()),
         ("DROP TABLE rollup_accounts", ()),
     ]
+
+
+def maintenance_statements(first_day: date | None, last_day: date | None, *, analyze: bool = True) -> list[Statement]:
+    """After the batch's rows are in: bring every rollup the batch can change up to date.
+
+    ``first_day``/``last_day``: the UTC dates of the batch's earliest and latest data-bearing slot
+    (None when it carries none: then only the health of its accounts changes). The batch's own
+    rollups are staged as ``stg_rollup_days``, ``stg_rollup_daily`` and ``stg_rollup_status_changes``
+    (``rollup_batch.py``). ``analyze``: ANALYZE each temporary table the joins probe once it is
+    filled (PostgreSQL keeps no statistics of one otherwise and plans the joins on it blind; DuckDB
+    has them from the insert)."""
+    health = _health_statements()
     finish = _analyzed if analyze else list
     if first_day is None or last_day is None:
         return finish([*health, ("DROP TABLE rollup_touched", ())])
@@ -436,6 +441,96 @@ def maintenance_statements(first_day: date | None, last_day: date | None, *, ana
             (_current_from("SELECT * FROM rollup_spans"), ()),
             *health,
             *[(f"DROP TABLE {name}", ()) for name in TEMP_TABLES],
+        ]
+    )
+
+
+def _null_sum(*terms: str) -> str:
+    """SUM's rule over ``terms``: NULL when every one is, else the sum of those that are not."""
+    return f"CASE WHEN {' AND '.join(f'{t} IS NULL' for t in terms)} THEN NULL ELSE {' + '.join(f'COALESCE({t}, 0)' for t in terms)} END"
+
+
+def _pair(current: str, previous: str) -> str:
+    """One usage pair's delta (a counter reset counts the new value), NULL when either end is."""
+    return f"CASE WHEN {current} < {previous} THEN {current} ELSE {current} - {previous} END"
+
+
+def appending_query(day: date) -> Statement:
+    """One boolean: whether a batch whose rows all fall on ``day`` only appends observations, i.e. it
+    replaces no stored row with a model_key and every model_key it holds was last seen before the
+    batch's first snapshot of it. Then :func:`appending_statements` keeps the rollups exact; the
+    caller also checks that the batch's own rollups cover all its rows (``stg_rollup_days``)."""
+    start, end = day.isoformat(), (day + timedelta(days=1)).isoformat()
+    return (
+        "SELECT NOT EXISTS (SELECT 1 FROM nugen.model_snapshots AS m"
+        " WHERE (m.account_id, m.snapshot_at) IN (SELECT account_id, snapshot_at FROM stg_slot_keys)"
+        "  AND m.snapshot_at >= CAST(? AS TIMESTAMPTZ) AND m.snapshot_at < CAST(? AS TIMESTAMPTZ) AND m.model_key IS NOT NULL)"
+        " AND NOT EXISTS (SELECT 1 FROM stg_rollup_daily AS b JOIN nugen.rollup_models_current AS c"
+        "  ON c.account_id = b.account_id AND c.model_key = b.model_key WHERE c.last_seen_at >= b.first_snapshot_at)",
+        (start, end),
+    )
+
+
+def appending_statements(day: date, *, analyze: bool = True) -> list[Statement]:
+    """The upkeep of a batch that only appends the newest observations of ``day`` (see
+    :func:`appending_query`): each model_key's stored rollups end at its current row, so the batch's
+    own daily rows (``stg_rollup_daily``) extend that day's row or start a new day after it, with
+    the one usage pair and status change between the current row and the batch's first observation.
+    Nothing before the batch changes and nothing after it exists, so none of the searches for
+    previous or next observed days that :func:`maintenance_statements` makes are needed. The result
+    equals what that full upkeep gives (property-tested against it and the reference views)."""
+    keyed = "p.account_id = b.account_id AND p.model_key = b.model_key"
+    same_day_fields = ", ".join(f"{c} = b.{c}" for c in _SNAPSHOT_FIELDS)
+    within, pair = "b.usage_delta_within_day", _pair("b.first_usage_count", "d.usage_count")
+    new_day = [_null_sum(within, _pair("b.first_usage_count", "p.usage_count")) if c == "usage_delta" else f"b.{c}" for c in DAILY_COLUMNS]
+    current = [f"b.{c}" for c in CURRENT_COLUMNS[:-2]]
+    finish = _analyzed if analyze else list
+    return finish(
+        [
+            # The batch's model_keys that have a current row: their last observation before the batch.
+            (
+                "CREATE TEMPORARY TABLE rollup_prior AS "
+                "SELECT c.account_id, c.model_key, c.first_seen_at, c.usage_count, c.status, c.deployment_status,"
+                " CAST(c.last_seen_at AS DATE) = ? AS same_day "
+                "FROM stg_rollup_daily AS b JOIN nugen.rollup_models_current AS c"
+                " ON c.account_id = b.account_id AND c.model_key = b.model_key",
+                (day,),
+            ),
+            (
+                "UPDATE nugen.rollup_model_daily AS d SET observations = d.observations + b.observations,"
+                " last_snapshot_at = b.last_snapshot_at, usage_count = b.usage_count,"
+                f" usage_delta_within_day = {_null_sum('d.usage_delta_within_day', pair, within)},"
+                f" usage_delta = {_null_sum('d.usage_delta', pair, within)}, {same_day_fields} "
+                f"FROM (SELECT b.* FROM stg_rollup_daily AS b JOIN rollup_prior AS p ON {keyed} WHERE p.same_day) AS b "
+                "WHERE d.account_id = b.account_id AND d.model_key = b.model_key AND d.day = b.day AND d.day = ?",
+                (day,),
+            ),
+            (
+                f"INSERT INTO nugen.rollup_model_daily ({_list(DAILY_COLUMNS)}) SELECT {', '.join(new_day)} "
+                f"FROM stg_rollup_daily AS b LEFT JOIN rollup_prior AS p ON {keyed} WHERE p.same_day IS NOT TRUE",
+                (),
+            ),
+            (
+                f"INSERT INTO nugen.rollup_status_changes ({_list(STATUS_COLUMNS)}) "
+                f"SELECT {_list(STATUS_COLUMNS)} FROM stg_rollup_status_changes "
+                "UNION ALL SELECT b.account_id, b.model_key, b.first_snapshot_at, b.day, p.status, b.first_status,"
+                " p.deployment_status, b.first_deployment_status "
+                f"FROM stg_rollup_daily AS b JOIN rollup_prior AS p ON {keyed} "
+                "WHERE b.first_status IS DISTINCT FROM p.status OR b.first_deployment_status IS DISTINCT FROM p.deployment_status",
+                (),
+            ),
+            (
+                "DELETE FROM nugen.rollup_models_current WHERE (account_id, model_key) IN (SELECT account_id, model_key FROM rollup_prior)",
+                (),
+            ),
+            (
+                f"INSERT INTO nugen.rollup_models_current ({_list(CURRENT_COLUMNS)}) "
+                f"SELECT {', '.join(current)}, COALESCE(p.first_seen_at, b.first_snapshot_at), b.last_snapshot_at "
+                f"FROM stg_rollup_daily AS b LEFT JOIN rollup_prior AS p ON {keyed}",
+                (),
+            ),
+            *_health_statements(),
+            ("DROP TABLE rollup_prior", ()),
         ]
     )
 
