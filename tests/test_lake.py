@@ -190,7 +190,7 @@ def test_backfill_rewrites_a_day_in_one_commit_per_table_and_one_warehouse_load(
     from nugen_etl.warehouse.base import Warehouse
 
     real_load = Warehouse.load
-    monkeypatch.setattr(Warehouse, "load", lambda self, batch: (loads.append(len(batch)), real_load(self, batch))[1])
+    monkeypatch.setattr(Warehouse, "load", lambda self, batch, **kw: (loads.append(len(batch)), real_load(self, batch, **kw))[1])
     summary = backfill(rebuilt, first=DAY1, last=DAY1)
     assert summary.exit_code == 0
     assert lake_snapshots(fresh) == live
@@ -395,7 +395,7 @@ def test_a_conflict_past_the_bound_fails_only_its_batch(tmp_path: Path, monkeypa
     class NoWarehouse:
         loaded: list[list[str]] = []
 
-        def load(self, batch):  # type: ignore[no-untyped-def]
+        def load(self, batch, *, compact=True):  # type: ignore[no-untyped-def]
             self.loaded.append([ld.run.account_id for ld in batch])
 
     summary = RunSummary(command="run", snapshot_at=CONCURRENT_SLOT)

@@ -211,3 +211,31 @@ def test_overlapped_batches_reach_the_lake_first_load_in_order_and_a_busy_wareho
     assert all(lake_end[n] <= start for n, start in warehouse), "a batch loads only after its lake commits"
     assert loaded == sorted(a for a, n in batch_of.items() if n < 2)
     assert 2 in lake_end, "the busy batch had reached the lake: its rows are there for the next backfill"
+
+
+@pytest.mark.parametrize("overlap", [False, True], ids=["in-turn", "overlapped"])
+@pytest.mark.parametrize("accounts", [5, 6], ids=["last-batch-short", "last-batch-full"])
+def test_only_the_last_batch_compacts_the_warehouse_tables(tmp_path: Path, overlap: bool, accounts: int) -> None:
+    """A full batch is written when the next load arrives, so the batch that leaving the ``with``
+    block writes is the last, whether short or full; only its load compacts (``Warehouse.load``)."""
+    state = SimulatorState(5, accounts + 1, models=3, start=T0)
+    compacted: list[bool] = []
+    with open_warehouse(f"duckdb:///{tmp_path / 'w.duckdb'}") as wh:
+        wh.migrate()
+        real = wh.load
+
+        def load(batch, *, compact=True):  # type: ignore[no-untyped-def]
+            compacted.append(compact)
+            real(batch, compact=compact)
+
+        wh.load = load  # type: ignore[method-assign]
+        summary = RunSummary("run", T0)
+        with (
+            open_lake(LocalStorage(tmp_path / "lake", fsync=False)) as lake,
+            SlotWriter(lake, wh, batch_size=2, summary=summary, overlap=overlap) as writer,
+        ):
+            for load_ in _loads(state, T0):
+                writer.add(load_)
+        ((rows,),) = wh.fetch_all("SELECT count(DISTINCT account_id) FROM nugen.model_snapshots")
+    assert compacted == [False] * (len(compacted) - 1) + [True]
+    assert len(compacted) == -(-accounts // 2) and rows == accounts

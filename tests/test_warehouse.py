@@ -1333,6 +1333,36 @@ def test_duckdb_bulk_loading_checkpoints_once_at_the_end_and_keeps_every_load(tm
     assert BULK_CHECKPOINT_THRESHOLD.endswith("MB")
 
 
+def test_duckdb_loads_that_do_not_compact_leave_their_row_groups_to_the_one_that_does(tmp_path: Path) -> None:
+    """Each commit here checkpoints (a 1-byte threshold, as a large batch does by itself): with
+    ``compact=False`` the checkpoint leaves each batch's partly filled row group as it is; the next
+    compacting load merges them all; and the rows are those of a warehouse that compacted every time."""
+    from nugen_etl.warehouse.duckdb import DuckDBWarehouse
+
+    loads = [_flattened_slot("acme", at(2, h)) for h in range(4)]
+
+    def row_groups(wh: Warehouse) -> int:
+        ((count,),) = wh.fetch_all("SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('nugen.model_snapshots')")
+        return int(count)
+
+    with DuckDBWarehouse(str(tmp_path / "plain.duckdb")) as plain:
+        plain.migrate()
+        for load in loads:
+            plain.load([load])
+        want = dump(plain)
+    with DuckDBWarehouse(str(tmp_path / "w.duckdb")) as wh:
+        wh.migrate()
+        wh.fetch_all("SET checkpoint_threshold = '1B'")
+        vacuum = wh.fetch_all("SELECT current_setting('max_vacuum_tasks')")
+        for number, load in enumerate(loads[:-1], 1):
+            wh.load([load], compact=False)
+            assert row_groups(wh) == number
+        assert wh.fetch_all("SELECT current_setting('max_vacuum_tasks')") == vacuum != [(0,)], "the setting is the load's alone"
+        wh.load(loads[-1:])
+        assert row_groups(wh) == 1
+        assert dump(wh) == want
+
+
 def test_duckdb_loads_of_a_bulk_session_killed_before_its_checkpoint_are_in_the_file(tmp_path: Path) -> None:
     path = tmp_path / "killed.duckdb"
     done = subprocess.run(

@@ -22,9 +22,11 @@ log = logging.getLogger(__name__)
 class SlotWriter:
     """The lake first, then the warehouse, a batch at a time.
 
-    A batch closes after ``batch_size`` loads, after ``max_rows`` model rows, or when the caller
-    calls :meth:`flush` (a backfill flushes at each day's end, so a day is one commit per table and
-    one warehouse transaction). The batch is one Delta commit per table; if the lake refuses it
+    A batch closes once it holds ``batch_size`` loads or ``max_rows`` model rows (it is written when
+    the next load arrives, so the last batch is the one that leaving the ``with`` block writes, and
+    its warehouse load compacts the tables: see ``Warehouse.load``), or when the caller calls
+    :meth:`flush` (a backfill flushes at each day's end, so a day is one commit per table and one
+    warehouse transaction). The batch is one Delta commit per table; if the lake refuses it
     (a conflict past the retries, storage down), the batch's accounts fail together and are not
     loaded, and their raw answers stay archived for a backfill. Then the batch is one warehouse
     transaction; if it fails, its accounts are retried one by one so a bad account cannot take its
@@ -72,26 +74,31 @@ class SlotWriter:
         self._loaded: Future[None] | None = None
 
     def add(self, load: SlotLoad) -> None:
+        if self._full():  # closed when the next load comes, so the last batch is the one ``__exit__`` writes
+            self.flush()
         self._summary.record(load.run)
         self._batch.append(load)
         if load.tables is not None:
             self._rows += table_rows(load.tables, MODEL_SNAPSHOTS.name)
-        if (self._batch_size is not None and len(self._batch) >= self._batch_size) or (
-            self._max_rows is not None and self._rows >= self._max_rows
-        ):
-            self.flush()
 
-    def flush(self) -> None:
+    def _full(self) -> bool:
+        return (self._batch_size is not None and len(self._batch) >= self._batch_size) or (
+            self._max_rows is not None and self._rows >= self._max_rows
+        )
+
+    def flush(self, *, last: bool = False) -> None:
+        """Write the batch gathered so far (``last``: the writer's last, whose warehouse load compacts
+        what the others appended; see ``Warehouse.load``)."""
         batch, self._batch, self._rows = self._batch, [], 0
         if self._threads is None:
             if batch and self._write_lake(batch):
-                self._load(batch)
+                self._load(batch, last)
             return
         if self._lake_done is not None:
             self._lake_done.result()  # one batch in the lake stage at a time; raises what it raised
             self._lake_done = None
         if batch:
-            self._lake_done = self._threads[0].submit(self._lake_then_queue, batch)
+            self._lake_done = self._threads[0].submit(self._lake_then_queue, batch, last)
 
     def _write_lake(self, batch: list[SlotLoad]) -> bool:
         try:
@@ -101,7 +108,7 @@ class SlotWriter:
             return False
         return True
 
-    def _lake_then_queue(self, batch: list[SlotLoad]) -> None:
+    def _lake_then_queue(self, batch: list[SlotLoad], last: bool) -> None:
         """In the lake thread: commit the batch, then hand it to the warehouse thread once the batch
         before it has loaded (raising what that load raised)."""
         if not self._write_lake(batch):
@@ -109,7 +116,7 @@ class SlotWriter:
         assert self._threads is not None
         if self._loaded is not None:
             self._loaded.result()
-        self._loaded = self._threads[1].submit(self._load, batch)
+        self._loaded = self._threads[1].submit(self._load, batch, last)
 
     def _drain(self) -> None:
         """Wait for the batches in flight; raise the first exception one of them raised."""
@@ -126,13 +133,13 @@ class SlotWriter:
         if first is not None:
             raise first
 
-    def _load(self, batch: list[SlotLoad]) -> None:
+    def _load(self, batch: list[SlotLoad], last: bool) -> None:
         if self._journal is None:
-            for account_id, message in self._load_batch(batch).items():
+            for account_id, message in self._load_batch(batch, last).items():
                 self._summary.record_error(account_id, message)
             return
         entry = self._mark_pending(batch)
-        not_loaded = self._load_batch(batch)
+        not_loaded = self._load_batch(batch, last)
         try:
             if not not_loaded:
                 if entry is not None:
@@ -167,12 +174,12 @@ class SlotWriter:
             return None
         return PendingLoad(key=key, snapshot_at=slot, outcomes=outcomes, since=now, reason=LOADING)
 
-    def _load_batch(self, batch: list[SlotLoad]) -> dict[str, str]:
+    def _load_batch(self, batch: list[SlotLoad], last: bool) -> dict[str, str]:
         """Load the batch (then one by one if it fails); the accounts whose load did not commit, with why."""
         if self._warehouse is None:
             return {load.run.account_id: f"warehouse unavailable: {self._unavailable}" for load in batch}
         try:
-            self._warehouse.load(batch)
+            self._warehouse.load(batch, compact=last)
             return {}
         except WarehouseBusy as exc:
             if self._journal is None:
@@ -187,7 +194,7 @@ class SlotWriter:
         failed: dict[str, str] = {}
         for i, load in enumerate(batch):
             try:
-                self._warehouse.load([load])
+                self._warehouse.load([load], compact=last and i == len(batch) - 1)
             except WarehouseBusy as exc:
                 if self._journal is None:
                     raise
@@ -230,7 +237,7 @@ class SlotWriter:
     def __exit__(self, exc_type: object, *rest: object) -> None:
         try:
             if exc_type is None:
-                self.flush()
+                self.flush(last=True)
             if self._threads is not None:
                 try:
                     self._drain()

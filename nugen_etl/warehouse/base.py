@@ -45,7 +45,7 @@ class Warehouse(ABC):
     def migrate(self) -> list[str]:
         """Apply the pending versioned migrations; return the versions applied (empty when current)."""
 
-    def load(self, loads: Sequence[SlotLoad]) -> None:
+    def load(self, loads: Sequence[SlotLoad], *, compact: bool = True) -> None:
         """Write a batch of slot loads in one transaction: all of it or none of it.
 
         Per (account, slot) with tables: the slot's rows of model_snapshots, model_metrics (stored
@@ -58,12 +58,17 @@ class Warehouse(ABC):
         more: a slot's load replaces the slot, so loading it twice is safe even when the lost
         commit did land. If it cannot be opened again, ``WarehouseUnavailable`` is raised and the
         next load tries again.
+
+        ``compact=False`` lets the engine leave the storage of the tables it appends to for a later
+        load to tidy (DuckDB: the commit's checkpoint skips merging partly filled row groups). A run
+        passes it for every batch but its last, so each run leaves its tables compact and pays one
+        merge instead of one per batch.
         """
         if not loads:
             return
         batch = stage_batch(loads)
         try:
-            self._load_reconnecting(batch)
+            self._load_reconnecting(batch, compact)
         except WarehouseError:
             raise
         except Exception as exc:  # the driver's error, re-raised with the batch's context
@@ -71,9 +76,9 @@ class Warehouse(ABC):
                 f"{self.engine} warehouse refused the load of account(s) {', '.join(batch.account_ids)}: {type(exc).__name__}: {exc}"
             ) from exc
 
-    def _load_reconnecting(self, batch: StagedBatch) -> None:
+    def _load_reconnecting(self, batch: StagedBatch, compact: bool) -> None:
         try:
-            self._load_staged(batch)
+            self._load_staged(batch, compact)
         except Exception as exc:
             if not self._connection_lost(exc):
                 raise
@@ -86,7 +91,7 @@ class Warehouse(ABC):
                 " ".join(str(exc).split()),
             )
             self._reconnect()
-            self._load_staged(batch)
+            self._load_staged(batch, compact)
 
     def rebuild_rollups(self) -> None:
         """Rebuild every rollup the BI views read from model_snapshots and account_runs, in one
@@ -125,7 +130,7 @@ class Warehouse(ABC):
         yield
 
     @abstractmethod
-    def _load_staged(self, batch: StagedBatch) -> None: ...
+    def _load_staged(self, batch: StagedBatch, compact: bool) -> None: ...
 
     @abstractmethod
     def _connection_lost(self, exc: Exception) -> bool:

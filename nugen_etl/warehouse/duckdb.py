@@ -137,13 +137,13 @@ class DuckDBWarehouse(Warehouse):
                         exc,
                     )
 
-    def _load_staged(self, batch: StagedBatch) -> None:
+    def _load_staged(self, batch: StagedBatch, compact: bool) -> None:
         for attempt in range(2):  # under the budget, then with twice its headroom, then uncapped
             budget = self.load_budget(batch)
             if budget is None:
                 break
             try:
-                self._transaction(batch, memory_limit=budget)
+                self._transaction(batch, compact, memory_limit=budget)
                 return
             except duckdb.Error as exc:
                 if not _out_of_memory(exc):
@@ -157,7 +157,7 @@ class DuckDBWarehouse(Warehouse):
                     str(exc).splitlines()[0],
                     "again with twice the headroom" if attempt == 0 else "without the cap",
                 )
-        self._transaction(batch)
+        self._transaction(batch, compact)
 
     def load_budget(self, batch: StagedBatch) -> int | None:
         """The memory cap, in bytes, that a load of ``batch`` would run under now (None: uncapped)."""
@@ -167,11 +167,15 @@ class DuckDBWarehouse(Warehouse):
         headroom = max(self._headroom_min, _HEADROOM_PER_STAGED_BYTE * staged)
         return int(self._index_bytes + self._headroom_scale * headroom)
 
-    def _transaction(self, batch: StagedBatch, *, memory_limit: int | None = None) -> None:
+    def _transaction(self, batch: StagedBatch, compact: bool, *, memory_limit: int | None = None) -> None:
         con = self.con
         try:
             if memory_limit is not None:
                 con.execute(f"SET memory_limit = '{int(memory_limit)}B'")
+            if not compact:
+                # The commit's checkpoint would merge the tables' partly filled row groups, rewriting
+                # the batches before it each time: 7.2 of 11.0 s on 1,000 x 200 in batches of 100.
+                con.execute("SET max_vacuum_tasks = 0")
             con.begin()
             try:
                 for name, table in batch.tables.items():
@@ -193,6 +197,8 @@ class DuckDBWarehouse(Warehouse):
         finally:
             if memory_limit is not None:
                 con.execute("RESET memory_limit")
+            if not compact:
+                con.execute("RESET max_vacuum_tasks")
 
     def _run_in_transaction(self, statements: Sequence[Statement]) -> None:
         con = self.con

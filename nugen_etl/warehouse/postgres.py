@@ -103,7 +103,7 @@ class PostgresWarehouse(Warehouse):
             raise WarehouseError(f"cannot migrate {self.url}: {exc}") from exc
         return done
 
-    def _load_staged(self, batch: StagedBatch) -> None:
+    def _load_staged(self, batch: StagedBatch, compact: bool) -> None:  # noqa: ARG002 - PostgreSQL's autovacuum tidies
         for attempt in range(1, _LOAD_ATTEMPTS + 1):
             try:
                 with self.conn.transaction():
