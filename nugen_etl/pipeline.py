@@ -95,7 +95,8 @@ def run_snapshot(
 
     Accounts are fetched ``max_concurrency`` at a time and streamed through: each answer is archived
     raw, flattened, and written in batches: one lake commit per table, then one warehouse
-    transaction. One account's failure never stops or rolls back another's. With ``skip_succeeded``
+    transaction (in a background thread while the next batch's lake commits are written, where the
+    warehouse allows it: ``Warehouse.live_loads_overlap``). One account's failure never stops or rolls back another's. With ``skip_succeeded``
     (a retry of the same slot), accounts already recorded ok/empty for the slot are not fetched
     again. ``storage`` defaults to the configured one (``open_configured_storage``); ``run_id`` (e.g.
     Airflow's) goes into the lake's commit metadata.
@@ -110,7 +111,15 @@ def run_snapshot(
             _catch_up(
                 storage, wh, journal, summary, max_slots=config.warehouse.catch_up_slots, batch_accounts=config.warehouse.batch_accounts
             )
-        with SlotWriter(lake, wh, batch_size=config.warehouse.batch_accounts, summary=summary, journal=journal, unavailable=why) as writer:
+        with SlotWriter(
+            lake,
+            wh,
+            batch_size=config.warehouse.batch_accounts,
+            summary=summary,
+            journal=journal,
+            unavailable=why,
+            overlap=wh is not None and wh.live_loads_overlap,
+        ) as writer:
             if skip_succeeded:
                 done = _archived_successes(journal, snapshot_at)
                 if wh is not None:

@@ -39,12 +39,13 @@ class SlotWriter:
     ``unavailable`` says why) leaves the accounts recorded as pending, not failed, for the next run
     or ``nugen-etl load-pending`` to load from the raw archive.
 
-    With ``overlap``, a closed batch is written by two threads (the lake's commits and the
-    warehouse's load release the GIL): batch N+1's lake commits run while batch N loads into the
-    warehouse, and the caller prepares batch N+2. Each batch still reaches the lake before the
-    warehouse, batches load in order, and at most three are held. A ``WarehouseBusy`` (or any
-    other exception) of a background batch is raised by the next ``flush`` or on leaving the
-    ``with`` block.
+    With ``overlap``, a batch's warehouse load runs in a background thread (DuckDB and psycopg
+    release the GIL while they work): the caller writes batch N+1's lake commits and gathers the
+    batch after it while batch N loads. Each batch still reaches the lake before the warehouse,
+    batches load in order, one load is in flight and at most two batches are held (a third would
+    cost PostgreSQL's run 1.58x the 10-account peak RSS at 2,000 accounts, past the 1.5x target). A
+    ``WarehouseBusy`` (or any other exception) of a background load is raised by the next
+    ``flush`` or on leaving the ``with`` block.
     """
 
     def __init__(
@@ -65,13 +66,8 @@ class SlotWriter:
         self._batch_size, self._max_rows, self._summary = batch_size, max_rows, summary
         self._batch: list[SlotLoad] = []
         self._rows = 0
-        self._threads = (
-            (ThreadPoolExecutor(1, thread_name_prefix="nugen-lake"), ThreadPoolExecutor(1, thread_name_prefix="nugen-warehouse"))
-            if overlap
-            else None
-        )
-        self._lake_done: Future[None] | None = None
-        self._loaded: Future[None] | None = None
+        self._loader = ThreadPoolExecutor(1, thread_name_prefix="nugen-warehouse") if overlap else None
+        self._loaded: Future[None] | None = None  # the load in flight
 
     def add(self, load: SlotLoad) -> None:
         if self._full():  # closed when the next load comes, so the last batch is the one ``__exit__`` writes
@@ -90,15 +86,13 @@ class SlotWriter:
         """Write the batch gathered so far (``last``: the writer's last, whose warehouse load compacts
         what the others appended; see ``Warehouse.load``)."""
         batch, self._batch, self._rows = self._batch, [], 0
-        if self._threads is None:
-            if batch and self._write_lake(batch):
-                self._load(batch, last)
+        if not batch or not self._write_lake(batch):
             return
-        if self._lake_done is not None:
-            self._lake_done.result()  # one batch in the lake stage at a time; raises what it raised
-            self._lake_done = None
-        if batch:
-            self._lake_done = self._threads[0].submit(self._lake_then_queue, batch, last)
+        if self._loader is None:
+            self._load(batch, last)
+            return
+        self._drain()  # one load in flight: the one before this batch's; raises what it raised
+        self._loaded = self._loader.submit(self._load, batch, last)
 
     def _write_lake(self, batch: list[SlotLoad]) -> bool:
         try:
@@ -108,30 +102,11 @@ class SlotWriter:
             return False
         return True
 
-    def _lake_then_queue(self, batch: list[SlotLoad], last: bool) -> None:
-        """In the lake thread: commit the batch, then hand it to the warehouse thread once the batch
-        before it has loaded (raising what that load raised)."""
-        if not self._write_lake(batch):
-            return
-        assert self._threads is not None
-        if self._loaded is not None:
-            self._loaded.result()
-        self._loaded = self._threads[1].submit(self._load, batch, last)
-
     def _drain(self) -> None:
-        """Wait for the batches in flight; raise the first exception one of them raised."""
-        first: BaseException | None = None
-        for stage in ("_lake_done", "_loaded"):  # the lake thread sets _loaded before its future ends
-            future = getattr(self, stage)
-            setattr(self, stage, None)
-            if future is None:
-                continue
-            try:
-                future.result()
-            except BaseException as exc:  # noqa: BLE001 - re-raised below, after both stages ended
-                first = first or exc
-        if first is not None:
-            raise first
+        """Wait for the load in flight; raise what it raised."""
+        loaded, self._loaded = self._loaded, None
+        if loaded is not None:
+            loaded.result()
 
     def _load(self, batch: list[SlotLoad], last: bool) -> None:
         if self._journal is None:
@@ -238,7 +213,7 @@ class SlotWriter:
         try:
             if exc_type is None:
                 self.flush(last=True)
-            if self._threads is not None:
+            if self._loader is not None:
                 try:
                     self._drain()
                 except Exception:
@@ -246,6 +221,5 @@ class SlotWriter:
                         raise
                     log.exception("a batch in flight failed while leaving on an earlier error")
         finally:
-            if self._threads is not None:
-                for pool in self._threads:
-                    pool.shutdown(wait=True)
+            if self._loader is not None:
+                self._loader.shutdown(wait=True)

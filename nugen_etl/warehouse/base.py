@@ -32,6 +32,10 @@ class Warehouse(ABC):
     """
 
     engine: str
+    # Whether a live run loads this warehouse in a background thread while it writes the next batch's
+    # lake commits (``SlotWriter(overlap=True)``): where the extra batch held stays within the memory
+    # target (see the engines).
+    live_loads_overlap: bool = False
 
     def __init__(self, url: str) -> None:
         self._display_url = mask_url(url)

@@ -52,6 +52,9 @@ class DuckDBWarehouse(Warehouse):
     """
 
     engine = "duckdb"
+    # A live run's loads overlap its lake writes: the fan-out ran ~12 % faster and the 1,000 x 200 run
+    # ~15 %, at 1.40x the 10-account peak RSS on 2,000 accounts (1.38x in turn; the target is 1.5x).
+    live_loads_overlap = True
 
     def __init__(
         self,
