@@ -237,7 +237,8 @@ def test_slot_writer_fails_an_unreachable_batch_whole_and_goes_on_with_the_next(
             with connections_refused(pg_admin_url, name), caplog.at_level(logging.WARNING, logger="nugen_etl.warehouse"):
                 _end_session(pg_admin_url, wh)
                 for load in unreachable:
-                    writer.add(load)  # the third fills the batch and flushes it
+                    writer.add(load)  # the third fills the batch: it is written when the next load comes, or
+                writer.flush()  # now
             assert sum(LOST in r.getMessage() for r in caplog.records) == 1  # not once more per account
             for load in later:
                 writer.add(load)
