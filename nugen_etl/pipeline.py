@@ -98,8 +98,9 @@ def run_snapshot(
     transaction (in a background thread while the next batch's lake commits are written, where the
     warehouse allows it: ``Warehouse.live_loads_overlap``). One account's failure never stops or
     rolls back another's. With ``skip_succeeded`` (a retry of the same slot), accounts already
-    recorded ok/empty for the slot are not fetched again. ``storage`` defaults to the configured one (``open_configured_storage``); ``run_id`` (e.g.
-    Airflow's) goes into the lake's commit metadata.
+    recorded ok/empty for the slot are not fetched again. ``storage`` defaults to the configured
+    one (``open_configured_storage``); ``run_id`` (e.g. Airflow's) goes into the lake's commit
+    metadata.
     """
     accounts = tuple(accounts if accounts is not None else config.accounts)
     storage = open_configured_storage(config) if storage is None else storage
