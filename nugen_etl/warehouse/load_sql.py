@@ -3,6 +3,9 @@ schemas: identifiers come from ``nugen_etl.schemas`` only; values are never form
 
 from __future__ import annotations
 
+from datetime import datetime
+
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from nugen_etl import schemas
@@ -107,8 +110,24 @@ def load_statements(batch: StagedBatch, *, analyze: bool = True, appending: bool
     replace = [(delete_slot_sql(spec), ()) for spec in SLOT_TABLES]
     replace += [(insert_slot_sql(spec), ()) for spec in SLOT_TABLES]
     replace += [(upsert_evaluations_sql(), ()), (upsert_runs_sql(), ())]
+    floor = success_floor(batch)
     if appending:
         assert batch.data_days is not None
-        return replace + rollups.appending_statements(batch.data_days[0], analyze=analyze)
+        return replace + rollups.appending_statements(batch.data_days[0], success_floor=floor, analyze=analyze)
     first_day, last_day = batch.data_days or (None, None)
-    return rollups.capture_statements() + replace + rollups.maintenance_statements(first_day, last_day, analyze=analyze)
+    upkeep = rollups.maintenance_statements(first_day, last_day, success_floor=floor, analyze=analyze)
+    return rollups.capture_statements() + replace + upkeep
+
+
+def success_floor(batch: StagedBatch) -> datetime | None:
+    """The earliest of the batch's accounts' newest successful runs in the batch, when every account
+    has one (no account's last success is before it once the batch is in), else None."""
+    runs = batch.tables[staging_name(schemas.ACCOUNT_RUNS.name)]
+    succeeded = runs.filter(pc.is_in(runs["outcome"], pa.array(_SUCCESS)))
+    if succeeded.num_rows == 0:
+        return None
+    newest = succeeded.group_by("account_id", use_threads=False).aggregate([("snapshot_at", "max")])
+    if newest.num_rows < pc.count_distinct(runs["account_id"]).as_py():
+        return None
+    floor: datetime = pc.min(newest["snapshot_at_max"]).as_py()
+    return floor

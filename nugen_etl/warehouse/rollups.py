@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 LOOKBACK_DAYS = 7
@@ -220,9 +220,12 @@ JOIN nugen.rollup_model_daily AS l
 WHERE sp.first_seen_at IS NOT NULL"""
 
 
-def _health_from(spans: str) -> str:
+def _health_from(spans: str, *, floored: bool = False) -> str:
     """Health rows from ``spans`` (account_id, last_success_at, last_run_at) and account_runs
-    (account_health's rules: failures counted since the last success, all of them if none)."""
+    (account_health's rules: failures counted since the last success, all of them if none).
+    ``floored``: one ``?``, a time no account's last success is before; the runs before it are never
+    counted, and DuckDB skips their blocks instead of joining every account run."""
+    floor = " AND f.snapshot_at > CAST(? AS TIMESTAMPTZ)" if floored else ""
     return f"""
 INSERT INTO nugen.rollup_account_health ({_list(HEALTH_COLUMNS)})
 SELECT s.account_id, s.last_success_at,
@@ -230,7 +233,7 @@ SELECT s.account_id, s.last_success_at,
          WHERE latest.account_id = s.account_id AND latest.snapshot_at = s.last_run_at),
        (SELECT COUNT(*) FROM nugen.account_runs AS f
          WHERE f.account_id = s.account_id AND f.outcome IN {_FAILED}
-           AND f.snapshot_at > COALESCE(s.last_success_at, CAST('-infinity' AS TIMESTAMPTZ))),
+           AND f.snapshot_at > COALESCE(s.last_success_at, CAST('-infinity' AS TIMESTAMPTZ)){floor}),
        s.last_run_at
 FROM ({spans}) AS s
 WHERE s.last_run_at IS NOT NULL"""
@@ -252,8 +255,10 @@ def capture_statements() -> list[Statement]:
     ]
 
 
-def _health_statements() -> list[Statement]:
-    """The health rows of the batch's accounts (``stg_account_runs``)."""
+def _health_statements(success_floor: datetime | None) -> list[Statement]:
+    """The health rows of the batch's accounts (``stg_account_runs``). ``success_floor``: a time no
+    account's last success is before once the batch is in (the earliest of their newest successes in
+    the batch, when each has one), or None."""
     # account_runs rows are never deleted and a success is never overwritten, so an account's last run
     # and last success only move forward: the batch's runs and the health before it settle them.
     return [
@@ -268,12 +273,17 @@ def _health_statements() -> list[Statement]:
             (),
         ),
         ("DELETE FROM nugen.rollup_account_health WHERE account_id IN (SELECT account_id FROM rollup_accounts)", ()),
-        (_health_from("SELECT * FROM rollup_accounts"), ()),
+        (
+            _health_from("SELECT * FROM rollup_accounts", floored=success_floor is not None),
+            () if success_floor is None else (success_floor.isoformat(),),
+        ),
         ("DROP TABLE rollup_accounts", ()),
     ]
 
 
-def maintenance_statements(first_day: date | None, last_day: date | None, *, analyze: bool = True) -> list[Statement]:
+def maintenance_statements(
+    first_day: date | None, last_day: date | None, *, success_floor: datetime | None = None, analyze: bool = True
+) -> list[Statement]:
     """After the batch's rows are in: bring every rollup the batch can change up to date.
 
     ``first_day``/``last_day``: the UTC dates of the batch's earliest and latest data-bearing slot
@@ -282,7 +292,7 @@ def maintenance_statements(first_day: date | None, last_day: date | None, *, ana
     (``rollup_batch.py``). ``analyze``: ANALYZE each temporary table the joins probe once it is
     filled (PostgreSQL keeps no statistics of one otherwise and plans the joins on it blind; DuckDB
     has them from the insert)."""
-    health = _health_statements()
+    health = _health_statements(success_floor)
     finish = _analyzed if analyze else list
     if first_day is None or last_day is None:
         return finish([*health, ("DROP TABLE rollup_touched", ())])
@@ -471,7 +481,7 @@ def appending_query(day: date) -> Statement:
     )
 
 
-def appending_statements(day: date, *, analyze: bool = True) -> list[Statement]:
+def appending_statements(day: date, *, success_floor: datetime | None = None, analyze: bool = True) -> list[Statement]:
     """The upkeep of a batch that only appends the newest observations of ``day`` (see
     :func:`appending_query`): each model_key's stored rollups end at its current row, so the batch's
     own daily rows (``stg_rollup_daily``) extend that day's row or start a new day after it, with
@@ -529,7 +539,7 @@ def appending_statements(day: date, *, analyze: bool = True) -> list[Statement]:
                 f"FROM stg_rollup_daily AS b LEFT JOIN rollup_prior AS p ON {keyed}",
                 (),
             ),
-            *_health_statements(),
+            *_health_statements(success_floor),
             ("DROP TABLE rollup_prior", ()),
         ]
     )
