@@ -3,6 +3,7 @@ schemas: identifiers come from ``nugen_etl.schemas`` only; values are never form
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 import pyarrow as pa
@@ -90,22 +91,23 @@ def duplicate_key_sql(spec: TableSpec) -> str:
     return f"SELECT {keys}, count(*) FROM {staging_name(spec.name)} GROUP BY {keys} HAVING count(*) > 1 LIMIT 1"
 
 
-def appending_query(batch: StagedBatch) -> Statement | None:
-    """The query that says whether ``batch`` only appends (``rollups.appending_query``), or None when
-    its shape already rules that out: rows on more than one day, or rows its own rollups leave to the
-    full upkeep (``rollup_batch``: a key shared within a snapshot, a huge usage_count)."""
+def only_appends(batch: StagedBatch, ask: Callable[[Statement], bool]) -> bool:
+    """Whether ``batch`` only appends (``rollups.appending_query``, answered by ``ask`` inside the
+    load's transaction, with the staging tables in place); False without asking when its shape rules
+    that out: rows on more than one day, or rows its own rollups leave to the full upkeep
+    (``rollup_batch``: a key shared within a snapshot, a huge usage_count)."""
     if batch.data_days is None or batch.data_days[0] != batch.data_days[1]:
-        return None
+        return False
     daily, days = batch.tables["stg_rollup_daily"], batch.tables["stg_rollup_days"]
     if daily.num_rows and pc.count_distinct(daily["account_id"]).as_py() != days.num_rows:
-        return None
-    return rollups.appending_query(batch.data_days[0])
+        return False
+    return ask(rollups.appending_query(batch.data_days[0]))
 
 
 def load_statements(batch: StagedBatch, *, analyze: bool = True, appending: bool = False) -> list[Statement]:
     """The batch's statements in order (``?`` placeholders), for an engine to run inside one
     transaction: the slots replaced, evaluations and runs upserted, the rollups brought up to date
-    (``appending``: what ``appending_query`` answered, run in the same transaction before these;
+    (``appending``: what ``only_appends`` answered in the same transaction, before these;
     ``analyze``: see ``rollups.maintenance_statements``)."""
     replace = [(delete_slot_sql(spec), ()) for spec in SLOT_TABLES]
     replace += [(insert_slot_sql(spec), ()) for spec in SLOT_TABLES]

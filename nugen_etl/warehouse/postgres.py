@@ -14,7 +14,7 @@ from psycopg import errors as pg_errors
 from nugen_etl.errors import WarehouseError, WarehouseUnavailable
 from nugen_etl.warehouse import migrations, pg_binary
 from nugen_etl.warehouse.base import Warehouse, lock_key
-from nugen_etl.warehouse.load_sql import SCHEMA, SLOT_TABLES, appending_query, insert_slot_sql, load_statements
+from nugen_etl.warehouse.load_sql import SCHEMA, SLOT_TABLES, insert_slot_sql, load_statements, only_appends
 from nugen_etl.warehouse.rollups import Statement
 from nugen_etl.warehouse.staging import StagedBatch, staging_name
 
@@ -124,12 +124,7 @@ class PostgresWarehouse(Warehouse):
             # Two loads of the same (account, slot) serialize here; the later one replaces the first.
             keys = sorted({lock_key("nugen_etl", "slot", a, s.isoformat()) for a, s in batch.slot_keys})
             cur.execute("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%s::bigint[]) AS k", [keys])
-            check = appending_query(batch)
-            if check is not None:
-                _execute(cur, *check)
-                appending = bool(cur.fetchall()[0][0])
-            else:
-                appending = False
+            appending = only_appends(batch, lambda query: _fetch_one(cur, *query))
             for sql, params in load_statements(batch, appending=appending):
                 spec = _SLOT_INSERTS.get(sql)
                 if spec is None:
@@ -176,6 +171,12 @@ def _execute(cur: psycopg.Cursor | psycopg.Connection, sql: str, params: Sequenc
         cur.execute(qmark_to_pyformat(sql), list(params))
     else:
         cur.execute(sql)
+
+
+def _fetch_one(cur: psycopg.Cursor, sql: str, params: Sequence[Any]) -> bool:
+    """The boolean a one-row, one-column query answers."""
+    _execute(cur, sql, params)
+    return bool(cur.fetchall()[0][0])
 
 
 def _copy_staging(cur: psycopg.Cursor, name: str, table: pa.Table) -> None:

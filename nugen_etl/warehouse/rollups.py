@@ -165,9 +165,17 @@ WHERE observation > 1
   AND (status IS DISTINCT FROM prev_status OR deployment_status IS DISTINCT FROM prev_deployment_status)"""
 
 
-_BOUNDARY_DELTA = (
-    "CASE WHEN cur.first_usage_count < prv.usage_count THEN cur.first_usage_count ELSE cur.first_usage_count - prv.usage_count END"
-)
+def _null_sum(*terms: str) -> str:
+    """SUM's rule over ``terms``: NULL when every one is, else the sum of those that are not."""
+    return f"CASE WHEN {' AND '.join(f'{t} IS NULL' for t in terms)} THEN NULL ELSE {' + '.join(f'COALESCE({t}, 0)' for t in terms)} END"
+
+
+def _pair(current: str, previous: str) -> str:
+    """One usage pair's delta (a counter reset counts the new value), NULL when either end is."""
+    return f"CASE WHEN {current} < {previous} THEN {current} ELSE {current} - {previous} END"
+
+
+_BOUNDARY_DELTA = _pair("cur.first_usage_count", "prv.usage_count")
 
 
 def _set_usage_delta(pairs: str, *, floored: bool = False) -> str:
@@ -177,8 +185,7 @@ def _set_usage_delta(pairs: str, *, floored: bool = False) -> str:
     floor = " AND cur.day >= ?" if floored else ""
     return f"""
 UPDATE nugen.rollup_model_daily AS d
-SET usage_delta = CASE WHEN d.usage_delta_within_day IS NULL AND b.boundary IS NULL THEN NULL
-                       ELSE COALESCE(d.usage_delta_within_day, 0) + COALESCE(b.boundary, 0) END
+SET usage_delta = {_null_sum("d.usage_delta_within_day", "b.boundary")}
 FROM (
     SELECT p.account_id, p.model_key, p.day, {_BOUNDARY_DELTA} AS boundary
     FROM ({pairs}) AS p
@@ -453,16 +460,6 @@ def maintenance_statements(
             *[(f"DROP TABLE {name}", ()) for name in TEMP_TABLES],
         ]
     )
-
-
-def _null_sum(*terms: str) -> str:
-    """SUM's rule over ``terms``: NULL when every one is, else the sum of those that are not."""
-    return f"CASE WHEN {' AND '.join(f'{t} IS NULL' for t in terms)} THEN NULL ELSE {' + '.join(f'COALESCE({t}, 0)' for t in terms)} END"
-
-
-def _pair(current: str, previous: str) -> str:
-    """One usage pair's delta (a counter reset counts the new value), NULL when either end is."""
-    return f"CASE WHEN {current} < {previous} THEN {current} ELSE {current} - {previous} END"
 
 
 def appending_query(day: date) -> Statement:
